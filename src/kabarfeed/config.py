@@ -1,0 +1,459 @@
+"""Load ``config.toml`` (+ environment overrides) into validated, frozen objects.
+
+Every problem is reported at once, each naming the file and the key path::
+
+    config.toml: sources[2].interval: "15x" is not a duration like "15m"
+
+Relative paths resolve against the config file's folder. Environment variables
+``KABARFEED_<SECTION>_<KEY>`` override scalar keys of the single-table
+sections (e.g. ``KABARFEED_SMTP_PASSWORD``, ``KABARFEED_STORAGE_URL``); that is
+where secrets belong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from kabarfeed.errors import ConfigError
+from kabarfeed.models import Category, Region, Taxonomy
+
+ENV_PREFIX = "KABARFEED_"
+DEFAULT_CONFIG_NAME = "config.toml"
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_HHMM_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse ``"15m"``, ``"2h"``, ``"7d"``, ``"500ms"`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match:
+            return timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2]])
+    raise ValueError(f'"{value}" is not a duration like "15m" (units: ms, s, m, h, d, w)')
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(
+            f'"{value}" is not an IANA time zone (e.g. "Asia/Jakarta", "Asia/Makassar")'
+        ) from e
+    return value
+
+
+def _check_slug(value: str) -> str:
+    if not _SLUG_RE.match(value):
+        raise ValueError(f'"{value}" is not a slug (lowercase letters, digits and hyphens)')
+    return value
+
+
+def _check_hhmm(value: str) -> str:
+    if not _HHMM_RE.match(value):
+        raise ValueError(f'"{value}" is not a time like "06:00"')
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
+Slug = Annotated[str, AfterValidator(_check_slug)]
+HHMM = Annotated[str, AfterValidator(_check_hhmm)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteConfig(_Section):
+    """``[site]``: identity of the publication."""
+
+    title: str = "Nusantara Plus"
+    base_url: str = "http://127.0.0.1:8080"
+    language: Literal["id", "en"] = "id"
+    timezone: TimeZoneName = "Asia/Makassar"
+    description: str = ""
+    postal_address: str = ""
+    secret: SecretStr = SecretStr("")
+
+    @model_validator(mode="after")
+    def _strip_base(self) -> SiteConfig:
+        if not re.match(r"^https?://[^/\s]+", self.base_url):
+            raise ValueError(f'base_url "{self.base_url}" must start with http:// or https://')
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        return self
+
+
+class StorageConfig(_Section):
+    """``[storage]``: database URL (SQLite default, PostgreSQL for scale-out)."""
+
+    url: str = "sqlite:///var/kabarfeed.db"
+
+
+class SourceConfig(_Section):
+    """One ``[[sources]]`` entry."""
+
+    name: Slug
+    kind: Literal["directory", "feed"]
+    path: Path | None = None
+    url: str | None = None
+    interval: Duration = timedelta(minutes=15)
+    region: Slug | None = None
+    category: Slug | None = None
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> SourceConfig:
+        if self.kind == "directory" and self.path is None:
+            raise ValueError('a "directory" source needs path = "folder"')
+        if self.kind == "feed" and not self.url:
+            raise ValueError('a "feed" source needs url = "https://..."')
+        if self.kind == "feed" and self.url and not re.match(r"^(https?://|file:)", self.url):
+            raise ValueError(f'url "{self.url}" must be http://, https:// or file:')
+        return self
+
+
+class RegionConfig(_Section):
+    """One ``[[regions]]`` entry (province or city/regency)."""
+
+    slug: Slug
+    name: str
+    parent: Slug | None = None
+    timezone: TimeZoneName | None = None
+    aliases: tuple[str, ...] = ()
+
+
+class CategoryConfig(_Section):
+    """One ``[[categories]]`` entry."""
+
+    slug: Slug
+    name: str
+    keywords: tuple[str, ...] = ()
+
+
+class IngestConfig(_Section):
+    """``[ingest]``: fetch limits and retry policy for feed sources."""
+
+    timeout: Duration = timedelta(seconds=20)
+    max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_redirects: int = Field(default=5, ge=0)
+    retry_base: Duration = timedelta(minutes=5)
+    retry_max: Duration = timedelta(hours=6)
+    interval_jitter: float = Field(default=0.1, ge=0, le=1)
+
+
+class FeedsConfig(_Section):
+    """``[feeds]``: what is published and where."""
+
+    output: Path = Path("public")
+    items: int = Field(default=50, gt=0, le=1000)
+    formats: tuple[Literal["rss", "atom", "json"], ...] = ("rss", "atom", "json")
+    full_content: bool = True
+    websub_hub: str = ""
+    cache_max_age: Duration = timedelta(minutes=5)
+    build_delay: Duration = timedelta(seconds=10)
+
+
+class DigestConfig(_Section):
+    """``[digest]``: what goes into each subscriber's daily edition."""
+
+    send_at: HHMM = "06:00"
+    max_age: Duration = timedelta(hours=48)
+    first_window: Duration = timedelta(hours=24)
+    max_articles: int = Field(default=30, gt=0, le=200)
+    summary_chars: int = Field(default=300, gt=0)
+    skip_empty: bool = True
+    max_lateness: Duration = timedelta(hours=6)
+    from_address: str = "redaksi@news.example.id"
+    from_name: str = ""
+    reply_to: str = ""
+    unsubscribe_mailto: str = ""
+    advertorial_label: str = "Advertorial"
+    logo_url: str = ""
+    templates: Path | None = None
+
+
+class SmtpConfig(_Section):
+    """``[smtp]``: the outgoing mail server. No host means maildir delivery."""
+
+    host: str = ""
+    port: int = Field(default=587, gt=0, lt=65536)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    timeout: Duration = timedelta(seconds=30)
+    ca_file: Path | None = None
+    verify_tls: bool = True
+    pool_size: int = Field(default=4, gt=0, le=64)
+    max_per_connection: int = Field(default=100, gt=0)
+    rate_per_second: float = Field(default=0, ge=0)
+    rate_per_minute: float = Field(default=0, ge=0)
+    max_attempts: int = Field(default=5, gt=0)
+    retry_base: Duration = timedelta(minutes=1)
+    retry_max: Duration = timedelta(hours=2)
+    bounce_threshold: int = Field(default=3, gt=0)
+    envelope_from: str = ""
+    pause_after_failures: int = Field(default=10, gt=0)
+    helo: str = ""
+
+
+class MaildirConfig(_Section):
+    """``[maildir]``: where messages go when no SMTP host is configured."""
+
+    path: Path = Path("var/maildir")
+
+
+class DkimConfig(_Section):
+    """``[dkim]``: optional DKIM signing of outgoing mail."""
+
+    enabled: bool = False
+    domain: str = ""
+    selector: str = ""
+    key_file: Path | None = None
+    algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
+
+    @model_validator(mode="after")
+    def _complete(self) -> DkimConfig:
+        if self.enabled and not (self.domain and self.selector and self.key_file):
+            raise ValueError("enabled DKIM needs domain, selector and key_file")
+        return self
+
+
+class WebConfig(_Section):
+    """``[web]``: the HTTP server (feeds, subscription pages)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, lt=65536)
+    confirm_ttl: Duration = timedelta(days=7)
+    resend_interval: Duration = timedelta(minutes=10)
+    subscribe_per_ip_per_hour: int = Field(default=20, gt=0)
+    consent_version: str = "2025-11"
+
+
+class LoggingConfig(_Section):
+    """``[logging]``: text on a terminal, or JSON lines."""
+
+    format: Literal["text", "json"] = "text"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(_Section):
+    """The whole validated configuration. Immutable; reload builds a new one."""
+
+    site: SiteConfig = SiteConfig()
+    storage: StorageConfig = StorageConfig()
+    ingest: IngestConfig = IngestConfig()
+    sources: tuple[SourceConfig, ...] = ()
+    regions: tuple[RegionConfig, ...] = ()
+    categories: tuple[CategoryConfig, ...] = ()
+    feeds: FeedsConfig = FeedsConfig()
+    digest: DigestConfig = DigestConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    maildir: MaildirConfig = MaildirConfig()
+    dkim: DkimConfig = DkimConfig()
+    web: WebConfig = WebConfig()
+    logging: LoggingConfig = LoggingConfig()
+    path: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        """Regions (zones inherited from parents, else the site zone) and categories."""
+        return build_taxonomy(self)
+
+    def source(self, name: str) -> SourceConfig | None:
+        """The source named ``name``, or ``None``."""
+        return next((s for s in self.sources if s.name == name), None)
+
+
+def build_taxonomy(config: Config) -> Taxonomy:
+    """Turn the region/category config into the pure :class:`Taxonomy`."""
+    by_slug = {r.slug: r for r in config.regions}
+
+    def zone(slug: str, seen: frozenset[str] = frozenset()) -> str:
+        region = by_slug[slug]
+        if region.timezone:
+            return region.timezone
+        if region.parent and region.parent in by_slug and region.parent not in seen:
+            return zone(region.parent, seen | {slug})
+        return config.site.timezone
+
+    regions = tuple(
+        Region(r.slug, r.name, zone(r.slug), r.parent, tuple(r.aliases)) for r in config.regions
+    )
+    categories = tuple(Category(c.slug, c.name, tuple(c.keywords)) for c in config.categories)
+    return Taxonomy(regions, categories)
+
+
+def _cross_checks(config: Config) -> list[tuple[str, str]]:
+    """Problems that span several keys: duplicates, unknown references, cycles."""
+    problems: list[tuple[str, str]] = []
+    for key, items in (("sources", config.sources), ("regions", config.regions),
+                       ("categories", config.categories)):
+        seen: set[str] = set()
+        for i, item in enumerate(items):
+            ident = item.name if isinstance(item, SourceConfig) else item.slug
+            if ident in seen:
+                problems.append((f"{key}[{i}]", f'"{ident}" is defined twice'))
+            seen.add(ident)
+    region_slugs = {r.slug for r in config.regions}
+    category_slugs = {c.slug for c in config.categories}
+    for i, r in enumerate(config.regions):
+        if r.parent and r.parent not in region_slugs:
+            problems.append((f"regions[{i}].parent", _unknown("region", r.parent, region_slugs)))
+        elif r.parent and r.slug in build_taxonomy(config).ancestors(r.slug):
+            problems.append((f"regions[{i}].parent", f'"{r.parent}" makes a cycle'))
+    for i, s in enumerate(config.sources):
+        if s.region and s.region not in region_slugs:
+            problems.append((f"sources[{i}].region", _unknown("region", s.region, region_slugs)))
+        if s.category and s.category not in category_slugs:
+            problems.append(
+                (f"sources[{i}].category", _unknown("category", s.category, category_slugs))
+            )
+    if config.feeds.websub_hub and not config.feeds.websub_hub.startswith(("http://", "https://")):
+        problems.append(("feeds.websub_hub", "must be an http(s) URL"))
+    return problems
+
+
+def _unknown(kind: str, value: str, valid: set[str]) -> str:
+    choices = ", ".join(sorted(valid)) or "none defined"
+    return f'unknown {kind} "{value}" (valid: {choices})'
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not out:
+            out = str(part)
+        else:
+            out += f".{part}"
+    return out or "(top level)"
+
+
+def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        message = "unknown key (check the spelling; see the commented config.toml)"
+    elif err["type"] == "missing":
+        message = "is required"
+    elif err["type"] in ("literal_error", "enum"):
+        message = f'"{err.get("input")}" is not allowed: {message.lower()}'
+    return _format_loc(loc), message
+
+
+def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Apply ``KABARFEED_SECTION_KEY`` variables to single-table sections."""
+    sections = {
+        name for name, field in Config.model_fields.items()
+        if isinstance(field.default, BaseModel)
+    }
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for var, value in environ.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX):].lower()
+        section, _, key = rest.partition("_")
+        if section in sections and key:
+            table = merged.setdefault(section, {})
+            if isinstance(table, dict):
+                table[key] = value
+    return merged
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    """Make every relative path (and relative SQLite URL) absolute against ``base``."""
+
+    def fix(p: Path | None) -> Path | None:
+        return p if p is None or p.is_absolute() else (base / p).resolve()
+
+    url = config.storage.url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
+        url = "sqlite:///" + str((base / url.removeprefix("sqlite:///")).resolve())
+    def fix_url(u: str | None) -> str | None:
+        if u and u.startswith("file:") and not u.startswith("file:///"):
+            return (base / u.removeprefix("file:").removeprefix("//")).resolve().as_uri()
+        return u
+
+    return config.model_copy(update={
+        "path": config.path,
+        "storage": config.storage.model_copy(update={"url": url}),
+        "sources": tuple(s.model_copy(update={"path": fix(s.path), "url": fix_url(s.url)})
+                         for s in config.sources),
+        "feeds": config.feeds.model_copy(update={"output": fix(config.feeds.output)}),
+        "digest": config.digest.model_copy(update={"templates": fix(config.digest.templates)}),
+        "smtp": config.smtp.model_copy(update={"ca_file": fix(config.smtp.ca_file)}),
+        "maildir": config.maildir.model_copy(update={"path": fix(config.maildir.path)}),
+        "dkim": config.dkim.model_copy(update={"key_file": fix(config.dkim.key_file)}),
+    })
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Validate already-loaded TOML data; raise :class:`ConfigError` listing every problem."""
+    label = path.name if path else DEFAULT_CONFIG_NAME
+    merged = _env_overrides(dict(data), os.environ if environ is None else environ)
+    try:
+        config = Config.model_validate(merged)
+    except ValidationError as e:
+        problems = [_format_error(err) for err in e.errors()]
+        raise ConfigError([f"{label}: {loc}: {msg}" for loc, msg in problems]) from e
+    cross = _cross_checks(config)
+    if cross:
+        raise ConfigError([f"{label}: {loc}: {msg}" for loc, msg in cross])
+    base = path.parent if path else Path.cwd()
+    return _resolve_paths(config.model_copy(update={"path": path}), base.resolve())
+
+
+def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate ``path``. Raises :class:`ConfigError` with every problem."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as e:
+        raise ConfigError(
+            [f"{path}: file not found"],
+            hint="pass --config PATH or set KABARFEED_CONFIG",
+        ) from e
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from e
+    try:
+        data = tomllib.loads(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path.name}: not UTF-8 text (byte {e.start})"]) from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{path.name}: TOML syntax error: {e}"]) from e
+    return parse_config(data, path=path.resolve(), environ=environ)
+
+
+def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """``$KABARFEED_CONFIG`` if set, else ``./config.toml``."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("KABARFEED_CONFIG") or DEFAULT_CONFIG_NAME)

@@ -1,0 +1,337 @@
+"""Ingestion: sources -> normalise -> classify -> dedupe -> store.
+
+One bad source never stops the run: its failure is stored on its row
+(``last_error``, ``error_count``, ``next_fetch_at`` with backoff) and logged,
+and nothing already stored is touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import httpx
+
+from kabarfeed.classify import Signals, classify
+from kabarfeed.config import Config, SourceConfig
+from kabarfeed.errors import KabarfeedError, ParseError, SourceError
+from kabarfeed.models import Article, Clock, Image, RawArticle, Taxonomy
+from kabarfeed.normalize import (
+    absolute_url,
+    canonical_url,
+    clean_text,
+    content_hash,
+    decide_dates,
+    first_image,
+    sanitize_html,
+    stable_key,
+    truncate,
+)
+from kabarfeed.sources import directory, feed
+from kabarfeed.store import Database
+from kabarfeed.store import articles as article_store
+from kabarfeed.store import sources as source_store
+
+log = logging.getLogger(__name__)
+SUMMARY_CHARS = 500
+LEAD_CHARS = 600
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOutcome:
+    """What one source contributed to a run."""
+
+    source: str
+    ok: bool
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: bool = False
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+    changed_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    """The whole run: one outcome per source."""
+
+    outcomes: tuple[SourceOutcome, ...] = ()
+
+    @property
+    def failed(self) -> int:
+        """Sources that failed outright."""
+        return sum(1 for o in self.outcomes if not o.ok)
+
+    @property
+    def succeeded(self) -> int:
+        """Sources read (possibly with warnings)."""
+        return sum(1 for o in self.outcomes if o.ok)
+
+    def total(self, attr: str) -> int:
+        """Sum of ``new``, ``updated`` or ``unchanged`` over sources."""
+        return sum(int(getattr(o, attr)) for o in self.outcomes)
+
+    @property
+    def changed_ids(self) -> tuple[str, ...]:
+        """Ids of articles inserted or edited in this run."""
+        return tuple(i for o in self.outcomes for i in o.changed_ids)
+
+    @property
+    def all_failed(self) -> bool:
+        """True when sources were attempted and none worked."""
+        attempted = [o for o in self.outcomes if not o.skipped]
+        return bool(attempted) and all(not o.ok for o in attempted)
+
+    def summary(self) -> str:
+        """One line for logs and non-interactive output."""
+        return (
+            f"sources ok {self.succeeded}, failed {self.failed}; articles new "
+            f"{self.total('new')}, updated {self.total('updated')}, unchanged "
+            f"{self.total('unchanged')}"
+        )
+
+
+# ---------------------------------------------------------------- pure part
+
+
+def retry_delay(
+    error_count: int, *, base: timedelta, maximum: timedelta, rand: Callable[[], float]
+) -> timedelta:
+    """Exponential backoff with +-20% jitter: base, 2*base, 4*base ... up to maximum."""
+    raw = base.total_seconds() * (2 ** max(error_count - 1, 0))
+    capped = min(raw, maximum.total_seconds())
+    return timedelta(seconds=capped * (0.8 + 0.4 * rand()))
+
+
+def next_regular_fetch(
+    now: datetime, interval: timedelta, *, jitter: float, rand: Callable[[], float]
+) -> datetime:
+    """The next fetch for a healthy source: interval, spread by +-jitter."""
+    spread = interval.total_seconds() * jitter * (2 * rand() - 1)
+    return now + interval + timedelta(seconds=spread)
+
+
+def _lead(content_html: str) -> str:
+    return truncate(clean_text(content_html), LEAD_CHARS)
+
+
+def _guid_key(raw: RawArticle) -> str | None:
+    """Globally unique guids (URLs, tag: URIs) dedupe across sources; others
+    only within their own source."""
+    if not raw.guid:
+        return None
+    guid = raw.guid.strip()
+    if guid.startswith(("http://", "https://", "tag:", "urn:")):
+        return stable_key("guid", guid)
+    return stable_key("guid", raw.source, guid)
+
+
+def _image(raw: RawArticle, content: str, base: str) -> Image | None:
+    if raw.image and raw.image.url:
+        url = absolute_url(raw.image.url, base)
+        if url:
+            caption = clean_text(raw.image.caption) or None
+            return Image(url, caption, raw.image.type, raw.image.length)
+    found = first_image(content)
+    return Image(found) if found else None
+
+
+def prepare(
+    raw: RawArticle,
+    *,
+    source: SourceConfig,
+    taxonomy: Taxonomy,
+    language: str,
+    default_tz: str,
+    now: datetime,
+) -> tuple[article_store.Prepared, list[str]]:
+    """Normalise and classify one raw article. Pure; raises ParseError when
+    the article has no usable title or link."""
+    title = clean_text(raw.title)
+    url = absolute_url(raw.url, raw.origin if "://" in raw.origin else None)
+    if not title:
+        raise ParseError(f"{raw.origin}: an item has no title")
+    if not url:
+        raise ParseError(f"{raw.origin}: item {title[:60]!r} has no usable link")
+    content = sanitize_html(raw.content_html or raw.summary, base_url=url)
+    summary = truncate(clean_text(raw.summary or content), SUMMARY_CHARS)
+    published, updated, warnings = decide_dates(raw.published, raw.updated, now=now)
+    signals = Signals(
+        title=title, lead=_lead(content), dateline_city=raw.dateline_city,
+        explicit_regions=raw.regions, explicit_categories=raw.categories, tags=raw.tags,
+        explicit_advertorial=raw.advertorial, source_region=source.region,
+        source_category=source.category,
+    )
+    decided = classify(taxonomy, signals)
+    region_tz = next((r.timezone for r in taxonomy.regions if r.slug in decided.regions[:1]),
+                     None)
+    chash = content_hash(title, content or summary)
+    article = Article(
+        id=stable_key("article", raw.source, raw.guid or canonical_url(url))[:24],
+        source=raw.source, url=url, title=title, published=published, updated=updated,
+        first_seen=now, content_hash=chash, guid=raw.guid, author=clean_text(raw.author) or None,
+        summary=summary, content_html=content, image=_image(raw, content, url),
+        regions=decided.regions, categories=decided.categories, advertorial=decided.advertorial,
+        language=(raw.language or language).lower()[:16],
+        local_tz=raw.local_tz or region_tz or default_tz,
+    )
+    revision = stable_key(
+        article.url, article.title, article.author, article.summary, article.content_html,
+        repr(article.image), ",".join(article.regions), ",".join(article.categories),
+        str(article.advertorial), article.published.isoformat(),
+    )
+    prepared = article_store.Prepared(article, _guid_key(raw), stable_key(canonical_url(url)),
+                                      revision)
+    return prepared, [*raw.warnings, *warnings]
+
+
+# ---------------------------------------------------------------- I/O part
+
+
+@dataclass
+class Ingestor:
+    """Runs ingestion for configured sources against one database.
+
+    Holds no configuration of its own beyond what it is given; build a new one
+    after a config reload.
+    """
+
+    config: Config
+    db: Database
+    clock: Clock
+    client: httpx.Client | None = None
+    rand: Callable[[], float] = field(default=random.random)
+
+    def run(self, only: Sequence[str] | None = None, *, due_only: bool = False,
+            progress: Callable[[SourceOutcome], None] | None = None) -> IngestReport:
+        """Ingest every enabled source (or those named), one after another."""
+        selected = [s for s in self.config.sources if s.enabled and (not only or s.name in only)]
+        outcomes = []
+        for source in selected:
+            outcome = self.run_source(source, due_only=due_only)
+            outcomes.append(outcome)
+            if progress:
+                progress(outcome)
+        return IngestReport(tuple(outcomes))
+
+    def run_source(self, source: SourceConfig, *, due_only: bool = False) -> SourceOutcome:
+        """Ingest one source; every failure is recorded on its row, never raised."""
+        now = self.clock()
+        location = str(source.path) if source.kind == "directory" else (source.url or "")
+        with self.db.begin() as conn:
+            source_store.ensure_source(conn, source.name, source.kind, location, now=now)
+            state = source_store.get_source(conn, source.name)
+        if due_only and state and state.next_fetch_at and state.next_fetch_at > now:
+            return SourceOutcome(source.name, ok=True, skipped=True)
+        try:
+            return self._ingest(source, state, now)
+        except KabarfeedError as e:
+            return self._fail(source, state, now, str(e))
+        except Exception as e:  # one source must never abort the run
+            log.exception("unexpected error ingesting source %s", source.name)
+            return self._fail(source, state, now, f"internal error: {e.__class__.__name__}: {e}")
+
+    def _fail(self, source: SourceConfig, state: source_store.SourceState | None,
+              now: datetime, message: str) -> SourceOutcome:
+        count = (state.error_count if state else 0) + 1
+        delay = retry_delay(count, base=self.config.ingest.retry_base,
+                            maximum=max(self.config.ingest.retry_max, source.interval),
+                            rand=self.rand)
+        with self.db.begin() as conn:
+            source_store.record_failure(conn, source.name, message, now=now,
+                                        next_fetch_at=now + delay)
+        log.warning("source %s failed (%d in a row, retry in %s): %s",
+                    source.name, count, _human(delay), message,
+                    extra={"source": source.name})
+        return SourceOutcome(source.name, ok=False, error=message)
+
+    def _ingest(self, source: SourceConfig, state: source_store.SourceState | None,
+                now: datetime) -> SourceOutcome:
+        validators: tuple[str | None, str | None] = (None, None)
+        if source.kind == "directory":
+            raws, problems = self._read_directory(source)
+        else:
+            fetched = self._fetch_feed(source, state)
+            if fetched is None:
+                return self._done(source, now, [], [], (state.etag, state.last_modified)
+                                  if state else (None, None))
+            raws, problems, validators = fetched
+        return self._done(source, now, raws, problems, validators)
+
+    def _read_directory(self, source: SourceConfig) -> tuple[list[RawArticle], list[str]]:
+        assert source.path is not None
+        result = directory.read_directory(
+            source.name, source.path, default_tz=self.config.site.timezone,
+            base_url=self.config.site.base_url,
+        )
+        problems = [f"{p.path}: {p.message}" for p in result.problems]
+        if problems and not result.articles:
+            raise SourceError("; ".join(problems[:5]) + _more(problems, 5))
+        return list(result.articles), problems
+
+    def _fetch_feed(
+        self, source: SourceConfig, state: source_store.SourceState | None
+    ) -> tuple[list[RawArticle], list[str], tuple[str | None, str | None]] | None:
+        assert source.url is not None
+        limits = feed.FetchLimits(
+            timeout=self.config.ingest.timeout.total_seconds(),
+            max_bytes=self.config.ingest.max_bytes,
+            max_redirects=self.config.ingest.max_redirects,
+        )
+        client = self.client or feed.make_client(limits)
+        try:
+            result = feed.fetch(client, source.url, etag=state.etag if state else None,
+                                last_modified=state.last_modified if state else None,
+                                limits=limits)
+        finally:
+            if self.client is None:
+                client.close()
+        if result.status == "not_modified":
+            return None
+        parsed = feed.parse_feed(result.content, source=source.name, url=result.url,
+                                 content_type=result.content_type)
+        return list(parsed.articles), list(parsed.warnings), (result.etag, result.last_modified)
+
+    def _done(self, source: SourceConfig, now: datetime, raws: list[RawArticle],
+              problems: list[str], validators: tuple[str | None, str | None]) -> SourceOutcome:
+        taxonomy = self.config.taxonomy
+        prepared: list[article_store.Prepared] = []
+        warnings = list(problems)
+        for raw in raws:
+            try:
+                item, item_warnings = prepare(
+                    raw, source=source, taxonomy=taxonomy, language=self.config.site.language,
+                    default_tz=self.config.site.timezone, now=now)
+            except ParseError as e:
+                warnings.append(str(e))
+                continue
+            prepared.append(item)
+            warnings.extend(f"{raw.origin}: {w}" for w in item_warnings)
+        next_fetch = next_regular_fetch(now, source.interval,
+                                        jitter=self.config.ingest.interval_jitter, rand=self.rand)
+        with self.db.begin() as conn:
+            counts = article_store.save_articles(conn, prepared, now=now)
+            source_store.record_success(
+                conn, source.name, now=now, next_fetch_at=next_fetch, etag=validators[0],
+                last_modified=validators[1],
+                warning=("; ".join(problems[:5]) + _more(problems, 5)) if problems else None,
+            )
+        for w in warnings:
+            log.warning("source %s: %s", source.name, w, extra={"source": source.name})
+        return SourceOutcome(source.name, True, counts.new, counts.updated, counts.unchanged,
+                             warnings=tuple(warnings), changed_ids=counts.changed_ids)
+
+
+def _more(items: Sequence[str], shown: int) -> str:
+    return f" (+{len(items) - shown} more)" if len(items) > shown else ""
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds // 60}m" if seconds >= 60 else f"{seconds}s"

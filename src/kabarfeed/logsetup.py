@@ -1,0 +1,57 @@
+"""Logging: readable on a terminal, JSON lines when configured.
+
+Context goes in ``extra=`` keys (``source``, ``subscriber_id``, ...); the
+formatter never prints e-mail addresses or secrets it is not given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and context keys."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                payload[key] = value if isinstance(value, str | int | float | bool) else str(value)
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False)
+
+
+def setup_logging(fmt: str = "text", level: str = "INFO", *, verbose: bool = False) -> None:
+    """Configure the root logger once per process (idempotent)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_kabarfeed", False):
+            root.removeHandler(handler)
+    handler: logging.Handler
+    if fmt == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    elif sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler = RichHandler(show_path=False, rich_tracebacks=verbose)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler._kabarfeed = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel("DEBUG" if verbose else level)
+    for noisy in ("httpx", "httpcore", "apscheduler.executors", "aiosmtplib", "mail.log"):
+        logging.getLogger(noisy).setLevel("WARNING")

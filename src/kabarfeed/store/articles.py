@@ -1,0 +1,264 @@
+"""Article queries: dedup-aware bulk save and selection for feeds and digests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
+
+from kabarfeed.models import Article, Image
+from kabarfeed.store.schema import article_categories, article_regions, articles
+
+_CHUNK = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """An article ready to store, with its dedup keys and a revision hash
+    covering every stored field (a changed revision means an upstream edit)."""
+
+    article: Article
+    guid_key: str | None
+    url_key: str
+    revision: str
+
+
+@dataclass(frozen=True, slots=True)
+class SaveCounts:
+    """How a batch landed: new rows, edited rows, already-known duplicates."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    changed_ids: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class _Known:
+    id: str
+    source: str
+    revision: str
+    updated_at: datetime
+    first_seen_at: datetime
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def _known_rows(conn: Connection, batch: Sequence[Prepared]) -> list[Row[Any]]:
+    guid_keys = sorted({p.guid_key for p in batch if p.guid_key})
+    url_keys = sorted({p.url_key for p in batch})
+    hashes = sorted({p.article.content_hash for p in batch})
+    cols = (articles.c.id, articles.c.source, articles.c.revision, articles.c.updated_at,
+            articles.c.first_seen_at, articles.c.guid_key, articles.c.url_key,
+            articles.c.content_hash)
+    rows: list[Row[Any]] = []
+    for column, keys in ((articles.c.guid_key, guid_keys), (articles.c.url_key, url_keys),
+                         (articles.c.content_hash, hashes)):
+        for chunk in _chunks(keys):
+            rows.extend(conn.execute(select(*cols).where(column.in_(chunk))))
+    return rows
+
+
+class _Index:
+    """Known articles by guid key, URL key and content hash."""
+
+    def __init__(self, rows: Iterable[Row[Any]]) -> None:
+        self.by_guid: dict[str, _Known] = {}
+        self.by_url: dict[str, _Known] = {}
+        self.by_hash: dict[str, _Known] = {}
+        for r in rows:
+            known = _Known(r.id, r.source, r.revision, r.updated_at, r.first_seen_at)
+            self.add(known, r.guid_key, r.url_key, r.content_hash)
+
+    def add(self, known: _Known, guid_key: str | None, url_key: str, chash: str) -> None:
+        if guid_key:
+            self.by_guid.setdefault(guid_key, known)
+        self.by_url.setdefault(url_key, known)
+        self.by_hash.setdefault(chash, known)
+
+    def match(self, p: Prepared) -> tuple[_Known | None, bool]:
+        """The known row for ``p`` and whether it is the same item (guid/URL)
+        rather than a copy of the same content from elsewhere."""
+        same = (p.guid_key and self.by_guid.get(p.guid_key)) or self.by_url.get(p.url_key)
+        if same:
+            return same, True
+        return self.by_hash.get(p.article.content_hash), False
+
+
+def _row_values(p: Prepared) -> dict[str, Any]:
+    a = p.article
+    return {
+        "id": a.id, "source": a.source, "guid": a.guid, "guid_key": p.guid_key, "url": a.url,
+        "url_key": p.url_key, "title": a.title, "author": a.author,
+        "published_at": a.published, "updated_at": a.updated, "first_seen_at": a.first_seen,
+        "changed_at": a.first_seen, "summary": a.summary, "content_html": a.content_html,
+        "image_url": a.image.url if a.image else None,
+        "image_caption": a.image.caption if a.image else None,
+        "image_type": a.image.type if a.image else None,
+        "image_length": a.image.length if a.image else None,
+        "advertorial": a.advertorial, "language": a.language, "local_tz": a.local_tz,
+        "content_hash": a.content_hash, "revision": p.revision,
+    }
+
+
+def _link_rows(article: Article) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    regions = [{"article_id": article.id, "region": r} for r in article.regions]
+    categories = [{"article_id": article.id, "category": c} for c in article.categories]
+    return regions, categories
+
+
+def save_articles(conn: Connection, batch: Sequence[Prepared], *, now: datetime) -> SaveCounts:
+    """Insert new articles, update edited ones, skip known ones — in bulk.
+
+    The same item (same guid or canonical URL) updates in place when its
+    revision changed; the same content from another source is a duplicate.
+    """
+    index = _Index(_known_rows(conn, batch))
+    inserts: list[dict[str, Any]] = []
+    new_regions: list[dict[str, str]] = []
+    new_categories: list[dict[str, str]] = []
+    updated: list[str] = []
+    unchanged = 0
+    for p in batch:
+        known, same_item = index.match(p)
+        if known is None:
+            inserts.append(_row_values(p))
+            regions, categories = _link_rows(p.article)
+            new_regions += regions
+            new_categories += categories
+            index.add(_Known(p.article.id, p.article.source, p.revision, p.article.updated,
+                             p.article.first_seen), p.guid_key, p.url_key, p.article.content_hash)
+        elif same_item and known.revision != p.revision and known.source == p.article.source:
+            _update(conn, known, p, now=now)
+            known.revision = p.revision
+            updated.append(known.id)
+        else:
+            unchanged += 1
+    if inserts:
+        conn.execute(insert(articles), inserts)
+    if new_regions:
+        conn.execute(insert(article_regions), new_regions)
+    if new_categories:
+        conn.execute(insert(article_categories), new_categories)
+    new_ids = tuple(row["id"] for row in inserts)
+    return SaveCounts(len(inserts), len(updated), unchanged, new_ids + tuple(updated))
+
+
+def _update(conn: Connection, known: _Known, p: Prepared, *, now: datetime) -> None:
+    values = _row_values(p)
+    for key in ("id", "first_seen_at", "source"):
+        values.pop(key)
+    newer_upstream = p.article.updated > known.updated_at
+    values["updated_at"] = p.article.updated if newer_upstream else now
+    values["changed_at"] = now
+    conn.execute(update(articles).where(articles.c.id == known.id).values(**values))
+    conn.execute(delete(article_regions).where(article_regions.c.article_id == known.id))
+    conn.execute(delete(article_categories).where(article_categories.c.article_id == known.id))
+    article = p.article
+    regions = [{"article_id": known.id, "region": r} for r in article.regions]
+    categories = [{"article_id": known.id, "category": c} for c in article.categories]
+    if regions:
+        conn.execute(insert(article_regions), regions)
+    if categories:
+        conn.execute(insert(article_categories), categories)
+
+
+def load_articles(
+    conn: Connection,
+    *,
+    regions: Sequence[str] | None = None,
+    categories: Sequence[str] | None = None,
+    published_after: datetime | None = None,
+    first_seen_after: datetime | None = None,
+    first_seen_until: datetime | None = None,
+    ids: Sequence[str] | None = None,
+    limit: int | None = None,
+) -> list[Article]:
+    """Articles matching every given filter, newest published first.
+
+    ``regions``/``categories`` match any of the slugs given (callers expand a
+    province to its cities); ``first_seen_*`` bound the half-open window
+    ``(after, until]`` used by digest editions.
+    """
+    query = select(articles)
+    conds = []
+    if regions is not None:
+        conds.append(articles.c.id.in_(
+            select(article_regions.c.article_id).where(article_regions.c.region.in_(regions))))
+    if categories is not None:
+        conds.append(articles.c.id.in_(select(article_categories.c.article_id)
+                                       .where(article_categories.c.category.in_(categories))))
+    if published_after is not None:
+        conds.append(articles.c.published_at > published_after)
+    if first_seen_after is not None:
+        conds.append(articles.c.first_seen_at > first_seen_after)
+    if first_seen_until is not None:
+        conds.append(articles.c.first_seen_at <= first_seen_until)
+    if ids is not None:
+        conds.append(articles.c.id.in_(list(ids)))
+    if conds:
+        query = query.where(and_(*conds))
+    query = query.order_by(articles.c.published_at.desc(), articles.c.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    rows = list(conn.execute(query))
+    return _hydrate(conn, rows)
+
+
+def _hydrate(conn: Connection, rows: Sequence[Row[Any]]) -> list[Article]:
+    ids = [r.id for r in rows]
+    regions: dict[str, list[str]] = {i: [] for i in ids}
+    categories: dict[str, list[str]] = {i: [] for i in ids}
+    for chunk in _chunks(ids):
+        for r in conn.execute(select(article_regions).where(article_regions.c.article_id
+                                                            .in_(chunk))):
+            regions[r.article_id].append(r.region)
+        for c in conn.execute(select(article_categories)
+                              .where(article_categories.c.article_id.in_(chunk))):
+            categories[c.article_id].append(c.category)
+    return [_article(r, regions[r.id], categories[r.id]) for r in rows]
+
+
+def _article(r: Row[Any], regions: list[str], categories: list[str]) -> Article:
+    image = None
+    if r.image_url:
+        image = Image(r.image_url, r.image_caption, r.image_type, r.image_length)
+    return Article(
+        id=r.id, source=r.source, url=r.url, title=r.title, published=r.published_at,
+        updated=r.updated_at, first_seen=r.first_seen_at, content_hash=r.content_hash,
+        guid=r.guid, author=r.author, summary=r.summary, content_html=r.content_html,
+        image=image, regions=tuple(sorted(regions)), categories=tuple(sorted(categories)),
+        advertorial=bool(r.advertorial), language=r.language, local_tz=r.local_tz,
+    )
+
+
+def get_article(conn: Connection, article_id: str) -> Article | None:
+    """One article by id."""
+    found = load_articles(conn, ids=[article_id])
+    return found[0] if found else None
+
+
+def count_articles(conn: Connection) -> int:
+    """How many articles are stored."""
+    return int(conn.execute(select(func.count()).select_from(articles)).scalar_one())
+
+
+def changed_since(conn: Connection, since: datetime | None) -> list[Article]:
+    """Articles inserted or edited after ``since`` (all when ``None``)."""
+    query = select(articles)
+    if since is not None:
+        query = query.where(articles.c.changed_at > since)
+    return _hydrate(conn, list(conn.execute(query)))
+
+
+def last_change(conn: Connection) -> datetime | None:
+    """When the newest insert or edit happened."""
+    return conn.execute(select(func.max(articles.c.changed_at))).scalar_one_or_none()
+
+
