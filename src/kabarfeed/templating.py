@@ -1,0 +1,43 @@
+"""Where templates live and how Jinja2 environments are made.
+
+Templates ship in the repository's ``templates/`` folder (packaged into the
+wheel as ``kabarfeed/templates``). A publisher may point config at an override
+folder; files there win over the bundled ones with the same name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jinja2
+
+_PACKAGED = Path(__file__).parent / "templates"
+_REPO = Path(__file__).resolve().parents[2] / "templates"
+
+
+def bundled_templates() -> Path:
+    """The folder of bundled templates (installed package or source checkout)."""
+    return _PACKAGED if _PACKAGED.is_dir() else _REPO
+
+
+def make_environment(
+    subfolder: str, *, override: Path | None = None, html: bool = True
+) -> jinja2.Environment:
+    """A Jinja2 environment for ``templates/<subfolder>`` (e.g. ``"email"``, ``"web"``).
+
+    Autoescaping is on for HTML (and for every ``.html*`` template when
+    ``html`` is false); undefined variables raise instead of rendering empty.
+    """
+    paths = [str(bundled_templates() / subfolder)]
+    if override is not None:
+        paths.insert(0, str(override / subfolder) if (override / subfolder).is_dir()
+                     else str(override))
+    autoescape = True if html else jinja2.select_autoescape(["html", "htm", "html.j2", "xml"])
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(paths),
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
