@@ -1,0 +1,65 @@
+"""Normalisation: sanitising, URLs, dates and text cleaning."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from kabarfeed.normalize import (
+    canonical_url,
+    clean_text,
+    decide_dates,
+    sanitize_html,
+    truncate,
+)
+
+NOW = datetime(2025, 11, 17, 0, 30, tzinfo=UTC)
+
+
+def test_scripts_handlers_and_javascript_urls_never_survive() -> None:
+    dirty = (
+        '<p onclick="steal()">Hi <script>alert(1)</script><a href="javascript:alert(1)">x</a>'
+        '<img src="x.jpg" onerror="boom()"><iframe src="https://evil"></iframe>'
+        '<a href="JaVaScRiPt:alert(2)">y</a><style>p{}</style></p>'
+    )
+    clean = sanitize_html(dirty, base_url="https://news.example.id/a/b.html")
+    lowered = clean.lower()
+    for bad in ("script", "onclick", "onerror", "javascript:", "iframe", "style"):
+        assert bad not in lowered
+    assert '<img src="https://news.example.id/a/x.jpg">' in clean
+
+
+def test_relative_urls_become_absolute_and_links_get_rel() -> None:
+    clean = sanitize_html('<a href="/berita/1">satu</a>', base_url="https://n.id/x/")
+    assert 'href="https://n.id/berita/1"' in clean
+    assert 'rel="noopener noreferrer"' in clean
+
+
+def test_tracking_pixels_removed() -> None:
+    html = '<p>x</p><img src="http://feeds.feedburner.com/~r/x/~4/abc" height="1" width="1">'
+    assert "<img" not in sanitize_html(html, base_url=None)
+
+
+def test_clean_text_entities_whitespace_controls() -> None:
+    assert clean_text("\n\t  Harga &amp;amp; <b>Inflasi</b>\x00\u200b  naik ") == \
+        "Harga & Inflasi naik"
+    assert clean_text(None) == ""
+
+
+def test_truncate_at_word_boundary() -> None:
+    assert truncate("satu dua tiga empat", 12) == "satu dua…"
+    assert truncate("pendek", 12) == "pendek"
+
+
+def test_canonical_url_drops_tracking_and_fragment() -> None:
+    assert canonical_url("HTTPS://News.Example.ID/a?utm_source=x&id=2#top") == \
+        "https://news.example.id/a?id=2"
+
+
+def test_dates_missing_future_and_zones() -> None:
+    wita = timezone(timedelta(hours=8))
+    pub, upd, warnings = decide_dates(datetime(2025, 11, 16, 13, 7, tzinfo=wita), None, now=NOW)
+    assert pub == datetime(2025, 11, 16, 5, 7, tzinfo=UTC) and upd == pub and not warnings
+    pub, _, warnings = decide_dates(None, None, now=NOW)
+    assert pub == NOW and "no publication date" in warnings[0]
+    pub, _, warnings = decide_dates(NOW + timedelta(days=30), None, now=NOW)
+    assert pub == NOW and "in the future" in warnings[0]
