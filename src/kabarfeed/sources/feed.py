@@ -36,13 +36,16 @@ from kabarfeed.errors import FetchError, ParseError
 from kabarfeed.models import Image, RawArticle
 
 __all__ = [
+    "ACCEPT",
     "DEFAULT_LIMITS",
     "FetchLimits",
     "FetchResult",
     "ParsedFeed",
     "fetch",
     "make_client",
+    "parse_date",
     "parse_feed",
+    "repair_mojibake",
 ]
 
 MIB: Final = 1024 * 1024
@@ -298,9 +301,9 @@ def parse_feed(
 
 
 def _feedparser(data: bytes, url: str, content_type: str | None) -> Any:
-    headers = {"content-location": url}
-    if content_type:
-        headers["content-type"] = content_type
+    # Without a Content-Type feedparser flags "bozo"; application/xml lets the
+    # XML declaration / BOM decide the encoding, which is right for files too.
+    headers = {"content-location": url, "content-type": content_type or "application/xml"}
     # A BytesIO, never bare bytes: feedparser would try a bytes value as a file name.
     return feedparser.parse(
         io.BytesIO(data), response_headers=headers, sanitize_html=False, resolve_relative_uris=True
@@ -311,20 +314,26 @@ def _parse_document(data: bytes, url: str, content_type: str | None) -> tuple[An
     """Run feedparser, with a windows-1252 retry; return the result and its warnings."""
     try:
         result = _feedparser(data, url, content_type)
-        if not result["entries"] and result.get("bozo"):
+        if not result["entries"] and _fatal(result):
             retry = _feedparser(_recode_as_utf8(data), url, "application/xml; charset=utf-8")
             if retry["entries"]:
                 return retry, [f"decoded as windows-1252 after: {_bozo_reason(result)}"]
     except Exception as e:  # feedparser is a foreign boundary: never leak its exceptions
         raise ParseError(f"cannot parse feed from {url}: {e}") from e
-    if not result["entries"]:
-        if result.get("bozo"):
-            raise ParseError(f"not a valid feed ({url}): {_bozo_reason(result)}")
-        if not result.get("version"):
-            raise ParseError(f"not an RSS or Atom feed: {url}")
+    if not result["entries"] and _fatal(result):
+        raise ParseError(f"not a valid feed ({url}): {_bozo_reason(result)}")
+    if not result["entries"] and not result.get("version"):
+        raise ParseError(f"not an RSS or Atom feed: {url}")
     if result.get("bozo"):
         return result, [f"feed recovered from an error: {_bozo_reason(result)}"]
     return result, []
+
+
+def _fatal(result: Any) -> bool:
+    """Bozo for a reason worse than a mislabelled encoding or Content-Type."""
+    exc = result.get("bozo_exception")
+    minor = isinstance(exc, feedparser.ThingsNobodyCaresAboutButMe) and result.get("version")
+    return bool(result.get("bozo")) and not minor
 
 
 def _bozo_reason(result: Any) -> str:
@@ -448,13 +457,16 @@ def _skip_declaration(text: str, i: int) -> int:
 
 def _to_article(entry: Any, ctx: _Context) -> RawArticle:
     warnings: list[str] = []
-    guid = _clean_text(_text(entry, "id"))
+    guid = (_text(entry, "id") or "").strip() or None
+    title = _clean_text(_text(entry, "title"))
+    if title is None:
+        warnings.append("entry has no title")
     content_html = _best_content(entry)
     summary = _html_text(_text(entry, "summary"))
     return RawArticle(
         source=ctx.source,
         origin=ctx.url,
-        title=_clean_text(_text(entry, "title")) or "",
+        title=title or "",
         guid=guid,
         url=_article_url(entry, guid, ctx),
         author=_author(entry) or ctx.author,
@@ -485,6 +497,9 @@ def _dicts(obj: Any, key: str) -> list[dict[str, Any]]:
 # URLs ----------------------------------------------------------------------------
 
 _REDIRECTOR_HOSTS: Final = ("feedsportal.com", "feedproxy.google.com", "feeds.feedburner.com")
+_AD_HOSTS: Final = (
+    "feedsportal.com", "feedburner.com", "doubleclick.net", "pixel.wp.com", "stats.wordpress.com",
+)  # fmt: skip
 
 
 def _article_url(entry: Any, guid: str | None, ctx: _Context) -> str | None:
@@ -501,18 +516,25 @@ def _article_url(entry: Any, guid: str | None, ctx: _Context) -> str | None:
 def _is_redirector(url: str | None) -> bool:
     if not url:
         return False
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    on_host = any(host == h or host.endswith("." + h) for h in _REDIRECTOR_HOSTS)
-    return on_host or parts.path.endswith("/story01.htm")
+    return _on_host(url, _REDIRECTOR_HOSTS) or urlsplit(url).path.endswith("/story01.htm")
+
+
+def _on_host(url: str, hosts: tuple[str, ...]) -> bool:
+    """Whether ``url``'s host is one of ``hosts`` or a subdomain of one."""
+    host = (urlsplit(url).hostname or "").lower()
+    return any(host == h or host.endswith("." + h) for h in hosts)
 
 
 def _absolute(base: str, href: str | None) -> str | None:
     """``href`` resolved against ``base`` if the result is an http(s) URL."""
     if not href or not href.strip():
         return None
-    url = urljoin(base, html.unescape(href.strip()))
-    return url if urlsplit(url).scheme.lower() in ("http", "https") else None
+    try:
+        url = urljoin(base, html.unescape(href.strip()))
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:  # e.g. a malformed IPv6 host
+        return None
+    return url if scheme in ("http", "https") else None
 
 
 _NON_PERMALINK_GUID: Final = re.compile(
@@ -767,13 +789,13 @@ def _enclosure_image(entry: Any, base: str) -> Image | None:
 
 
 def _inline_image(markup: str | None, base: str) -> Image | None:
-    """First ``<img src>`` that is not a 1x1 tracking pixel."""
+    """First ``<img src>`` that is neither a 1x1 pixel nor served by an ad/tracking host."""
     for tag in _IMG_TAG.findall(markup or ""):
         attrs = {k.lower(): v.strip("\"'") for k, v in _ATTR.findall(tag)}
         if attrs.get("width") in ("0", "1") or attrs.get("height") in ("0", "1"):
             continue
         url = _absolute(base, attrs.get("src"))
-        if url:
+        if url and not _on_host(url, _AD_HOSTS):
             return Image(url, type=_extension_type(url))
     return None
 
