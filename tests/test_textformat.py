@@ -296,6 +296,7 @@ def test_unparseable_byline_keeps_author_and_warns() -> None:
         ("Oleh Redaksi pada 12 Brumaire 2025, 09:45 WITA", "unknown month"),
         ("Oleh Redaksi pada 31 Feb 2025, 09:45 WITA", "impossible date"),
         ("Oleh Redaksi pada 12 Nov 2025, 25:45 WITA", "impossible date"),
+        ("Oleh Redaksi pada 1 Jan 0001, 00:00 WIT", "impossible date"),
         ("Oleh Redaksi pada 12 Nov 2025, 09:45", "no time zone"),
     ],
 )
@@ -585,6 +586,8 @@ def test_arbitrary_text_returns_or_raises_parse_error(text: str) -> None:
     assert parsed.title
     assert parsed.paragraphs
     assert all(p.strip() for p in parsed.paragraphs)
+    if parsed.published is not None:
+        assert parsed.published.astimezone(UTC).tzinfo is UTC
 
 
 @settings(max_examples=300)
@@ -596,4 +599,7 @@ def test_seed_like_fragments_return_or_raise_parse_error(parts: list[str]) -> No
         return
     assert parsed.title
     assert parsed.paragraphs
-    assert isinstance(body_html(parsed), str)
+    assert body_html(parsed).count("<p>") == len(parsed.paragraphs)
+    if parsed.published is not None:
+        assert parsed.local_tz in {"Asia/Jakarta", "Asia/Makassar", "Asia/Jayapura"}
+        assert parsed.published.astimezone(UTC).tzinfo is UTC

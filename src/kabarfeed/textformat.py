@@ -117,6 +117,7 @@ _PARAGRAPH_END = '.!?…"”’)'
 _DATELINE_MAX = 60
 _DATELINE_SEARCH_BLOCKS = 4
 _TAG_MAX_CHARS = 80
+_MIN_YEAR, _MAX_YEAR = 1900, 2999
 _TAG_MAX_WORDS = 10
 
 
@@ -294,6 +295,8 @@ def _parse_byline(line: str) -> _Byline:
             int(match.group("minute")),
         )
     except ValueError:
+        naive = None
+    if naive is None or not _MIN_YEAR <= naive.year <= _MAX_YEAR:
         return _Byline(author_name, None, None, (f"impossible date in byline {line!r}",))
     if not zone_abbr:
         warning = f"byline has no time zone (WIB/WITA/WIT): {line!r}"

@@ -18,13 +18,14 @@ and the others go on. Articles without a URL get a stable permalink
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 import tomllib
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -68,6 +69,8 @@ _FRONT_MATTER = re.compile(
 )
 _HEADING = re.compile(r"\A\s*#[ \t]+(?P<title>[^\n]+?)[ \t#]*(?:\n|\Z)")
 _FIRST_PARAGRAPH = re.compile(r"\A\s*(?P<para>.+?)(?:\n\s*\n|\Z)", re.DOTALL)
+_FIRST_HTML_PARAGRAPH = re.compile(r"<p\b[^>]*>(?P<para>.*?)</p\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
 _TRUE = frozenset({"true", "yes", "ya", "1"})
 _FALSE = frozenset({"false", "no", "tidak", "0"})
 
@@ -95,7 +98,6 @@ class _Context:
     """Per-scan settings handed to the file parsers."""
 
     source: str
-    root: Path
     zone: ZoneInfo
     default_tz: str
     base_url: str
@@ -141,7 +143,7 @@ def read_directory(source: str, path: Path, *, default_tz: str, base_url: str) -
     except (ZoneInfoNotFoundError, ValueError) as e:
         raise SourceError(f"source {source!r}: unknown time zone {default_tz!r}") from e
     renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
-    ctx = _Context(source, path, zone, default_tz, base_url.rstrip("/"), renderer.render)
+    ctx = _Context(source, zone, default_tz, base_url.rstrip("/"), renderer.render)
     collector = _Collector()
     try:
         files = list(_article_files(path))
@@ -269,8 +271,9 @@ def _from_markdown(file: Path, text: str, warnings: tuple[str, ...], ctx: _Conte
         body = body[heading.end() :]
     if not body.strip():
         raise ParseError(f"{file}: the Markdown body is empty")
-    html = ctx.markdown(body)
-    return _article(_Origin(file), meta, html, _dateline_city(body), warnings=warnings, ctx=ctx)
+    content = ctx.markdown(body)
+    city = _dateline_city(body)
+    return _article(_Origin(file), meta, content, city, warnings=warnings, ctx=ctx)
 
 
 def _split_front_matter(text: str, file: Path) -> tuple[dict[str, Any], str]:
@@ -288,6 +291,9 @@ def _split_front_matter(text: str, file: Path) -> tuple[dict[str, Any], str]:
         raise ParseError(f"{file}: invalid TOML front matter: {e}") from e
     except yaml.YAMLError as e:
         raise ParseError(f"{file}: invalid YAML front matter: {_one_line(e)}") from e
+    except (ValueError, RecursionError) as e:  # e.g. over-long integers, deep nesting
+        message = f"{file}: invalid front matter: {_one_line(e) or type(e).__name__}"
+        raise ParseError(message) from e
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):
@@ -302,6 +308,14 @@ def _dateline_city(markdown: str) -> str | None:
     return _title_case(dateline.city.strip("*_")) if dateline else None
 
 
+def _html_dateline_city(content_html: str) -> str | None:
+    """The dateline city of the first ``<p>`` of ready-made HTML."""
+    match = _FIRST_HTML_PARAGRAPH.search(content_html)
+    if match is None:
+        return None
+    return _dateline_city(html.unescape(_TAG.sub("", match.group("para"))))
+
+
 # --- .json --------------------------------------------------------------------------------
 
 
@@ -314,6 +328,8 @@ def _from_json(
     except json.JSONDecodeError as e:
         message = f"{file}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}"
         raise ParseError(message) from e
+    except (ValueError, RecursionError) as e:  # e.g. over-long integers, deep nesting
+        raise ParseError(f"{file}: invalid JSON: {_one_line(e) or type(e).__name__}") from e
     if isinstance(data, dict):
         out.add(_json_item(_Origin(file), data, warnings, ctx))
         return
@@ -339,12 +355,12 @@ def _json_item(
     html_value = _opt_str(meta, "content_html", origin)
     body = _opt_str(meta, "body", origin)
     if html_value:
-        html, city = html_value, None
+        content, city = html_value, _html_dateline_city(html_value)
     elif body:
-        html, city = ctx.markdown(body), _dateline_city(body)
+        content, city = ctx.markdown(body), _dateline_city(body)
     else:
         raise ParseError(f"{origin}: needs a non-empty 'content_html' or 'body'")
-    return _article(origin, meta, html, city, warnings=warnings, ctx=ctx)
+    return _article(origin, meta, content, city, warnings=warnings, ctx=ctx)
 
 
 # --- shared metadata handling -------------------------------------------------------------
@@ -364,7 +380,7 @@ class _Origin:
 def _article(
     origin: _Origin,
     meta: Meta,
-    html: str,
+    content: str,
     city: str | None,
     *,
     warnings: tuple[str, ...],
@@ -397,7 +413,7 @@ def _article(
         published=published,
         updated=_date(meta, "updated", origin, ctx),
         summary=_opt_str(meta, "summary", origin),
-        content_html=html,
+        content_html=content,
         image=_image(meta, origin),
         regions=_str_list(meta, "regions", origin),
         categories=_str_list(meta, "categories", origin),
@@ -415,14 +431,17 @@ def _local_tz(published: datetime | None, default_tz: str) -> str:
     if published is None:
         return default_tz
     offset = published.utcoffset()
-    if offset == published.astimezone(ZoneInfo(default_tz)).utcoffset():
+    if offset == _offset(default_tz, published):
         return default_tz
     return next((name for name in ZONES.values() if _offset(name, published) == offset), default_tz)
 
 
 def _offset(zone: str, moment: datetime) -> timedelta | None:
-    """UTC offset of ``zone`` at ``moment``."""
-    return moment.astimezone(ZoneInfo(zone)).utcoffset()
+    """UTC offset of ``zone`` at ``moment`` (``None`` at the edges of time)."""
+    try:
+        return moment.astimezone(ZoneInfo(zone)).utcoffset()
+    except OverflowError:
+        return None
 
 
 def _opt_str(meta: Meta, key: str, where: _Origin) -> str | None:
@@ -470,10 +489,16 @@ def _date(meta: Meta, key: str, where: _Origin, ctx: _Context) -> datetime | Non
             message = f"{where}: '{key}' is not an ISO 8601 date/time: {value!r}"
             raise ParseError(message) from e
     if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=ctx.zone)
-    if isinstance(value, date):
-        return datetime.combine(value, time(0, 0), tzinfo=ctx.zone)
-    raise ParseError(f"{where}: '{key}' must be an ISO 8601 date/time, got {_kind(value)}")
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=ctx.zone)
+    elif isinstance(value, date):
+        aware = datetime.combine(value, time(0, 0), tzinfo=ctx.zone)
+    else:
+        raise ParseError(f"{where}: '{key}' must be an ISO 8601 date/time, got {_kind(value)}")
+    try:
+        aware.astimezone(UTC)
+    except OverflowError as e:
+        raise ParseError(f"{where}: '{key}' is out of range: {aware.isoformat()}") from e
+    return aware
 
 
 def _image(meta: Meta, where: _Origin) -> Image | None:
