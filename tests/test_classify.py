@@ -19,9 +19,15 @@ def taxonomy() -> Taxonomy:
 
 
 def test_dateline_city_wins_and_implies_province(taxonomy: Taxonomy) -> None:
-    decided = classify(taxonomy, Signals(
-        title="Pemerintah Dorong Realisasi Program", lead="Rapat di Samarinda kemarin",
-        dateline_city="BALIKPAPAN", source_region="jawa-timur"))
+    decided = classify(
+        taxonomy,
+        Signals(
+            title="Pemerintah Dorong Realisasi Program",
+            lead="Rapat di Samarinda kemarin",
+            dateline_city="BALIKPAPAN",
+            source_region="jawa-timur",
+        ),
+    )
     assert decided.regions == ("balikpapan", "kalimantan-timur")
 
 
@@ -31,8 +37,9 @@ def test_explicit_metadata_by_slug_name_or_alias(taxonomy: Taxonomy) -> None:
 
 
 def test_source_default_refined_by_named_city(taxonomy: Taxonomy) -> None:
-    decided = classify(taxonomy, Signals(
-        title="Banjir melanda Samarinda", source_region="kalimantan-timur"))
+    decided = classify(
+        taxonomy, Signals(title="Banjir melanda Samarinda", source_region="kalimantan-timur")
+    )
     assert decided.regions == ("kalimantan-timur", "samarinda")
 
 
@@ -60,11 +67,16 @@ def test_no_signal_no_region(taxonomy: Taxonomy) -> None:
 
 
 def test_categories_explicit_then_default_then_keywords(taxonomy: Taxonomy) -> None:
-    explicit = classify(taxonomy, Signals(title="Sekolah baru", explicit_categories=("Kesehatan",),
-                                          source_category="ekonomi"))
+    explicit = classify(
+        taxonomy,
+        Signals(
+            title="Sekolah baru", explicit_categories=("Kesehatan",), source_category="ekonomi"
+        ),
+    )
     assert explicit.categories == ("kesehatan", "ekonomi")
-    keywords = classify(taxonomy, Signals(title="Wali Kota buka sekolah baru",
-                                          tags=("Rakor Akhr tahun",)))
+    keywords = classify(
+        taxonomy, Signals(title="Wali Kota buka sekolah baru", tags=("Rakor Akhr tahun",))
+    )
     assert keywords.categories == ("pemerintahan", "pendidikan")
     unknown = classify(taxonomy, Signals(title="Rapat koordinasi", explicit_categories=("33",)))
     assert unknown.categories == ("pemerintahan",)

@@ -40,8 +40,10 @@ def test_tracking_pixels_removed() -> None:
 
 
 def test_clean_text_entities_whitespace_controls() -> None:
-    assert clean_text("\n\t  Harga &amp;amp; <b>Inflasi</b>\x00\u200b  naik ") == \
-        "Harga & Inflasi naik"
+    assert (
+        clean_text("\n\t  Harga &amp;amp; <b>Inflasi</b>\x00\u200b  naik ")
+        == "Harga & Inflasi naik"
+    )
     assert clean_text(None) == ""
 
 
@@ -51,8 +53,10 @@ def test_truncate_at_word_boundary() -> None:
 
 
 def test_canonical_url_drops_tracking_and_fragment() -> None:
-    assert canonical_url("HTTPS://News.Example.ID/a?utm_source=x&id=2#top") == \
-        "https://news.example.id/a?id=2"
+    assert (
+        canonical_url("HTTPS://News.Example.ID/a?utm_source=x&id=2#top")
+        == "https://news.example.id/a?id=2"
+    )
 
 
 def test_dates_missing_future_and_zones() -> None:

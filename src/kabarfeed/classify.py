@@ -138,16 +138,14 @@ def decide_categories(taxonomy: Taxonomy, signals: Signals) -> tuple[str, ...]:
         slug = category_for_name(taxonomy, name)
         if slug and slug not in found:
             found.append(slug)
-    if signals.source_category and taxonomy.category(signals.source_category):
-        if signals.source_category not in found:
-            found.append(signals.source_category)
+    default = signals.source_category
+    if default and taxonomy.category(default) and default not in found:
+        found.append(default)
     if found:
         return tuple(found)
     folded = fold("\n".join((signals.title, *signals.tags, signals.lead)))
     return tuple(
-        c.slug
-        for c in taxonomy.categories
-        if any(_mentions_folded(folded, k) for k in c.keywords)
+        c.slug for c in taxonomy.categories if any(_mentions_folded(folded, k) for k in c.keywords)
     )
 
 

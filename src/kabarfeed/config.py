@@ -310,11 +310,13 @@ def build_taxonomy(config: Config) -> Taxonomy:
 def _cross_checks(config: Config) -> list[tuple[str, str]]:
     """Problems that span several keys: duplicates, unknown references, cycles."""
     problems: list[tuple[str, str]] = []
-    for key, items in (("sources", config.sources), ("regions", config.regions),
-                       ("categories", config.categories)):
+    for key, idents in (
+        ("sources", [s.name for s in config.sources]),
+        ("regions", [r.slug for r in config.regions]),
+        ("categories", [c.slug for c in config.categories]),
+    ):
         seen: set[str] = set()
-        for i, item in enumerate(items):
-            ident = item.name if isinstance(item, SourceConfig) else item.slug
+        for i, ident in enumerate(idents):
             if ident in seen:
                 problems.append((f"{key}[{i}]", f'"{ident}" is defined twice'))
             seen.add(ident)
@@ -369,14 +371,13 @@ def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
 def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     """Apply ``KABARFEED_SECTION_KEY`` variables to single-table sections."""
     sections = {
-        name for name, field in Config.model_fields.items()
-        if isinstance(field.default, BaseModel)
+        name for name, field in Config.model_fields.items() if isinstance(field.default, BaseModel)
     }
     merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     for var, value in environ.items():
         if not var.startswith(ENV_PREFIX):
             continue
-        rest = var[len(ENV_PREFIX):].lower()
+        rest = var[len(ENV_PREFIX) :].lower()
         section, _, key = rest.partition("_")
         if section in sections and key:
             table = merged.setdefault(section, {})
@@ -394,22 +395,27 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     url = config.storage.url
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
         url = "sqlite:///" + str((base / url.removeprefix("sqlite:///")).resolve())
+
     def fix_url(u: str | None) -> str | None:
         if u and u.startswith("file:") and not u.startswith("file:///"):
             return (base / u.removeprefix("file:").removeprefix("//")).resolve().as_uri()
         return u
 
-    return config.model_copy(update={
-        "path": config.path,
-        "storage": config.storage.model_copy(update={"url": url}),
-        "sources": tuple(s.model_copy(update={"path": fix(s.path), "url": fix_url(s.url)})
-                         for s in config.sources),
-        "feeds": config.feeds.model_copy(update={"output": fix(config.feeds.output)}),
-        "digest": config.digest.model_copy(update={"templates": fix(config.digest.templates)}),
-        "smtp": config.smtp.model_copy(update={"ca_file": fix(config.smtp.ca_file)}),
-        "maildir": config.maildir.model_copy(update={"path": fix(config.maildir.path)}),
-        "dkim": config.dkim.model_copy(update={"key_file": fix(config.dkim.key_file)}),
-    })
+    return config.model_copy(
+        update={
+            "path": config.path,
+            "storage": config.storage.model_copy(update={"url": url}),
+            "sources": tuple(
+                s.model_copy(update={"path": fix(s.path), "url": fix_url(s.url)})
+                for s in config.sources
+            ),
+            "feeds": config.feeds.model_copy(update={"output": fix(config.feeds.output)}),
+            "digest": config.digest.model_copy(update={"templates": fix(config.digest.templates)}),
+            "smtp": config.smtp.model_copy(update={"ca_file": fix(config.smtp.ca_file)}),
+            "maildir": config.maildir.model_copy(update={"path": fix(config.maildir.path)}),
+            "dkim": config.dkim.model_copy(update={"key_file": fix(config.dkim.key_file)}),
+        }
+    )
 
 
 def parse_config(

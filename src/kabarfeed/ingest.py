@@ -161,31 +161,54 @@ def prepare(
     summary = truncate(clean_text(raw.summary or content), SUMMARY_CHARS)
     published, updated, warnings = decide_dates(raw.published, raw.updated, now=now)
     signals = Signals(
-        title=title, lead=_lead(content), dateline_city=raw.dateline_city,
-        explicit_regions=raw.regions, explicit_categories=raw.categories, tags=raw.tags,
-        explicit_advertorial=raw.advertorial, source_region=source.region,
+        title=title,
+        lead=_lead(content),
+        dateline_city=raw.dateline_city,
+        explicit_regions=raw.regions,
+        explicit_categories=raw.categories,
+        tags=raw.tags,
+        explicit_advertorial=raw.advertorial,
+        source_region=source.region,
         source_category=source.category,
     )
     decided = classify(taxonomy, signals)
-    region_tz = next((r.timezone for r in taxonomy.regions if r.slug in decided.regions[:1]),
-                     None)
+    region_tz = next((r.timezone for r in taxonomy.regions if r.slug in decided.regions[:1]), None)
     chash = content_hash(title, content or summary)
     article = Article(
         id=stable_key("article", raw.source, raw.guid or canonical_url(url))[:24],
-        source=raw.source, url=url, title=title, published=published, updated=updated,
-        first_seen=now, content_hash=chash, guid=raw.guid, author=clean_text(raw.author) or None,
-        summary=summary, content_html=content, image=_image(raw, content, url),
-        regions=decided.regions, categories=decided.categories, advertorial=decided.advertorial,
+        source=raw.source,
+        url=url,
+        title=title,
+        published=published,
+        updated=updated,
+        first_seen=now,
+        content_hash=chash,
+        guid=raw.guid,
+        author=clean_text(raw.author) or None,
+        summary=summary,
+        content_html=content,
+        image=_image(raw, content, url),
+        regions=decided.regions,
+        categories=decided.categories,
+        advertorial=decided.advertorial,
         language=(raw.language or language).lower()[:16],
         local_tz=raw.local_tz or region_tz or default_tz,
     )
     revision = stable_key(
-        article.url, article.title, article.author, article.summary, article.content_html,
-        repr(article.image), ",".join(article.regions), ",".join(article.categories),
-        str(article.advertorial), article.published.isoformat(),
+        article.url,
+        article.title,
+        article.author,
+        article.summary,
+        article.content_html,
+        repr(article.image),
+        ",".join(article.regions),
+        ",".join(article.categories),
+        str(article.advertorial),
+        article.published.isoformat(),
     )
-    prepared = article_store.Prepared(article, _guid_key(raw), stable_key(canonical_url(url)),
-                                      revision)
+    prepared = article_store.Prepared(
+        article, _guid_key(raw), stable_key(canonical_url(url)), revision
+    )
     return prepared, [*raw.warnings, *warnings]
 
 
@@ -206,8 +229,13 @@ class Ingestor:
     client: httpx.Client | None = None
     rand: Callable[[], float] = field(default=random.random)
 
-    def run(self, only: Sequence[str] | None = None, *, due_only: bool = False,
-            progress: Callable[[SourceOutcome], None] | None = None) -> IngestReport:
+    def run(
+        self,
+        only: Sequence[str] | None = None,
+        *,
+        due_only: bool = False,
+        progress: Callable[[SourceOutcome], None] | None = None,
+    ) -> IngestReport:
         """Ingest every enabled source (or those named), one after another."""
         selected = [s for s in self.config.sources if s.enabled and (not only or s.name in only)]
         outcomes = []
@@ -235,37 +263,59 @@ class Ingestor:
             log.exception("unexpected error ingesting source %s", source.name)
             return self._fail(source, state, now, f"internal error: {e.__class__.__name__}: {e}")
 
-    def _fail(self, source: SourceConfig, state: source_store.SourceState | None,
-              now: datetime, message: str) -> SourceOutcome:
+    def _fail(
+        self,
+        source: SourceConfig,
+        state: source_store.SourceState | None,
+        now: datetime,
+        message: str,
+    ) -> SourceOutcome:
         count = (state.error_count if state else 0) + 1
-        delay = retry_delay(count, base=self.config.ingest.retry_base,
-                            maximum=max(self.config.ingest.retry_max, source.interval),
-                            rand=self.rand)
+        delay = retry_delay(
+            count,
+            base=self.config.ingest.retry_base,
+            maximum=max(self.config.ingest.retry_max, source.interval),
+            rand=self.rand,
+        )
         with self.db.begin() as conn:
-            source_store.record_failure(conn, source.name, message, now=now,
-                                        next_fetch_at=now + delay)
-        log.warning("source %s failed (%d in a row, retry in %s): %s",
-                    source.name, count, _human(delay), message,
-                    extra={"source": source.name})
+            source_store.record_failure(
+                conn, source.name, message, now=now, next_fetch_at=now + delay
+            )
+        log.warning(
+            "source %s failed (%d in a row, retry in %s): %s",
+            source.name,
+            count,
+            _human(delay),
+            message,
+            extra={"source": source.name},
+        )
         return SourceOutcome(source.name, ok=False, error=message)
 
-    def _ingest(self, source: SourceConfig, state: source_store.SourceState | None,
-                now: datetime) -> SourceOutcome:
+    def _ingest(
+        self, source: SourceConfig, state: source_store.SourceState | None, now: datetime
+    ) -> SourceOutcome:
         validators: tuple[str | None, str | None] = (None, None)
         if source.kind == "directory":
             raws, problems = self._read_directory(source)
         else:
             fetched = self._fetch_feed(source, state)
             if fetched is None:
-                return self._done(source, now, [], [], (state.etag, state.last_modified)
-                                  if state else (None, None))
+                return self._done(
+                    source,
+                    now,
+                    [],
+                    [],
+                    (state.etag, state.last_modified) if state else (None, None),
+                )
             raws, problems, validators = fetched
         return self._done(source, now, raws, problems, validators)
 
     def _read_directory(self, source: SourceConfig) -> tuple[list[RawArticle], list[str]]:
         assert source.path is not None
         result = directory.read_directory(
-            source.name, source.path, default_tz=self.config.site.timezone,
+            source.name,
+            source.path,
+            default_tz=self.config.site.timezone,
             base_url=self.config.site.base_url,
         )
         problems = [f"{p.path}: {p.message}" for p in result.problems]
@@ -284,46 +334,74 @@ class Ingestor:
         )
         client = self.client or feed.make_client(limits)
         try:
-            result = feed.fetch(client, source.url, etag=state.etag if state else None,
-                                last_modified=state.last_modified if state else None,
-                                limits=limits)
+            result = feed.fetch(
+                client,
+                source.url,
+                etag=state.etag if state else None,
+                last_modified=state.last_modified if state else None,
+                limits=limits,
+            )
         finally:
             if self.client is None:
                 client.close()
         if result.status == "not_modified":
             return None
-        parsed = feed.parse_feed(result.content, source=source.name, url=result.url,
-                                 content_type=result.content_type)
+        parsed = feed.parse_feed(
+            result.content, source=source.name, url=result.url, content_type=result.content_type
+        )
         return list(parsed.articles), list(parsed.warnings), (result.etag, result.last_modified)
 
-    def _done(self, source: SourceConfig, now: datetime, raws: list[RawArticle],
-              problems: list[str], validators: tuple[str | None, str | None]) -> SourceOutcome:
+    def _done(
+        self,
+        source: SourceConfig,
+        now: datetime,
+        raws: list[RawArticle],
+        problems: list[str],
+        validators: tuple[str | None, str | None],
+    ) -> SourceOutcome:
         taxonomy = self.config.taxonomy
         prepared: list[article_store.Prepared] = []
         warnings = list(problems)
         for raw in raws:
             try:
                 item, item_warnings = prepare(
-                    raw, source=source, taxonomy=taxonomy, language=self.config.site.language,
-                    default_tz=self.config.site.timezone, now=now)
+                    raw,
+                    source=source,
+                    taxonomy=taxonomy,
+                    language=self.config.site.language,
+                    default_tz=self.config.site.timezone,
+                    now=now,
+                )
             except ParseError as e:
                 warnings.append(str(e))
                 continue
             prepared.append(item)
             warnings.extend(f"{raw.origin}: {w}" for w in item_warnings)
-        next_fetch = next_regular_fetch(now, source.interval,
-                                        jitter=self.config.ingest.interval_jitter, rand=self.rand)
+        next_fetch = next_regular_fetch(
+            now, source.interval, jitter=self.config.ingest.interval_jitter, rand=self.rand
+        )
         with self.db.begin() as conn:
             counts = article_store.save_articles(conn, prepared, now=now)
             source_store.record_success(
-                conn, source.name, now=now, next_fetch_at=next_fetch, etag=validators[0],
+                conn,
+                source.name,
+                now=now,
+                next_fetch_at=next_fetch,
+                etag=validators[0],
                 last_modified=validators[1],
                 warning=("; ".join(problems[:5]) + _more(problems, 5)) if problems else None,
             )
         for w in warnings:
             log.warning("source %s: %s", source.name, w, extra={"source": source.name})
-        return SourceOutcome(source.name, True, counts.new, counts.updated, counts.unchanged,
-                             warnings=tuple(warnings), changed_ids=counts.changed_ids)
+        return SourceOutcome(
+            source.name,
+            True,
+            counts.new,
+            counts.updated,
+            counts.unchanged,
+            warnings=tuple(warnings),
+            changed_ids=counts.changed_ids,
+        )
 
 
 def _more(items: Sequence[str], shown: int) -> str:

@@ -12,6 +12,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.logging import RichHandler
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 
@@ -36,22 +38,27 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(fmt: str = "text", level: str = "INFO", *, verbose: bool = False) -> None:
     """Configure the root logger once per process (idempotent)."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_kabarfeed", False):
-            root.removeHandler(handler)
+    for old in list(root.handlers):
+        if getattr(old, "_kabarfeed", False):
+            root.removeHandler(old)
     handler: logging.Handler
     if fmt == "json":
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
     elif sys.stderr.isatty():
-        from rich.logging import RichHandler
-
         handler = RichHandler(show_path=False, rich_tracebacks=verbose)
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler._kabarfeed = True  # type: ignore[attr-defined]
+    setattr(handler, "_kabarfeed", True)  # noqa: B010 - marks our handler for idempotence
     root.addHandler(handler)
     root.setLevel("DEBUG" if verbose else level)
-    for noisy in ("httpx", "httpcore", "apscheduler.executors", "aiosmtplib", "mail.log"):
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "apscheduler.executors",
+        "aiosmtplib",
+        "mail.log",
+        "alembic",
+    ):
         logging.getLogger(noisy).setLevel("WARNING")

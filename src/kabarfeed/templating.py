@@ -30,12 +30,13 @@ def make_environment(
     """
     paths = [str(bundled_templates() / subfolder)]
     if override is not None:
-        paths.insert(0, str(override / subfolder) if (override / subfolder).is_dir()
-                     else str(override))
+        paths.insert(
+            0, str(override / subfolder) if (override / subfolder).is_dir() else str(override)
+        )
     autoescape = True if html else jinja2.select_autoescape(["html", "htm", "html.j2", "xml"])
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(paths),
-        autoescape=autoescape,
+        autoescape=autoescape,  # noqa: S701 - True, or select_autoescape for HTML/XML
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -35,8 +35,11 @@ def _summary(config: Config, console: Console) -> None:
     console.print(_region_tree(config.taxonomy))
     cats = ", ".join(f"{c.slug} ({len(c.keywords)} keywords)" for c in config.taxonomy.categories)
     console.print(f"categories ({len(config.categories)}): {cats}")
-    mail = f"smtp {config.smtp.host}:{config.smtp.port}" if config.smtp.host \
+    mail = (
+        f"smtp {config.smtp.host}:{config.smtp.port}"
+        if config.smtp.host
         else f"maildir {config.maildir.path}"
+    )
     console.print(f"storage {config.storage.url.split('@')[-1]}; delivery via {mail}")
 
 

@@ -34,8 +34,9 @@ class AppContext:
         """The validated config (raises ConfigError with every problem)."""
         if self._config is None:
             self._config = load_config(self.config_path)
-            setup_logging(self._config.logging.format, self._config.logging.level,
-                          verbose=self.verbose)
+            setup_logging(
+                self._config.logging.format, self._config.logging.level, verbose=self.verbose
+            )
         return self._config
 
     @property

@@ -41,14 +41,20 @@ def article_json(a: Article) -> dict[str, Any]:
     """The public JSON shape of an article (``articles --json``)."""
     zone = ZoneInfo(a.local_tz) if a.local_tz else UTC
     return {
-        "id": a.id, "title": a.title, "url": a.url, "author": a.author,
+        "id": a.id,
+        "title": a.title,
+        "url": a.url,
+        "author": a.author,
         "published": a.published.astimezone(zone).isoformat(),
         "updated": a.updated.astimezone(zone).isoformat(),
-        "regions": list(a.regions), "categories": list(a.categories),
-        "advertorial": a.advertorial, "source": a.source,
+        "regions": list(a.regions),
+        "categories": list(a.categories),
+        "advertorial": a.advertorial,
+        "source": a.source,
         "image": a.image.url if a.image else None,
         "image_caption": a.image.caption if a.image else None,
-        "summary": a.summary, "language": a.language,
+        "summary": a.summary,
+        "language": a.language,
     }
 
 
@@ -58,8 +64,9 @@ def _parse_since(value: str | None, zone: str) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as e:
-        raise InputError(f'--since "{value}" is not a date like 2025-11-16 or '
-                         "2025-11-16T08:00+08:00") from e
+        raise InputError(
+            f'--since "{value}" is not a date like 2025-11-16 or 2025-11-16T08:00+08:00'
+        ) from e
     if parsed.tzinfo is None:
         if len(value) <= 10:
             parsed = datetime.combine(parsed.date(), time())
@@ -87,17 +94,26 @@ def register(main: click.Group) -> None:
     @click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
     @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
     @pass_app
-    def articles(app: AppContext, region: str | None, category: str | None, since: str | None,
-                 limit: int, as_json: bool) -> None:
+    def articles(
+        app: AppContext,
+        region: str | None,
+        category: str | None,
+        since: str | None,
+        limit: int,
+        as_json: bool,
+    ) -> None:
         """List stored articles, newest first."""
         taxonomy = app.config.taxonomy
         _check_slug("region", region, [r.slug for r in taxonomy.regions])
         _check_slug("category", category, [c.slug for c in taxonomy.categories])
         with app.db.connect() as conn:
             found = article_store.load_articles(
-                conn, regions=taxonomy.with_descendants(region) if region else None,
+                conn,
+                regions=taxonomy.with_descendants(region) if region else None,
                 categories=[category] if category else None,
-                published_after=_parse_since(since, app.config.site.timezone), limit=limit)
+                published_after=_parse_since(since, app.config.site.timezone),
+                limit=limit,
+            )
         if as_json:
             click.echo(json.dumps([article_json(a) for a in found], ensure_ascii=False, indent=2))
             return
@@ -115,11 +131,19 @@ def register(main: click.Group) -> None:
         if as_json:
             click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
             return
-        table = Table("source", "kind", "status", "last success", "errors", "next fetch",
-                      "last error")
+        table = Table(
+            "source", "kind", "status", "last success", "errors", "next fetch", "last error"
+        )
         for r in rows:
-            table.add_row(r["name"], r["kind"], r["status"], r["last_success"] or "-",
-                          str(r["error_count"]), r["next_fetch"] or "-", r["last_error"] or "")
+            table.add_row(
+                r["name"],
+                r["kind"],
+                r["status"],
+                r["last_success"] or "-",
+                str(r["error_count"]),
+                r["next_fetch"] or "-",
+                r["last_error"] or "",
+            )
         Console().print(table)
 
 
@@ -137,7 +161,9 @@ def _source_row(name: str, kind: str, state: source_store.SourceState | None) ->
     if state and state.last_fetch_at:
         status = "failing" if state.error_count else ("warning" if state.last_error else "ok")
     return {
-        "name": name, "kind": kind, "status": status,
+        "name": name,
+        "kind": kind,
+        "status": status,
         "location": state.location if state else None,
         "last_fetch": _iso(state.last_fetch_at) if state else None,
         "last_success": _iso(state.last_success_at) if state else None,
@@ -153,8 +179,11 @@ def _print_report(report: IngestReport) -> None:
         if not o.ok:
             click.secho(f"source {o.source} failed: {o.error}", fg="red", err=True)
         elif o.warnings:
-            click.secho(f"source {o.source}: {len(o.warnings)} warning(s); first: "
-                        f"{o.warnings[0]}", fg="yellow", err=True)
+            click.secho(
+                f"source {o.source}: {len(o.warnings)} warning(s); first: {o.warnings[0]}",
+                fg="yellow",
+                err=True,
+            )
     click.echo(report.summary())
 
 
@@ -162,7 +191,11 @@ def _articles_table(found: list[Article]) -> None:
     table = Table("published", "title", "regions", "categories", "adv")
     for a in found:
         zone = ZoneInfo(a.local_tz) if a.local_tz else UTC
-        table.add_row(a.published.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"), a.title,
-                      ", ".join(a.regions), ", ".join(a.categories),
-                      "ADV" if a.advertorial else "")
+        table.add_row(
+            a.published.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
+            a.title,
+            ", ".join(a.regions),
+            ", ".join(a.categories),
+            "ADV" if a.advertorial else "",
+        )
     Console().print(table)

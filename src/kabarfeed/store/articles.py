@@ -7,10 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, delete, func, insert, select, update
 
 from kabarfeed.models import Article, Image
-from kabarfeed.store.schema import article_categories, article_regions, articles
+from kabarfeed.store.schema import (
+    article_categories,
+    article_keys,
+    article_regions,
+    articles,
+)
 
 _CHUNK = 400
 
@@ -50,60 +55,92 @@ def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
         yield items[i : i + _CHUNK]
 
 
+def _keys(p: Prepared) -> tuple[list[str], str]:
+    """The item keys (guid, URL) and the content key of a prepared article."""
+    item = [f"u{p.url_key[:63]}"]
+    if p.guid_key:
+        item.insert(0, f"g{p.guid_key[:63]}")
+    return item, f"h{p.article.content_hash[:63]}"
+
+
 def _known_rows(conn: Connection, batch: Sequence[Prepared]) -> list[Row[Any]]:
-    guid_keys = sorted({p.guid_key for p in batch if p.guid_key})
-    url_keys = sorted({p.url_key for p in batch})
-    hashes = sorted({p.article.content_hash for p in batch})
-    cols = (articles.c.id, articles.c.source, articles.c.revision, articles.c.updated_at,
-            articles.c.first_seen_at, articles.c.guid_key, articles.c.url_key,
-            articles.c.content_hash)
+    wanted = sorted({k for p in batch for k in (*_keys(p)[0], _keys(p)[1])})
+    cols = (
+        article_keys.c.key,
+        articles.c.id,
+        articles.c.source,
+        articles.c.revision,
+        articles.c.updated_at,
+        articles.c.first_seen_at,
+    )
     rows: list[Row[Any]] = []
-    for column, keys in ((articles.c.guid_key, guid_keys), (articles.c.url_key, url_keys),
-                         (articles.c.content_hash, hashes)):
-        for chunk in _chunks(keys):
-            rows.extend(conn.execute(select(*cols).where(column.in_(chunk))))
+    for chunk in _chunks(wanted):
+        rows.extend(
+            conn.execute(
+                select(*cols)
+                .join(articles, articles.c.id == article_keys.c.article_id)
+                .where(article_keys.c.key.in_(chunk))
+            )
+        )
     return rows
 
 
 class _Index:
-    """Known articles by guid key, URL key and content hash."""
+    """Known articles by every dedup key; collects the keys to add."""
 
     def __init__(self, rows: Iterable[Row[Any]]) -> None:
-        self.by_guid: dict[str, _Known] = {}
-        self.by_url: dict[str, _Known] = {}
-        self.by_hash: dict[str, _Known] = {}
+        self.by_key: dict[str, _Known] = {}
+        self.new_keys: list[dict[str, str]] = []
+        by_id: dict[str, _Known] = {}
         for r in rows:
-            known = _Known(r.id, r.source, r.revision, r.updated_at, r.first_seen_at)
-            self.add(known, r.guid_key, r.url_key, r.content_hash)
+            known = by_id.setdefault(
+                r.id, _Known(r.id, r.source, r.revision, r.updated_at, r.first_seen_at)
+            )
+            self.by_key[r.key] = known
 
-    def add(self, known: _Known, guid_key: str | None, url_key: str, chash: str) -> None:
-        if guid_key:
-            self.by_guid.setdefault(guid_key, known)
-        self.by_url.setdefault(url_key, known)
-        self.by_hash.setdefault(chash, known)
+    def remember(self, known: _Known, keys: Iterable[str]) -> None:
+        """Point ``keys`` at ``known`` (stored with the batch)."""
+        for key in keys:
+            if key not in self.by_key:
+                self.by_key[key] = known
+                self.new_keys.append({"key": key, "article_id": known.id})
 
     def match(self, p: Prepared) -> tuple[_Known | None, bool]:
         """The known row for ``p`` and whether it is the same item (guid/URL)
         rather than a copy of the same content from elsewhere."""
-        same = (p.guid_key and self.by_guid.get(p.guid_key)) or self.by_url.get(p.url_key)
-        if same:
-            return same, True
-        return self.by_hash.get(p.article.content_hash), False
+        item_keys, content_key = _keys(p)
+        for key in item_keys:
+            if key in self.by_key:
+                return self.by_key[key], True
+        return self.by_key.get(content_key), False
 
 
 def _row_values(p: Prepared) -> dict[str, Any]:
     a = p.article
     return {
-        "id": a.id, "source": a.source, "guid": a.guid, "guid_key": p.guid_key, "url": a.url,
-        "url_key": p.url_key, "title": a.title, "author": a.author,
-        "published_at": a.published, "updated_at": a.updated, "first_seen_at": a.first_seen,
-        "changed_at": a.first_seen, "summary": a.summary, "content_html": a.content_html,
+        "id": a.id,
+        "source": a.source,
+        "guid": a.guid,
+        "guid_key": p.guid_key,
+        "url": a.url,
+        "url_key": p.url_key,
+        "title": a.title,
+        "author": a.author,
+        "published_at": a.published,
+        "updated_at": a.updated,
+        "first_seen_at": a.first_seen,
+        "changed_at": a.first_seen,
+        "summary": a.summary,
+        "content_html": a.content_html,
         "image_url": a.image.url if a.image else None,
         "image_caption": a.image.caption if a.image else None,
         "image_type": a.image.type if a.image else None,
         "image_length": a.image.length if a.image else None,
-        "advertorial": a.advertorial, "language": a.language, "local_tz": a.local_tz,
-        "content_hash": a.content_hash, "revision": p.revision,
+        "advertorial": a.advertorial,
+        "language": a.language,
+        "local_tz": a.local_tz,
+        "content_hash": a.content_hash,
+        "revision": p.revision,
     }
 
 
@@ -117,35 +154,39 @@ def save_articles(conn: Connection, batch: Sequence[Prepared], *, now: datetime)
     """Insert new articles, update edited ones, skip known ones — in bulk.
 
     The same item (same guid or canonical URL) updates in place when its
-    revision changed; the same content from another source is a duplicate.
+    revision changed; the same content from another source is a duplicate,
+    and its keys are remembered so it stays one after the original is edited.
     """
     index = _Index(_known_rows(conn, batch))
     inserts: list[dict[str, Any]] = []
-    new_regions: list[dict[str, str]] = []
-    new_categories: list[dict[str, str]] = []
+    links: tuple[list[dict[str, str]], list[dict[str, str]]] = ([], [])
     updated: list[str] = []
     unchanged = 0
     for p in batch:
+        item_keys, content_key = _keys(p)
         known, same_item = index.match(p)
         if known is None:
             inserts.append(_row_values(p))
             regions, categories = _link_rows(p.article)
-            new_regions += regions
-            new_categories += categories
-            index.add(_Known(p.article.id, p.article.source, p.revision, p.article.updated,
-                             p.article.first_seen), p.guid_key, p.url_key, p.article.content_hash)
+            links[0].extend(regions)
+            links[1].extend(categories)
+            a = p.article
+            known = _Known(a.id, a.source, p.revision, a.updated, a.first_seen)
         elif same_item and known.revision != p.revision and known.source == p.article.source:
             _update(conn, known, p, now=now)
             known.revision = p.revision
             updated.append(known.id)
         else:
             unchanged += 1
-    if inserts:
-        conn.execute(insert(articles), inserts)
-    if new_regions:
-        conn.execute(insert(article_regions), new_regions)
-    if new_categories:
-        conn.execute(insert(article_categories), new_categories)
+        index.remember(known, [*item_keys, content_key])
+    for table, rows in (
+        (articles, inserts),
+        (article_regions, links[0]),
+        (article_categories, links[1]),
+        (article_keys, index.new_keys),
+    ):
+        if rows:
+            conn.execute(insert(table), rows)
     new_ids = tuple(row["id"] for row in inserts)
     return SaveCounts(len(inserts), len(updated), unchanged, new_ids + tuple(updated))
 
@@ -187,13 +228,21 @@ def load_articles(
     ``(after, until]`` used by digest editions.
     """
     query = select(articles)
-    conds = []
+    conds: list[ColumnElement[bool]] = []
     if regions is not None:
-        conds.append(articles.c.id.in_(
-            select(article_regions.c.article_id).where(article_regions.c.region.in_(regions))))
+        conds.append(
+            articles.c.id.in_(
+                select(article_regions.c.article_id).where(article_regions.c.region.in_(regions))
+            )
+        )
     if categories is not None:
-        conds.append(articles.c.id.in_(select(article_categories.c.article_id)
-                                       .where(article_categories.c.category.in_(categories))))
+        conds.append(
+            articles.c.id.in_(
+                select(article_categories.c.article_id).where(
+                    article_categories.c.category.in_(categories)
+                )
+            )
+        )
     if published_after is not None:
         conds.append(articles.c.published_at > published_after)
     if first_seen_after is not None:
@@ -216,11 +265,13 @@ def _hydrate(conn: Connection, rows: Sequence[Row[Any]]) -> list[Article]:
     regions: dict[str, list[str]] = {i: [] for i in ids}
     categories: dict[str, list[str]] = {i: [] for i in ids}
     for chunk in _chunks(ids):
-        for r in conn.execute(select(article_regions).where(article_regions.c.article_id
-                                                            .in_(chunk))):
+        for r in conn.execute(
+            select(article_regions).where(article_regions.c.article_id.in_(chunk))
+        ):
             regions[r.article_id].append(r.region)
-        for c in conn.execute(select(article_categories)
-                              .where(article_categories.c.article_id.in_(chunk))):
+        for c in conn.execute(
+            select(article_categories).where(article_categories.c.article_id.in_(chunk))
+        ):
             categories[c.article_id].append(c.category)
     return [_article(r, regions[r.id], categories[r.id]) for r in rows]
 
@@ -230,11 +281,24 @@ def _article(r: Row[Any], regions: list[str], categories: list[str]) -> Article:
     if r.image_url:
         image = Image(r.image_url, r.image_caption, r.image_type, r.image_length)
     return Article(
-        id=r.id, source=r.source, url=r.url, title=r.title, published=r.published_at,
-        updated=r.updated_at, first_seen=r.first_seen_at, content_hash=r.content_hash,
-        guid=r.guid, author=r.author, summary=r.summary, content_html=r.content_html,
-        image=image, regions=tuple(sorted(regions)), categories=tuple(sorted(categories)),
-        advertorial=bool(r.advertorial), language=r.language, local_tz=r.local_tz,
+        id=r.id,
+        source=r.source,
+        url=r.url,
+        title=r.title,
+        published=r.published_at,
+        updated=r.updated_at,
+        first_seen=r.first_seen_at,
+        content_hash=r.content_hash,
+        guid=r.guid,
+        author=r.author,
+        summary=r.summary,
+        content_html=r.content_html,
+        image=image,
+        regions=tuple(sorted(regions)),
+        categories=tuple(sorted(categories)),
+        advertorial=bool(r.advertorial),
+        language=r.language,
+        local_tz=r.local_tz,
     )
 
 
@@ -260,5 +324,3 @@ def changed_since(conn: Connection, since: datetime | None) -> list[Article]:
 def last_change(conn: Connection) -> datetime | None:
     """When the newest insert or edit happened."""
     return conn.execute(select(func.max(articles.c.changed_at))).scalar_one_or_none()
-
-

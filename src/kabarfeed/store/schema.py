@@ -76,16 +76,34 @@ articles = Table(
 article_regions = Table(
     "article_regions",
     metadata,
-    Column("article_id", String(32), ForeignKey("articles.id", ondelete="CASCADE"),
-           primary_key=True),
+    Column(
+        "article_id", String(32), ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+    ),
     Column("region", String(100), primary_key=True, index=True),
 )
+
+article_keys = Table(
+    "article_keys",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column(
+        "article_id",
+        String(32),
+        ForeignKey("articles.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+)
+"""Every dedup key ever seen for an article: guid keys, canonical-URL keys and
+content hashes, including those of copies from other sources and of earlier
+revisions, so a copy stays a duplicate after the original is edited."""
 
 article_categories = Table(
     "article_categories",
     metadata,
-    Column("article_id", String(32), ForeignKey("articles.id", ondelete="CASCADE"),
-           primary_key=True),
+    Column(
+        "article_id", String(32), ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+    ),
     Column("category", String(100), primary_key=True, index=True),
 )
 
@@ -95,6 +113,7 @@ feed_builds = Table(
     Column("path", String(300), primary_key=True),
     Column("content_hash", String(64), nullable=False),
     Column("item_count", Integer, nullable=False, default=0),
+    Column("item_ids", Text, nullable=False, default=""),
     Column("built_at", UTCDateTime, nullable=False),
 )
 
@@ -134,8 +153,9 @@ subscribers = Table(
 subscriber_regions = Table(
     "subscriber_regions",
     metadata,
-    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"),
-           primary_key=True),
+    Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    ),
     Column("region", String(100), primary_key=True),
     Column("position", Integer, nullable=False, default=0),
 )
@@ -143,8 +163,9 @@ subscriber_regions = Table(
 subscriber_categories = Table(
     "subscriber_categories",
     metadata,
-    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"),
-           primary_key=True),
+    Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    ),
     Column("category", String(100), primary_key=True),
     Column("position", Integer, nullable=False, default=0),
 )
@@ -153,8 +174,9 @@ deliveries = Table(
     "deliveries",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"),
-           nullable=False),
+    Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
     Column("local_date", String(10), nullable=False),
     Column("since_at", UTCDateTime, nullable=False),
     Column("cutoff_at", UTCDateTime, nullable=False),

@@ -31,8 +31,17 @@ class SourceState:
 
 def _state(r: Row[Any]) -> SourceState:
     return SourceState(
-        r.name, r.kind, r.location, r.etag, r.last_modified, r.last_fetch_at,
-        r.last_success_at, r.last_error, r.last_error_at, r.error_count, r.next_fetch_at,
+        r.name,
+        r.kind,
+        r.location,
+        r.etag,
+        r.last_modified,
+        r.last_fetch_at,
+        r.last_success_at,
+        r.last_error,
+        r.last_error_at,
+        r.error_count,
+        r.next_fetch_at,
     )
 
 
@@ -43,11 +52,17 @@ def ensure_source(conn: Connection, name: str, kind: str, location: str, *, now:
     """
     row = conn.execute(select(sources).where(sources.c.name == name)).first()
     if row is None:
-        conn.execute(insert(sources).values(name=name, kind=kind, location=location,
-                                            error_count=0, created_at=now))
+        conn.execute(
+            insert(sources).values(
+                name=name, kind=kind, location=location, error_count=0, created_at=now
+            )
+        )
     elif (row.kind, row.location) != (kind, location):
-        conn.execute(update(sources).where(sources.c.name == name).values(
-            kind=kind, location=location, etag=None, last_modified=None, next_fetch_at=None))
+        conn.execute(
+            update(sources)
+            .where(sources.c.name == name)
+            .values(kind=kind, location=location, etag=None, last_modified=None, next_fetch_at=None)
+        )
 
 
 def get_source(conn: Connection, name: str) -> SourceState | None:
@@ -79,18 +94,34 @@ def record_success(
     ``warning`` (e.g. some files of a folder were unreadable) is kept as
     ``last_error`` so it stays visible, without counting as a failure.
     """
-    conn.execute(update(sources).where(sources.c.name == name).values(
-        etag=etag, last_modified=last_modified, last_fetch_at=now, last_success_at=now,
-        error_count=0, next_fetch_at=next_fetch_at, last_error=warning,
-        last_error_at=now if warning else None,
-    ))
+    conn.execute(
+        update(sources)
+        .where(sources.c.name == name)
+        .values(
+            etag=etag,
+            last_modified=last_modified,
+            last_fetch_at=now,
+            last_success_at=now,
+            error_count=0,
+            next_fetch_at=next_fetch_at,
+            last_error=warning,
+            last_error_at=now if warning else None,
+        )
+    )
 
 
 def record_failure(
     conn: Connection, name: str, error: str, *, now: datetime, next_fetch_at: datetime
 ) -> None:
     """A fetch failed: keep the message, count it, and schedule the retry."""
-    conn.execute(update(sources).where(sources.c.name == name).values(
-        last_fetch_at=now, last_error=error[:2000], last_error_at=now,
-        error_count=sources.c.error_count + 1, next_fetch_at=next_fetch_at,
-    ))
+    conn.execute(
+        update(sources)
+        .where(sources.c.name == name)
+        .values(
+            last_fetch_at=now,
+            last_error=error[:2000],
+            last_error_at=now,
+            error_count=sources.c.error_count + 1,
+            next_fetch_at=next_fetch_at,
+        )
+    )

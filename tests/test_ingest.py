@@ -1,0 +1,229 @@
+"""Ingestion end to end: real files, a real local HTTP server, a real database."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from kabarfeed.config import Config
+from kabarfeed.ingest import Ingestor, retry_delay
+from kabarfeed.store import Database, open_database
+from kabarfeed.store import articles as article_store
+from kabarfeed.store import sources as source_store
+from kabarfeed.store.schema import articles
+from tests.conftest import REPO, SHARED, ConfigFactory
+from tests.feedserver import serve
+
+SEED = SHARED / "seed" / "balikpapan-rakor-akhir-tahun.txt"
+
+
+class Clock:
+    """A settable clock (time only moves when the test says so)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def rss(*items: tuple[str, str, str], title: str = "Umpan") -> bytes:
+    body = "".join(
+        f"<item><title>{t}</title><link>{link}</link><guid>{link}</guid>"
+        f"<pubDate>Sun, 16 Nov 2025 10:00:00 +0800</pubDate><description>{d}</description></item>"
+        for t, link, d in items
+    )
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+        f"<title>{title}</title><link>https://u.example/</link>{body}</channel></rss>"
+    ).encode()
+
+
+def directory_source(tmp_path: Path, name: str = "redaksi") -> tuple[Path, str]:
+    folder = tmp_path / name
+    folder.mkdir()
+    return folder, f'[[sources]]\nname = "{name}"\nkind = "directory"\npath = "{name}"\n'
+
+
+def feed_source(name: str, url: str, extra: str = "") -> str:
+    return f'[[sources]]\nname = "{name}"\nkind = "feed"\nurl = "{url}"\n{extra}\n'
+
+
+def ingestor(config: Config, db: Database, clock: Clock) -> Ingestor:
+    return Ingestor(config, db, clock, rand=lambda: 0.5)
+
+
+@pytest.fixture
+def clock(fixed_now: datetime) -> Clock:
+    return Clock(fixed_now)
+
+
+def test_seed_article_is_ingested_tagged_and_clean(
+    tmp_path: Path, make_config: ConfigFactory, db: Database, clock: Clock
+) -> None:
+    if not SEED.exists():
+        pytest.skip(f"seed article not found at {SEED}")
+    folder, toml = directory_source(tmp_path)
+    shutil.copy(SEED, folder)
+    config = make_config(toml)
+    report = ingestor(config, db, clock).run()
+    assert report.summary() == ("sources ok 1, failed 0; articles new 1, updated 0, unchanged 0")
+    with db.connect() as conn:
+        [article] = article_store.load_articles(conn)
+    assert article.title.startswith("Jelang Akhir Tahun 2025, Pemerintah Balikpapan")
+    assert article.author == "Redaktur"
+    assert article.published == datetime(2025, 11, 16, 6, 7, tzinfo=UTC)
+    assert article.local_tz == "Asia/Jakarta"
+    assert article.regions == ("balikpapan", "kalimantan-timur")
+    assert "pemerintahan" in article.categories
+    assert article.advertorial
+    assert "Tinggalkan Komentar" not in article.content_html
+    assert "(Nusplus)" not in article.content_html
+    assert article.url.startswith("https://news.example.id/")
+
+
+def test_examples_and_sample_feed_ingest_and_rerun_is_idempotent(
+    make_config: ConfigFactory, db: Database, clock: Clock
+) -> None:
+    config = make_config(
+        f'[[sources]]\nname = "redaksi"\nkind = "directory"\n'
+        f'path = "{REPO / "examples/articles"}"\n'
+        + feed_source(
+            "kaltim", (REPO / "examples/feeds/kaltim.xml").as_uri(), 'region = "kalimantan-timur"'
+        )
+    )
+    first = ingestor(config, db, clock).run()
+    assert first.failed == 0 and first.total("new") >= 10
+    second = ingestor(config, db, clock).run()
+    assert second.total("new") == 0 and second.total("updated") == 0
+    with db.connect() as conn:
+        every = article_store.load_articles(conn)
+        provinces = {r for a in every for r in a.regions if "-" in r}
+        assert len(every) == first.total("new")
+        assert {"kalimantan-timur", "jawa-timur"} <= provinces
+        assert any(a.advertorial for a in every)
+        bontang = next(a for a in every if "Bontang Siapkan" in a.title)
+    assert bontang.regions == ("bontang", "kalimantan-timur")
+    assert "<script" not in bontang.content_html
+    assert bontang.image and bontang.image.url.endswith("bontang-mangrove.jpg")
+    assert bontang.image.type == "image/jpeg"
+
+
+def test_feed_conditional_get_failures_and_backoff(
+    make_config: ConfigFactory, db: Database, clock: Clock
+) -> None:
+    with serve() as server:
+        server.add(
+            "/ok.xml", body=rss(("Banjir di Samarinda", "https://u.example/1", "air")), etag='"v1"'
+        )
+        server.add("/down.xml", status=500, body=b"oops")
+        config = make_config(
+            feed_source("baik", server.url("/ok.xml"))
+            + feed_source("rusak", server.url("/down.xml"))
+        )
+        run = ingestor(config, db, clock)
+        report = run.run()
+        assert [o.ok for o in report.outcomes] == [True, False]
+        assert not report.all_failed
+        assert "HTTP 500" in (report.outcomes[1].error or "")
+        again = run.run()
+        assert again.outcomes[0].new == 0
+        assert server.hits("/ok.xml")[-1].headers.get("If-None-Match") == '"v1"'
+    with db.connect() as conn:
+        ok = source_store.get_source(conn, "baik")
+        bad = source_store.get_source(conn, "rusak")
+        assert article_store.count_articles(conn) == 1
+    assert ok and ok.etag == '"v1"' and ok.error_count == 0 and ok.last_error is None
+    assert bad and bad.error_count == 2 and bad.last_error and "500" in bad.last_error
+    assert bad.next_fetch_at and bad.next_fetch_at - clock.now == timedelta(minutes=10)
+
+
+def test_every_source_failing_is_reported(
+    make_config: ConfigFactory, db: Database, clock: Clock, tmp_path: Path
+) -> None:
+    config = make_config(feed_source("hilang", (tmp_path / "missing.xml").as_uri()))
+    report = ingestor(config, db, clock).run()
+    assert report.all_failed
+    assert "missing.xml" in (report.outcomes[0].error or "")
+
+
+def test_broken_file_is_recorded_and_the_rest_is_kept(
+    tmp_path: Path, make_config: ConfigFactory, db: Database, clock: Clock
+) -> None:
+    folder, toml = directory_source(tmp_path)
+    (folder / "baik.md").write_text(
+        "---\ntitle: Pasar Murah di Bontang\ndate: 2025-11-16T08:00:00+08:00\n---\nIsi berita.\n",
+        encoding="utf-8",
+    )
+    (folder / "rusak.json").write_text("{not json", encoding="utf-8")
+    config = make_config(toml)
+    report = ingestor(config, db, clock).run()
+    assert report.outcomes[0].ok and report.outcomes[0].new == 1
+    with db.connect() as conn:
+        state = source_store.get_source(conn, "redaksi")
+    assert state and state.last_error and "rusak.json" in state.last_error
+
+
+def test_edit_updates_in_place_and_copy_from_other_source_is_deduped(
+    make_config: ConfigFactory, db: Database, clock: Clock
+) -> None:
+    with serve() as server:
+        item = ("Gubernur Resmikan Jembatan", "https://u.example/jembatan", "Panjang 240 meter.")
+        server.add("/a.xml", body=rss(item))
+        copy = (
+            "Gubernur Resmikan Jembatan",
+            "https://mirror.example/jembatan",
+            "Panjang 240 meter.",
+        )
+        server.add("/b.xml", body=rss(copy))
+        config = make_config(
+            feed_source("a", server.url("/a.xml")) + feed_source("b", server.url("/b.xml"))
+        )
+        run = ingestor(config, db, clock)
+        assert run.run().total("new") == 1
+        with db.connect() as conn:
+            [before] = article_store.load_articles(conn)
+        clock.now += timedelta(hours=1)
+        server.add("/a.xml", body=rss((item[0] + " Baru", item[1], "Panjang 250 meter.")))
+        report = run.run()
+    assert report.outcomes[0].updated == 1
+    with db.connect() as conn:
+        [after] = article_store.load_articles(conn)
+        total = conn.execute(select(func.count()).select_from(articles)).scalar_one()
+    assert total == 1
+    assert after.id == before.id and after.first_seen == before.first_seen
+    assert after.title.endswith("Baru") and "250" in after.content_html
+    assert after.updated == clock.now
+
+
+def test_store_survives_reopen(
+    tmp_path: Path, make_config: ConfigFactory, db_url: str, clock: Clock
+) -> None:
+    folder, toml = directory_source(tmp_path)
+    shutil.copy(
+        REPO
+        / "examples/articles"
+        / sorted(p.name for p in (REPO / "examples/articles").glob("*.md"))[0],
+        folder,
+    )
+    config = make_config(toml)
+    first = open_database(db_url)
+    ingestor(config, first, clock).run()
+    first.dispose()
+    second = open_database(db_url)
+    with second.connect() as conn:
+        assert article_store.count_articles(conn) == 1
+    second.dispose()
+
+
+def test_retry_delay_grows_and_caps() -> None:
+    def mid() -> float:
+        return 0.5
+
+    base, cap = timedelta(minutes=5), timedelta(hours=1)
+    delays = [retry_delay(n, base=base, maximum=cap, rand=mid) for n in (1, 2, 3, 10)]
+    assert delays == [timedelta(minutes=5), timedelta(minutes=10), timedelta(minutes=20), cap]
