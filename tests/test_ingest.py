@@ -227,3 +227,16 @@ def test_retry_delay_grows_and_caps() -> None:
     base, cap = timedelta(minutes=5), timedelta(hours=1)
     delays = [retry_delay(n, base=base, maximum=cap, rand=mid) for n in (1, 2, 3, 10)]
     assert delays == [timedelta(minutes=5), timedelta(minutes=10), timedelta(minutes=20), cap]
+
+
+def test_dateline_in_feed_content_decides_the_region(
+    make_config: ConfigFactory, db: Database, clock: Clock
+) -> None:
+    lead = "KABARKALSEL, BANJARBARU – Warga Kota Balikpapan dan Samarinda ikut hadir."
+    with serve() as server:
+        server.add("/d.xml", body=rss(("Pameran di Kalsel", "https://u.example/d", lead)))
+        config = make_config(feed_source("d", server.url("/d.xml"), 'region = "jawa-timur"'))
+        ingestor(config, db, clock).run()
+    with db.connect() as conn:
+        [article] = article_store.load_articles(conn)
+    assert article.regions == ("banjarbaru", "kalimantan-selatan")

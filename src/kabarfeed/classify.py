@@ -21,6 +21,7 @@ from functools import lru_cache
 
 from kabarfeed.models import Taxonomy
 
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 ADVERTORIAL_TERMS = frozenset(
     {"adv", "advertorial", "iklan", "sponsored", "konten bersponsor", "sponsor", "paid"}
 )
@@ -52,9 +53,50 @@ class Classification:
 
 def fold(text: str) -> str:
     """Case- and accent-insensitive form used for matching."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(stripped.casefold().split())
+    if not text.isascii():
+        text = _COMBINING.sub("", unicodedata.normalize("NFKD", text))
+    return " ".join(text.casefold().split())
+
+
+@dataclass(frozen=True, slots=True)
+class _Matcher:
+    """One compiled alternation of many terms, mapping each hit to slugs."""
+
+    pattern: re.Pattern[str] | None
+    slugs_by_term: dict[str, tuple[str, ...]]
+
+    def find(self, folded_text: str) -> list[str]:
+        """Slugs of every term found in ``folded_text``, in term-definition order."""
+        if self.pattern is None:
+            return []
+        hits = {m[0] for m in self.pattern.finditer(folded_text)}
+        found: list[str] = []
+        for term, slugs in self.slugs_by_term.items():
+            if term in hits:
+                found.extend(s for s in slugs if s not in found)
+        return found
+
+
+def _matcher(terms: Iterable[tuple[str, str]]) -> _Matcher:
+    by_term: dict[str, tuple[str, ...]] = {}
+    for slug, term in terms:
+        key = fold(term)
+        if key and slug not in by_term.get(key, ()):
+            by_term[key] = (*by_term.get(key, ()), slug)
+    if not by_term:
+        return _Matcher(None, {})
+    alternation = "|".join(re.escape(t) for t in sorted(by_term, key=len, reverse=True))
+    return _Matcher(re.compile(rf"(?<!\w)(?:{alternation})(?!\w)"), by_term)
+
+
+@lru_cache(maxsize=16)
+def _region_matcher(taxonomy: Taxonomy) -> _Matcher:
+    return _matcher((r.slug, n) for r in taxonomy.regions for n in (r.name, *r.aliases))
+
+
+@lru_cache(maxsize=16)
+def _keyword_matcher(taxonomy: Taxonomy) -> _Matcher:
+    return _matcher((c.slug, k) for c in taxonomy.categories for k in c.keywords)
 
 
 @lru_cache(maxsize=4096)
@@ -105,12 +147,9 @@ def _with_ancestors(taxonomy: Taxonomy, slugs: Iterable[str]) -> tuple[str, ...]
 
 
 def _named_regions(taxonomy: Taxonomy, text: str) -> list[str]:
-    found = []
-    folded = fold(text)
-    for region in taxonomy.regions:
-        if any(_mentions_folded(folded, n) for n in (region.name, *region.aliases)):
-            found.append(region.slug)
-    return found
+    found = _region_matcher(taxonomy).find(fold(text))
+    order = {r.slug: i for i, r in enumerate(taxonomy.regions)}
+    return sorted(found, key=order.__getitem__)
 
 
 def decide_regions(taxonomy: Taxonomy, signals: Signals) -> tuple[str, ...]:
@@ -143,10 +182,9 @@ def decide_categories(taxonomy: Taxonomy, signals: Signals) -> tuple[str, ...]:
         found.append(default)
     if found:
         return tuple(found)
-    folded = fold("\n".join((signals.title, *signals.tags, signals.lead)))
-    return tuple(
-        c.slug for c in taxonomy.categories if any(_mentions_folded(folded, k) for k in c.keywords)
-    )
+    text = "\n".join((signals.title, *signals.tags, signals.lead))
+    found = set(_keyword_matcher(taxonomy).find(fold(text)))
+    return tuple(c.slug for c in taxonomy.categories if c.slug in found)
 
 
 def decide_advertorial(signals: Signals) -> bool:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -31,6 +32,7 @@ from kabarfeed.normalize import (
     truncate,
 )
 from kabarfeed.sources import directory, feed
+from kabarfeed.textformat import find_dateline
 from kabarfeed.store import Database
 from kabarfeed.store import articles as article_store
 from kabarfeed.store import sources as source_store
@@ -160,10 +162,12 @@ def prepare(
     content = sanitize_html(raw.content_html or raw.summary, base_url=url)
     summary = truncate(clean_text(raw.summary or content), SUMMARY_CHARS)
     published, updated, warnings = decide_dates(raw.published, raw.updated, now=now)
+    lead = _lead(content)
+    dateline = None if raw.dateline_city else find_dateline(lead)
     signals = Signals(
         title=title,
-        lead=_lead(content),
-        dateline_city=raw.dateline_city,
+        lead=lead,
+        dateline_city=raw.dateline_city or (dateline.city if dateline else None),
         explicit_regions=raw.regions,
         explicit_categories=raw.categories,
         tags=raw.tags,
@@ -239,12 +243,33 @@ class Ingestor:
         """Ingest every enabled source (or those named), one after another."""
         selected = [s for s in self.config.sources if s.enabled and (not only or s.name in only)]
         outcomes = []
-        for source in selected:
-            outcome = self.run_source(source, due_only=due_only)
-            outcomes.append(outcome)
-            if progress:
-                progress(outcome)
+        with self._shared_client():
+            for source in selected:
+                outcome = self.run_source(source, due_only=due_only)
+                outcomes.append(outcome)
+                if progress:
+                    progress(outcome)
         return IngestReport(tuple(outcomes))
+
+    @contextmanager
+    def _shared_client(self) -> Iterator[None]:
+        """One HTTP client (connection pool, TLS context) for a whole run."""
+        if self.client is not None:
+            yield
+            return
+        self.client = feed.make_client(self._limits())
+        try:
+            yield
+        finally:
+            self.client.close()
+            self.client = None
+
+    def _limits(self) -> feed.FetchLimits:
+        return feed.FetchLimits(
+            timeout=self.config.ingest.timeout.total_seconds(),
+            max_bytes=self.config.ingest.max_bytes,
+            max_redirects=self.config.ingest.max_redirects,
+        )
 
     def run_source(self, source: SourceConfig, *, due_only: bool = False) -> SourceOutcome:
         """Ingest one source; every failure is recorded on its row, never raised."""
@@ -318,7 +343,7 @@ class Ingestor:
             default_tz=self.config.site.timezone,
             base_url=self.config.site.base_url,
         )
-        problems = [f"{p.path}: {p.message}" for p in result.problems]
+        problems = [p.message for p in result.problems]
         if problems and not result.articles:
             raise SourceError("; ".join(problems[:5]) + _more(problems, 5))
         return list(result.articles), problems
@@ -327,23 +352,16 @@ class Ingestor:
         self, source: SourceConfig, state: source_store.SourceState | None
     ) -> tuple[list[RawArticle], list[str], tuple[str | None, str | None]] | None:
         assert source.url is not None
-        limits = feed.FetchLimits(
-            timeout=self.config.ingest.timeout.total_seconds(),
-            max_bytes=self.config.ingest.max_bytes,
-            max_redirects=self.config.ingest.max_redirects,
-        )
-        client = self.client or feed.make_client(limits)
-        try:
+        limits = self._limits()
+        with self._shared_client():
+            assert self.client is not None
             result = feed.fetch(
-                client,
+                self.client,
                 source.url,
                 etag=state.etag if state else None,
                 last_modified=state.last_modified if state else None,
                 limits=limits,
             )
-        finally:
-            if self.client is None:
-                client.close()
         if result.status == "not_modified":
             return None
         parsed = feed.parse_feed(
