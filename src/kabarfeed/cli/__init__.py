@@ -20,6 +20,7 @@ from kabarfeed.errors import ConfigError, KabarfeedError
 COMMAND_MODULES = (
     "kabarfeed.cli.admin",
     "kabarfeed.cli.ingest",
+    "kabarfeed.cli.feeds",
 )
 
 

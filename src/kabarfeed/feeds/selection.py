@@ -1,0 +1,177 @@
+"""Which feeds exist and which articles each one carries. Pure.
+
+A :class:`Selection` is one slice of the news: the whole site, a region (with
+its descendant regions), a category, or a region x category pair. Its public
+path is the same on disk and on the web (``feeds/region/balikpapan.rss``).
+
+:func:`plan` walks a light index of every stored article, newest first, once:
+it counts the articles of every selection and keeps the ids of the newest
+``items`` of each. The builder renders from that plan and decides which feeds
+changed by comparing item ids, so a full and an incremental build agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from kabarfeed.models import Taxonomy
+
+FORMATS: Mapping[str, str] = {"rss": "rss", "atom": "atom", "json": "json"}
+"""Format name -> file extension."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Selection:
+    """One feed's slice: ``region`` and/or ``category`` slugs (both ``None``: all)."""
+
+    region: str | None = None
+    category: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"all"``, ``"region"``, ``"category"`` or ``"pair"``."""
+        if self.region and self.category:
+            return "pair"
+        if self.region:
+            return "region"
+        return "category" if self.category else "all"
+
+    @property
+    def stem(self) -> str:
+        """The path without extension, relative to the output folder."""
+        if self.region and self.category:
+            return f"feeds/region/{self.region}/{self.category}"
+        if self.region:
+            return f"feeds/region/{self.region}"
+        if self.category:
+            return f"feeds/category/{self.category}"
+        return "feeds/all"
+
+    def path(self, fmt: str) -> str:
+        """The relative path of this feed in format ``fmt`` (``"rss"``, ...)."""
+        return f"{self.stem}.{FORMATS[fmt]}"
+
+
+ALL = Selection()
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRow:
+    """One stored article as the planner sees it (no content)."""
+
+    id: str
+    regions: tuple[str, ...]
+    categories: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Slice:
+    """What the planner found for one selection."""
+
+    count: int = 0
+    ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Every feed that exists, with its article count and newest item ids."""
+
+    slices: Mapping[Selection, Slice]
+
+    def ids(self, selection: Selection) -> tuple[str, ...]:
+        """The ids of ``selection``'s items, newest first (empty if unknown)."""
+        found = self.slices.get(selection)
+        return tuple(found.ids) if found else ()
+
+    def count(self, selection: Selection) -> int:
+        """How many stored articles ``selection`` matches."""
+        found = self.slices.get(selection)
+        return found.count if found else 0
+
+    @property
+    def selections(self) -> tuple[Selection, ...]:
+        """Every existing selection, in a stable order."""
+        return tuple(sorted(self.slices, key=sort_key))
+
+
+def sort_key(selection: Selection) -> tuple[int, str, str]:
+    """All first, then regions, categories and pairs, each alphabetical."""
+    rank = {"all": 0, "region": 1, "category": 2, "pair": 3}[selection.kind]
+    return rank, selection.region or "", selection.category or ""
+
+
+def base_selections(taxonomy: Taxonomy) -> tuple[Selection, ...]:
+    """The feeds that always exist: all, every region, every category."""
+    regions = tuple(Selection(region=r.slug) for r in taxonomy.regions)
+    categories = tuple(Selection(category=c.slug) for c in taxonomy.categories)
+    return (ALL, *regions, *categories)
+
+
+class Matcher:
+    """Maps an article's region/category slugs to the selections it belongs to.
+
+    Region feeds include descendants, so an article tagged ``balikpapan`` is
+    in ``balikpapan`` and ``kalimantan-timur``. Slugs no longer in the
+    taxonomy are ignored. Results are cached per slug combination.
+    """
+
+    def __init__(self, taxonomy: Taxonomy) -> None:
+        self._up = {r.slug: (r.slug, *taxonomy.ancestors(r.slug)) for r in taxonomy.regions}
+        self._categories = frozenset(c.slug for c in taxonomy.categories)
+        self._cache: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[Selection, ...]] = {}
+
+    def selections(
+        self, regions: Iterable[str], categories: Iterable[str]
+    ) -> tuple[Selection, ...]:
+        """Every selection an article with these slugs appears in (incl. all)."""
+        key = (tuple(regions), tuple(categories))
+        found = self._cache.get(key)
+        if found is None:
+            found = self._compute(*key)
+            self._cache[key] = found
+        return found
+
+    def _compute(
+        self, regions: tuple[str, ...], categories: tuple[str, ...]
+    ) -> tuple[Selection, ...]:
+        expanded = sorted({up for r in regions for up in self._up.get(r, ())})
+        cats = sorted({c for c in categories if c in self._categories})
+        out = [ALL]
+        out += [Selection(region=r) for r in expanded]
+        out += [Selection(category=c) for c in cats]
+        out += [Selection(region=r, category=c) for r in expanded for c in cats]
+        return tuple(out)
+
+
+def plan(taxonomy: Taxonomy, rows: Iterable[IndexRow], *, items: int) -> Plan:
+    """Count and pick the newest ``items`` ids of every selection.
+
+    ``rows`` must come newest first. The result holds the always-present
+    feeds (possibly empty) plus every region x category pair with articles.
+    """
+    slices: dict[Selection, Slice] = {s: Slice() for s in base_selections(taxonomy)}
+    matcher = Matcher(taxonomy)
+    for row in rows:
+        for selection in matcher.selections(row.regions, row.categories):
+            found = slices.get(selection)
+            if found is None:
+                found = slices[selection] = Slice()
+            found.count += 1
+            if len(found.ids) < items:
+                found.ids.append(row.id)
+    return Plan(slices)
+
+
+def region_order(taxonomy: Taxonomy) -> tuple[tuple[str, int], ...]:
+    """Region slugs depth-first (province, then its cities) with their depth."""
+    out: list[tuple[str, int]] = []
+
+    def walk(slug: str, depth: int) -> None:
+        out.append((slug, depth))
+        for child in taxonomy.children(slug):
+            walk(child.slug, depth + 1)
+
+    for root in taxonomy.roots():
+        walk(root.slug, 0)
+    return tuple(out)

@@ -1,0 +1,83 @@
+"""Atomic, change-aware file writes for the output folder.
+
+A file is replaced by writing a temporary sibling, flushing it and renaming
+it over the target, so a reader (web server, CDN origin) sees either the old
+or the new bytes, never half a file (no fsync: the files are rebuilt from
+the store after a crash anyway). Unchanged bytes are not rewritten: the
+mtime, and with it ``Last-Modified``, stays.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tempfile
+from pathlib import Path
+
+from kabarfeed.errors import KabarfeedError
+
+GZIP_LEVEL = 6
+TEMP_PREFIX = ".kf-"
+
+
+class OutputError(KabarfeedError):
+    """The output folder could not be written."""
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """Deterministic gzip (no name, mtime 0): same input, same bytes."""
+    return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` via a temporary file and a rename."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
+
+
+def read_or_none(path: Path) -> bytes | None:
+    """The bytes of ``path``, or ``None`` when it does not exist."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise OutputError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+def write_if_changed(path: Path, data: bytes, *, with_gzip: bool = True) -> bool:
+    """Write ``data`` (and its ``.gz`` sibling) unless the file already holds it.
+
+    Returns whether anything was written. A missing or stale ``.gz`` sibling is
+    rewritten even when the main file is unchanged.
+    """
+    gz_path = path.with_name(path.name + ".gz")
+    changed = read_or_none(path) != data
+    if changed:
+        atomic_write(path, data)
+    if with_gzip and (changed or not gz_path.exists()):
+        atomic_write(gz_path, gzip_bytes(data))
+        return True
+    return changed
+
+
+def remove(path: Path) -> bool:
+    """Delete ``path`` and its ``.gz`` sibling; whether the main file existed."""
+    existed = path.exists()
+    for target in (path, path.with_name(path.name + ".gz")):
+        try:
+            target.unlink(missing_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot remove {target}: {e.strerror or e}") from e
+    return existed
