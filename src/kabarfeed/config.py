@@ -260,6 +260,18 @@ class LoggingConfig(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class SchedulerConfig(_Section):
+    """``[scheduler]``: cadences of ``kabarfeed run`` (sources use their own interval)."""
+
+    digest_check: Duration = timedelta(minutes=1)
+    drain_interval: Duration = timedelta(seconds=30)
+    heartbeat: Duration = timedelta(seconds=15)
+    build_max_wait: Duration = timedelta(minutes=2)
+    catch_up_days: int = Field(default=7, gt=0, le=60)
+    shutdown_timeout: Duration = timedelta(seconds=25)
+    watch: bool = True
+
+
 class Config(_Section):
     """The whole validated configuration. Immutable; reload builds a new one."""
 
@@ -276,6 +288,7 @@ class Config(_Section):
     dkim: DkimConfig = DkimConfig()
     web: WebConfig = WebConfig()
     logging: LoggingConfig = LoggingConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
     path: Path | None = Field(default=None, exclude=True)
 
     @property

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "kabarfeed.cli.admin",
     "kabarfeed.cli.ingest",
     "kabarfeed.cli.feeds",
+    "kabarfeed.cli.service",
 )
 
 

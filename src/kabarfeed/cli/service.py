@@ -1,0 +1,196 @@
+"""``kabarfeed run`` (the long-running service, or ``--once``) and ``kabarfeed status``."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from kabarfeed.cli.context import AppContext
+from kabarfeed.config import ENV_PREFIX, Config
+from kabarfeed.errors import ConfigError
+from kabarfeed.service import run_service
+from kabarfeed.status import StatusReport, gather_status
+from kabarfeed.store import open_database
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def register(main: click.Group) -> None:
+    """Add ``run`` and ``status`` to ``main``."""
+
+    @main.command("run")
+    @click.option("--host", default=None, help="Listen address (default: [web] host).")
+    @click.option(
+        "--port",
+        type=click.IntRange(0, 65535),
+        default=None,
+        help="Listen port; 0 picks a free one (default: [web] port).",
+    )
+    @click.option("--once", is_flag=True, help="Do all work due now, then exit (cron, timers).")
+    @pass_app
+    def run(app: AppContext, host: str | None, port: int | None, once: bool) -> None:
+        """Ingest, publish and mail on schedule; serve the web app; reload on SIGHUP."""
+        config = app.config
+        code = run_service(
+            config,
+            app.db,
+            app.clock,
+            host=host or config.web.host,
+            port=config.web.port if port is None else port,
+            once=once,
+        )
+        if code:
+            raise click.exceptions.Exit(code)
+
+    @main.command("status")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+    @pass_app
+    def status(app: AppContext, as_json: bool) -> None:
+        """Config, sources, articles, feeds, outbox, send groups and the run process."""
+        report = _gather(app)
+        if as_json:
+            click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+        else:
+            _print(report)
+
+
+def _gather(app: AppContext) -> StatusReport:
+    """Status even when the config on disk is invalid (the database URL is
+    then read from the raw file or the environment)."""
+    now = app.clock()
+    try:
+        config: Config | None = app.config
+    except ConfigError as e:
+        db = open_database(_raw_storage_url(app.config_path))
+        try:
+            return gather_status(
+                None, db, now, config_path=app.config_path, problems=tuple(e.problems)
+            )
+        finally:
+            db.dispose()
+    return gather_status(config, app.db, now, config_path=app.config_path)
+
+
+def _raw_storage_url(path: Path) -> str:
+    env = os.environ.get(f"{ENV_PREFIX}STORAGE_URL")
+    if env:
+        return env
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+        url = str(data["storage"]["url"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError([f"{path}: cannot find [storage] url for status"]) from e
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        url = "sqlite:///" + str((path.parent / url.removeprefix("sqlite:///")).resolve())
+    return url
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z") if value else "-"
+
+
+def _print(r: StatusReport) -> None:
+    console = Console()
+    console.print(f"kabarfeed {r.version}")
+    state = "valid" if r.config_valid else "[red]INVALID[/red]"
+    console.print(f"config: {r.config_path} ({state})")
+    for problem in r.config_problems:
+        console.print(f"  [red]{problem}[/red]", markup=True, highlight=False)
+    _print_reload(console, r.last_reload)
+    beat = r.heartbeat
+    if r.running and beat:
+        console.print(
+            f"run process: [green]alive[/green] (pid {beat.pid} on {beat.host}, "
+            f"since {_when(beat.started)}, port {beat.port})"
+        )
+    else:
+        console.print(
+            f"run process: [yellow]not running[/yellow] "
+            f"(last beat {_when(beat.beat) if beat else 'never'})"
+        )
+    console.print(
+        f"articles: {r.articles_total} ({r.articles_last_24h} in the last 24 h, "
+        f"newest {_when(r.newest_article)})"
+    )
+    console.print(f"feeds: {r.feeds_count} files, last built {_when(r.feeds_built_at)}")
+    _print_sources(console, r.sources)
+    _print_outbox(console, r.outbox)
+    _print_groups(console, r)
+
+
+def _print_reload(console: Console, reload: dict[str, Any] | None) -> None:
+    if not reload:
+        return
+    if reload.get("ok"):
+        console.print(
+            f"last config reload: accepted at {reload.get('time')} "
+            f"({len(reload.get('changes') or [])} changes)"
+        )
+        return
+    console.print(
+        f"last config reload: [red]REJECTED[/red] at {reload.get('time')}; "
+        "the service runs on the previous config:"
+    )
+    for problem in reload.get("problems") or []:
+        console.print(f"  {problem}", markup=False, highlight=False)
+
+
+def _print_sources(console: Console, rows: tuple[dict[str, Any], ...]) -> None:
+    table = Table(
+        "source",
+        "kind",
+        "health",
+        "last success",
+        "errors",
+        "next fetch",
+        "last error",
+        title="sources",
+    )
+    for s in rows:
+        table.add_row(
+            s["name"],
+            s["kind"],
+            s["health"],
+            _when(s["last_success"]),
+            str(s["error_count"]),
+            _when(s["next_fetch"]),
+            s["last_error"] or "",
+        )
+    console.print(table)
+
+
+def _print_outbox(console: Console, outbox: dict[str, dict[str, int]]) -> None:
+    states = ["queued", "sending", "sent", "deferred", "failed", "skipped"]
+    table = Table("local date", *states, title="outbox")
+    for day, counts in outbox.items():
+        table.add_row(day, *(str(counts.get(s, 0)) for s in states))
+    console.print(table)
+
+
+def _print_groups(console: Console, r: StatusReport) -> None:
+    table = Table(
+        "zone",
+        "send at",
+        "subscribers",
+        "done through",
+        "next send (UTC)",
+        title="digest send groups",
+    )
+    for g in r.groups:
+        due = " (due now)" if g.next_send <= r.now else ""
+        table.add_row(
+            g.timezone,
+            g.send_at,
+            str(g.subscribers),
+            g.done_through or "-",
+            _when(g.next_send) + due,
+        )
+    console.print(table)

@@ -1,0 +1,169 @@
+"""Thin adapters from the service to the feeds, web, digest and delivery modules.
+
+The service joins the layers only through these functions, so each module's
+public API is used in exactly one place. Every call takes the config in force
+at that moment (a reload applies to the next call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from kabarfeed.config import Config
+from kabarfeed.digest.schedule import send_moment
+from kabarfeed.models import Clock, DeliveryState, SubscriberStatus
+from kabarfeed.scheduler import SendGroup
+from kabarfeed.store import Database
+from kabarfeed.store.schema import feed_builds, subscribers
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------ feeds and web
+
+
+def build_feeds(config: Config, db: Database, clock: Clock) -> str:
+    """Rebuild the feeds incrementally; return the build's one-line summary."""
+    from kabarfeed.feeds.build import FeedBuilder
+
+    report = FeedBuilder(config, db, clock).build(full=False)
+    return str(report.summary())
+
+
+def feeds_built(db: Database) -> bool:
+    """Whether any feed was ever built into this database."""
+    with db.connect() as conn:
+        return conn.execute(select(feed_builds.c.path).limit(1)).first() is not None
+
+
+def create_app(config: Config, db: Database, clock: Clock) -> Any:
+    """The web app (feeds, pages, subscription endpoints) for ``config``."""
+    try:
+        from kabarfeed.web.app import create_app as make
+    except ImportError:
+        log.warning("web app module not available; serving the static feeds folder only")
+        return _static_app(config.feeds.output)
+    return make(config, db, clock=clock)
+
+
+def _static_app(folder: Path) -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    async def health(_request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok\n")
+
+    folder.mkdir(parents=True, exist_ok=True)
+    routes = [
+        Route("/healthz", health),
+        Mount("/", StaticFiles(directory=folder, html=True, check_dir=False)),
+    ]
+    return Starlette(routes=routes)
+
+
+# ------------------------------------------------------------------ digests
+
+
+def group_subscriber_ids(db: Database, group: SendGroup) -> list[int]:
+    """Ids of the active subscribers of ``group``."""
+    s = subscribers.c
+    query = select(s.id).where(
+        s.status == SubscriberStatus.ACTIVE.value,
+        s.timezone == group.timezone,
+        s.send_at == group.send_at,
+    )
+    with db.connect() as conn:
+        return list(conn.execute(query.order_by(s.id)).scalars())
+
+
+def enqueue_group(
+    config: Config, db: Database, clock: Clock, group: SendGroup, local_date: date, now: datetime
+) -> int:
+    """Build and queue the group's editions for ``local_date``; return how many are new."""
+    from kabarfeed.delivery import enqueue
+
+    ids = group_subscriber_ids(db, group)
+    return int(enqueue.enqueue_editions(config, db, ids, local_date, now=now))
+
+
+def skip_group(
+    config: Config, db: Database, group: SendGroup, local_date: date, now: datetime, reason: str
+) -> int:
+    """Record the group's editions for ``local_date`` as ``skipped`` (never sent)."""
+    from kabarfeed.store import deliveries
+
+    ids = group_subscriber_ids(db, group)
+    cutoff = send_moment(group.timezone, group.send_at, local_date)
+    with db.begin() as conn:
+        previous = deliveries.newest_cutoffs(conn, ids)
+        rows = [
+            deliveries.NewDelivery(
+                sid,
+                local_date.isoformat(),
+                previous.get(sid, cutoff - config.digest.first_window),
+                cutoff,
+                (),
+                DeliveryState.SKIPPED,
+                reason,
+            )
+            for sid in ids
+        ]
+        return deliveries.insert_editions(conn, rows, now)
+
+
+# ------------------------------------------------------------------ delivery
+
+
+async def drain_outbox(
+    config: Config, db: Database, clock: Clock, stop: asyncio.Event, *, run_id: str
+) -> int:
+    """Send due deliveries batch by batch until none is due, the transport
+    pauses, or ``stop`` is set (the batch in hand is finished first).
+    Returns the number of messages sent."""
+    from kabarfeed.delivery import factory
+    from kabarfeed.delivery.engine import DeliveryEngine
+    from kabarfeed.store.deliveries import SqlOutbox, worker_name
+
+    settings = factory.engine_settings(config)
+    store = SqlOutbox(
+        db,
+        worker=worker_name(run_id),
+        lease=config.smtp.lease,
+        bounce_threshold=config.smtp.bounce_threshold,
+    )
+    sent = 0
+    while not stop.is_set():
+        engine = DeliveryEngine(
+            store,
+            _renderer(config, db, clock),
+            factory.make_transport(config),
+            settings,
+            clock=clock,
+        )
+        report = await engine.run(limit=settings.batch_size)
+        sent += report.progress.sent
+        if report.progress.sent or report.progress.failed or report.progress.deferred:
+            log.info(
+                "outbox: sent %d, deferred %d, failed %d, skipped %d",
+                report.progress.sent,
+                report.progress.deferred,
+                report.progress.failed,
+                report.progress.skipped,
+            )
+        if report.paused or report.progress.claimed == 0:
+            break
+    return sent
+
+
+def _renderer(config: Config, db: Database, clock: Clock) -> Any:
+    from kabarfeed.delivery import enqueue
+
+    return enqueue.OutboxRenderer(config, db, clock=clock)

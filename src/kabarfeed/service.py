@@ -1,0 +1,500 @@
+"""The ``kabarfeed run`` process: web server + scheduler on one asyncio loop.
+
+* uvicorn serves the web app; its own signal capture is disabled so this
+  module owns SIGTERM/SIGINT (graceful stop) and SIGHUP (config reload);
+* :class:`~kabarfeed.scheduler.ServiceScheduler` runs ingest, feed builds,
+  digest groups and the outbox drain through :class:`Workers`;
+* a watcher reloads the config when the file or a template folder changes.
+  A valid config is applied live with one log line per change; an invalid one
+  is refused (every problem logged with its key path, the rejection recorded
+  in the ``state`` table for ``kabarfeed status``) and the old one stays;
+* a heartbeat row tells ``kabarfeed status`` whether the process is alive.
+
+``run --once`` does everything due now (ingest due sources, build feeds,
+queue due editions, drain the outbox) and returns, with the same guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import uvicorn
+from pydantic import BaseModel, SecretStr
+
+from kabarfeed import integrations
+from kabarfeed.config import Config, SourceConfig, load_config
+from kabarfeed.errors import ConfigError, KabarfeedError
+from kabarfeed.ingest import Ingestor
+from kabarfeed.logsetup import setup_logging
+from kabarfeed.models import Clock
+from kabarfeed.scheduler import (
+    GroupPlan,
+    SendGroup,
+    ServiceScheduler,
+    Timing,
+    human_duration,
+    plan_group,
+)
+from kabarfeed.status import (
+    HEARTBEAT_KEY,
+    RELOAD_KEY,
+    active_group_list,
+    group_marker,
+    set_group_marker,
+    write_state,
+)
+from kabarfeed.store import Database
+from kabarfeed.store import sources as source_store
+from kabarfeed.templating import bundled_templates, make_environment
+
+log = logging.getLogger(__name__)
+
+TEMPLATE_FOLDERS = ("email", "web", "feeds")
+
+
+# ------------------------------------------------------------------ pure helpers
+
+
+def timing_of(config: Config) -> Timing:
+    """Scheduler cadences from ``[scheduler]``, ``[ingest]`` and ``[feeds]``."""
+    sch = config.scheduler
+    return Timing(
+        jitter=config.ingest.interval_jitter,
+        build_delay=config.feeds.build_delay,
+        build_max_wait=sch.build_max_wait,
+        group_check=sch.digest_check,
+        drain_interval=sch.drain_interval,
+        heartbeat=sch.heartbeat,
+    )
+
+
+def describe_changes(old: Config, new: Config) -> list[str]:
+    """One human line per changed key between two configs (secrets never shown)."""
+    lines: list[str] = []
+    for name in type(new).model_fields:
+        if name in ("path", "sources", "regions", "categories"):
+            continue
+        before, after = getattr(old, name), getattr(new, name)
+        if isinstance(after, BaseModel) and before != after:
+            lines.extend(_section_changes(name, before, after))
+    lines.extend(_named_changes("sources", old.sources, new.sources, "name"))
+    lines.extend(_named_changes("regions", old.regions, new.regions, "slug"))
+    lines.extend(_named_changes("categories", old.categories, new.categories, "slug"))
+    return lines
+
+
+def _section_changes(section: str, before: BaseModel, after: BaseModel) -> list[str]:
+    out = []
+    for key in type(after).model_fields:
+        a, b = getattr(before, key), getattr(after, key)
+        if a != b:
+            shown = "changed" if isinstance(b, SecretStr) else f"{_show(a)} -> {_show(b)}"
+            out.append(f"{section}.{key}: {shown}")
+    return out
+
+
+def _named_changes(
+    key: str, before: Sequence[BaseModel], after: Sequence[BaseModel], ident: str
+) -> list[str]:
+    old = {getattr(x, ident): x for x in before}
+    new = {getattr(x, ident): x for x in after}
+    out = [f"{key}: {n} added" for n in new if n not in old]
+    out += [f"{key}: {n} removed" for n in old if n not in new]
+    out += [f"{key}: {n} changed" for n in new if n in old and old[n] != new[n]]
+    return out
+
+
+def _show(value: object) -> str:
+    if hasattr(value, "total_seconds"):
+        return human_duration(value)  # type: ignore[arg-type]
+    return repr(str(value)) if isinstance(value, Path) else repr(value)
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    """Changes that need a restart (the process keeps the old value until then)."""
+    out = []
+    if old.storage.url != new.storage.url:
+        out.append("storage.url")
+    if (old.web.host, old.web.port) != (new.web.host, new.web.port):
+        out.append("web.host/web.port")
+    return out
+
+
+def template_problems(config: Config) -> list[str]:
+    """Compile every template (bundled and overrides); one line per broken file."""
+    problems = []
+    for sub in TEMPLATE_FOLDERS:
+        env = make_environment(sub, override=config.digest.templates)
+        for name in env.list_templates():
+            try:
+                env.get_template(name)
+            except jinja2.TemplateSyntaxError as e:
+                problems.append(f"templates/{sub}/{name}: line {e.lineno}: {e.message}")
+            except jinja2.TemplateError as e:
+                problems.append(f"templates/{sub}/{name}: {e}")
+    return problems
+
+
+def watched_paths(config: Config) -> list[Path]:
+    """The config file and every template folder a reload depends on."""
+    paths = [config.path] if config.path else []
+    paths.append(bundled_templates())
+    if config.digest.templates:
+        paths.append(config.digest.templates)
+    return [p for p in paths if p is not None and p.exists()]
+
+
+# ------------------------------------------------------------------ use cases
+
+
+@dataclass
+class Runtime:
+    """The one mutable thing: the config currently in force (swapped on reload)."""
+
+    config: Config
+    db: Database
+    clock: Clock
+    run_id: str = field(default_factory=lambda: os.urandom(4).hex())
+
+
+class Workers:
+    """The scheduler's :class:`~kabarfeed.scheduler.UseCases` over the real modules.
+
+    Every call reads ``runtime.config`` afresh, so a reload applies to new work
+    while work in progress finishes on the config it started with.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self.started = runtime.clock()
+        self.port: int | None = None
+
+    def sources(self) -> Sequence[SourceConfig]:
+        """Enabled sources of the current config."""
+        return [s for s in self.rt.config.sources if s.enabled]
+
+    def source_next_fetch(self, name: str) -> datetime | None:
+        """The stored next fetch time (regular or backoff)."""
+        with self.rt.db.connect() as conn:
+            state = source_store.get_source(conn, name)
+        return state.next_fetch_at if state else None
+
+    def ingest(self, source: SourceConfig) -> bool:
+        """Ingest ``source`` if due; whether any article was added or edited."""
+        outcome = Ingestor(self.rt.config, self.rt.db, self.rt.clock).run_source(
+            source, due_only=True
+        )
+        if outcome.ok and not outcome.skipped:
+            log.info(
+                "source %s: new %d, updated %d, unchanged %d",
+                source.name,
+                outcome.new,
+                outcome.updated,
+                outcome.unchanged,
+                extra={"source": source.name},
+            )
+        return bool(outcome.changed_ids)
+
+    def build_feeds(self) -> None:
+        """Rebuild feeds incrementally."""
+        summary = integrations.build_feeds(self.rt.config, self.rt.db, self.rt.clock)
+        log.info("feeds built: %s", summary)
+
+    def groups(self) -> Sequence[SendGroup]:
+        """Groups of active subscribers."""
+        with self.rt.db.connect() as conn:
+            return active_group_list(conn)
+
+    def run_group(self, group: SendGroup, now: datetime) -> GroupPlan:
+        """Queue or skip the group's due editions, then advance its marker."""
+        cfg = self.rt.config
+        with self.rt.db.connect() as conn:
+            done = group_marker(conn, group)
+        plan = plan_group(
+            group,
+            done,
+            now,
+            max_lateness=cfg.digest.max_lateness,
+            catch_up_days=cfg.scheduler.catch_up_days,
+        )
+        for edition in plan.editions:
+            self._handle(group, edition.local_date, edition.send, edition.reason, now)
+        if plan.forgotten:
+            log.warning("digest %s: %d older missed editions not recorded", group, plan.forgotten)
+        if plan.done_through and plan.done_through != done:
+            with self.rt.db.begin() as conn:
+                set_group_marker(conn, group, plan.done_through, now)
+        return plan
+
+    def _handle(self, group: SendGroup, day: date, send: bool, reason: str, now: datetime) -> None:
+        cfg, db = self.rt.config, self.rt.db
+        extra = {"group": str(group), "local_date": day.isoformat()}
+        if send:
+            count = integrations.enqueue_group(cfg, db, self.rt.clock, group, day, now)
+            log.info("digest %s for %s: %d editions queued", group, day, count, extra=extra)
+        else:
+            count = integrations.skip_group(cfg, db, group, day, now, reason)
+            log.warning(
+                "digest %s for %s skipped (%d editions): %s", group, day, count, reason, extra=extra
+            )
+
+    async def drain(self, stop: asyncio.Event) -> int:
+        """Send due outbox rows batch by batch until idle or ``stop`` is set."""
+        return await integrations.drain_outbox(
+            self.rt.config, self.rt.db, self.rt.clock, stop, run_id=self.rt.run_id
+        )
+
+    def heartbeat(self) -> None:
+        """Write the liveness row."""
+        now = self.rt.clock()
+        row = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": self.started.isoformat(),
+            "beat": now.isoformat(),
+            "interval": self.rt.config.scheduler.heartbeat.total_seconds(),
+            "port": self.port,
+            "config": str(self.rt.config.path or ""),
+        }
+        with self.rt.db.begin() as conn:
+            write_state(conn, HEARTBEAT_KEY, row, now)
+
+
+# ------------------------------------------------------------------ web server
+
+
+class SwappableApp:
+    """An ASGI app that forwards to the current app; reload swaps it in place."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def install_signal_handlers(self) -> None:
+        """Older uvicorn versions call this; do nothing."""
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind (port 0 picks a free one) so the real port is known before serving."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise KabarfeedError(f"cannot listen on {host}:{port}: {e.strerror}") from e
+    sock.set_inheritable(True)
+    return sock
+
+
+# ------------------------------------------------------------------ the service
+
+
+class Service:
+    """One ``run`` process. Build it, then ``await serve(...)`` or ``await once()``."""
+
+    def __init__(self, config: Config, db: Database, clock: Clock) -> None:
+        self.rt = Runtime(config, db, clock)
+        self.workers = Workers(self.rt)
+        self.scheduler = ServiceScheduler(self.workers, clock, timing_of(config))
+        self.stopping = asyncio.Event()
+        self.web: SwappableApp | None = None
+        self._reload_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # ---- run --once
+
+    async def once(self) -> int:
+        """Do all work due now; return the number of messages sent."""
+        self.workers.heartbeat()
+        changed = False
+        for source in self.workers.sources():
+            changed = await asyncio.to_thread(self.workers.ingest, source) or changed
+        if changed or not integrations.feeds_built(self.rt.db):
+            await asyncio.to_thread(self.workers.build_feeds)
+        for group in await asyncio.to_thread(self.workers.groups):
+            await asyncio.to_thread(self.workers.run_group, group, self.rt.clock())
+        return await self.workers.drain(self.stopping)
+
+    # ---- run
+
+    async def serve(self, host: str, port: int) -> bool:
+        """Serve until SIGTERM/SIGINT; return whether shutdown finished in time."""
+        sock = bind_socket(host, port)
+        self.workers.port = sock.getsockname()[1]
+        server = self._web_server(host)
+        log.info("listening on http://%s:%d", host, self.workers.port)
+        self._install_signals()
+        await self.scheduler.start()
+        serving = asyncio.create_task(server.serve(sockets=[sock]), name="web")
+        if self.rt.config.scheduler.watch:
+            self._tasks.append(asyncio.create_task(self._watch(), name="watch"))
+        await self.stopping.wait()
+        log.info("stopping: no new work; waiting for running jobs")
+        timeout = self.rt.config.scheduler.shutdown_timeout.total_seconds()
+        finished = await self.scheduler.shutdown(timeout)
+        server.should_exit = True
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+            await asyncio.wait_for(serving, 5)
+        sock.close()
+        return finished
+
+    def _web_server(self, host: str) -> _Server:
+        app = integrations.create_app(self.rt.config, self.rt.db, self.rt.clock)
+        self.web = SwappableApp(app)
+        config = uvicorn.Config(
+            self.web,
+            host=host,
+            port=self.workers.port or 0,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+        return _Server(config)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._spawn_reload, "SIGHUP")
+
+    def _on_stop_signal(self, sig: int) -> None:
+        if self.stopping.is_set():
+            log.warning("second %s: exiting now", signal.Signals(sig).name)
+            os._exit(1)
+        log.info("%s received: shutting down", signal.Signals(sig).name)
+        self.stopping.set()
+
+    def _spawn_reload(self, trigger: str) -> None:
+        self._tasks.append(asyncio.create_task(self.reload(trigger), name="reload"))
+
+    # ---- reload
+
+    async def _watch(self) -> None:
+        from watchfiles import awatch
+
+        paths = watched_paths(self.rt.config)
+        async for _changes in awatch(*paths, stop_event=self.stopping, debounce=300):
+            await self.reload("file change")
+
+    async def reload(self, trigger: str) -> bool:
+        """Re-read the config; apply it if valid, else keep the old one. Returns ok."""
+        async with self._reload_lock:
+            path = self.rt.config.path
+            if path is None:
+                return False
+            try:
+                new = await asyncio.to_thread(load_config, path)
+                problems = await asyncio.to_thread(template_problems, new)
+                if problems:
+                    raise ConfigError(problems)
+            except ConfigError as e:
+                self._reject(trigger, e.problems)
+                return False
+            await self._apply(new, trigger)
+            return True
+
+    def _reject(self, trigger: str, problems: list[str]) -> None:
+        log.error("config reload (%s) refused; still running on the previous config", trigger)
+        for problem in problems:
+            log.error("config: %s", problem, extra={"trigger": trigger})
+        self._record_reload(trigger, ok=False, problems=problems, changes=[])
+
+    async def _apply(self, new: Config, trigger: str) -> None:
+        old = self.rt.config
+        for key in restart_only_changes(old, new):
+            log.warning("config: %s changed; takes effect after a restart", key)
+        new = new.model_copy(update={"storage": old.storage, "web": _keep_listen(old, new)})
+        changes = describe_changes(old, new)
+        self.rt.config = new
+        if old.logging != new.logging:
+            setup_logging(new.logging.format, new.logging.level)
+        for change in changes:
+            log.info("config: %s", change, extra={"trigger": trigger})
+        if not changes:
+            log.info("config reloaded (%s): no changes", trigger)
+        self.scheduler.retime(timing_of(new))
+        await self.scheduler.sync_sources()
+        if self.web is not None and changes:
+            self.web.app = integrations.create_app(new, self.rt.db, self.rt.clock)
+        self._record_reload(trigger, ok=True, problems=[], changes=changes)
+
+    def _record_reload(
+        self, trigger: str, *, ok: bool, problems: list[str], changes: list[str]
+    ) -> None:
+        now = self.rt.clock()
+        row = {
+            "time": now.isoformat(),
+            "ok": ok,
+            "trigger": trigger,
+            "path": str(self.rt.config.path or ""),
+            "problems": problems,
+            "changes": changes,
+        }
+        with self.rt.db.begin() as conn:
+            write_state(conn, RELOAD_KEY, row, now)
+
+
+def _keep_listen(old: Config, new: Config) -> Any:
+    return new.web.model_copy(update={"host": old.web.host, "port": old.web.port})
+
+
+def run_service(
+    config: Config,
+    db: Database,
+    clock: Clock,
+    *,
+    host: str,
+    port: int,
+    once: bool = False,
+    on_ready: Callable[[Service], None] | None = None,
+) -> int:
+    """Run the service (or ``--once``) on a fresh event loop; return the exit code."""
+
+    async def main() -> int:
+        service = Service(config, db, clock)
+        if on_ready:
+            on_ready(service)
+        if once:
+            sent = await service.once()
+            log.info("run --once finished: %d messages sent", sent)
+            return 0
+        finished = await service.serve(host, port)
+        service.workers.heartbeat()
+        log.info("stopped" if finished else "stopped before all work finished")
+        return 0 if finished else 1
+
+    try:
+        code = asyncio.run(main())
+    except KabarfeedError:
+        raise
+    if code != 0:
+        # A job thread may still be blocked; do not wait for it at interpreter exit.
+        logging.shutdown()
+        os._exit(code)
+    return code
