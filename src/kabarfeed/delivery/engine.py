@@ -1,0 +1,393 @@
+"""The delivery engine: claim queued editions, render, send, checkpoint.
+
+Listmonk-style: the engine only knows three small interfaces — a
+:class:`Store` (the outbox), a :class:`Renderer` (claims to message bytes) and
+a :class:`Transport` (one message to one recipient) — plus a plain
+:class:`EngineSettings`. Every state change is committed before the step that
+depends on it:
+
+1. ``Store.recover`` re-queues rows left in ``sending`` by a dead run;
+2. ``Store.claim`` marks a batch ``sending`` (committed) before any of it is sent;
+3. each transport result is committed (grouped with results that arrive in the
+   same event-loop turn) *before* that connection sends its next message.
+
+So a crash can only duplicate a message whose ``250`` reply arrived and whose
+checkpoint had not committed yet: at most one message per open connection.
+Connection faults put the message back in the in-memory queue (its row stays
+``sending`` under this run's lease); after ``pause_after_failures`` consecutive
+faults the run pauses, releases everything unsent to ``queued`` and reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Protocol
+
+from kabarfeed.delivery.outbox import (
+    Decision,
+    Rand,
+    ResultKind,
+    RetryPolicy,
+    SendResult,
+    decide,
+)
+from kabarfeed.models import Clock, DeliveryState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A delivery row this run has marked ``sending``."""
+
+    id: int
+    subscriber_id: int
+    local_date: str
+    attempts: int
+    since: datetime
+    cutoff: datetime
+    article_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One ready-to-send message for a claimed row."""
+
+    claim: Claim
+    recipient: str
+    message_id: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """A claimed row that will not be sent, and why."""
+
+    claim: Claim
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedBatch:
+    """What the renderer made of a batch of claims."""
+
+    envelopes: tuple[Envelope, ...] = ()
+    skipped: tuple[Skip, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A committed-to-be decision for one row."""
+
+    delivery_id: int
+    subscriber_id: int
+    decision: Decision
+    message_id: str | None = None
+
+
+class Store(Protocol):
+    """The outbox as the engine sees it. Every method commits before returning."""
+
+    def recover(self, now: datetime) -> int:
+        """Re-queue rows left ``sending`` by runs that are gone; return how many."""
+
+    def claim(self, limit: int, now: datetime) -> list[Claim]:
+        """Mark up to ``limit`` queued or due-deferred rows ``sending`` and return them."""
+
+    def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+        """Store the decisions (and count hard bounces) in one transaction."""
+
+    def release(self, ids: Sequence[int], now: datetime) -> None:
+        """Put claimed rows that were not attempted back to ``queued``."""
+
+
+class Renderer(Protocol):
+    """Turns claimed rows into message bytes (or skips)."""
+
+    def render(self, claims: Sequence[Claim]) -> RenderedBatch:
+        """Render one batch; rows whose subscriber left or edition is empty are skipped."""
+
+
+class Transport(Protocol):
+    """Hands one message to one recipient."""
+
+    name: str
+
+    async def send(self, envelope_from: str, recipient: str, data: bytes) -> SendResult:
+        """Try once; never raises for delivery problems, returns the classified result."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    """Plain knobs of a run (built from ``[smtp]`` by the caller)."""
+
+    envelope_from: str
+    retry: RetryPolicy
+    concurrency: int = 1
+    batch_size: int = 200
+    pause_after_failures: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Counters of a run so far (for progress bars and log lines)."""
+
+    claimed: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    skipped: int = 0
+    connection_faults: int = 0
+    recovered: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def done(self) -> int:
+        """Rows that reached a state for this run."""
+        return self.sent + self.deferred + self.failed + self.skipped
+
+    @property
+    def rate(self) -> float:
+        """Messages sent per second so far."""
+        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """The end of a run: counters, and why it paused if it did."""
+
+    progress: Progress
+    paused: bool = False
+    pause_reason: str = ""
+    released: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed permanently and the server was reachable."""
+        return not self.paused and self.progress.failed == 0
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class _Checkpointer:
+    """Commits outcomes in groups: everything recorded in one event-loop turn
+    goes into one transaction, and each recorder waits for its commit."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+        self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
+        self._scheduled = False
+
+    async def record(self, outcome: Outcome) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.append((outcome, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        await future
+
+    def record_now(self, outcomes: Sequence[Outcome]) -> None:
+        if outcomes:
+            self._store.record(outcomes, self._clock())
+
+    def _flush(self) -> None:
+        batch, self._pending, self._scheduled = self._pending, [], False
+        try:
+            self._store.record([o for o, _ in batch], self._clock())
+        except Exception as e:  # the store failed: every waiter must learn it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        for _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+
+@dataclass
+class _RunState:
+    progress: Progress = field(default_factory=Progress)
+    consecutive_faults: int = 0
+    paused: bool = False
+    pause_reason: str = ""
+    in_hand: set[int] = field(default_factory=set)
+    error: Exception | None = None
+
+
+class DeliveryEngine:
+    """Sends every claimable delivery once; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        store: Store,
+        renderer: Renderer,
+        transport: Transport,
+        settings: EngineSettings,
+        *,
+        clock: Clock,
+        monotonic: Callable[[], float] | None = None,
+        rand: Rand = random.random,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.store = store
+        self.renderer = renderer
+        self.transport = transport
+        self.settings = settings
+        self._clock = clock
+        self._monotonic = monotonic or time.monotonic
+        self._rand = rand
+        self._on_progress = on_progress
+        self._state = _RunState()
+        self._checkpoints = _Checkpointer(store, clock)
+        self._started = 0.0
+
+    async def run(self, limit: int | None = None) -> RunReport:
+        """Recover, then claim/render/send batches until nothing is due, ``limit``
+        rows were claimed, or the transport is unreachable (pause)."""
+        self._state = _RunState()
+        self._started = self._monotonic()
+        self._bump(recovered=self.store.recover(self._clock()))
+        queue: asyncio.Queue[Envelope | None] = asyncio.Queue()
+        workers = [
+            asyncio.create_task(self._worker(queue))
+            for _ in range(max(1, self.settings.concurrency))
+        ]
+        try:
+            await self._produce(queue, limit)
+        finally:
+            for _ in workers:
+                queue.put_nowait(None)
+            await asyncio.gather(*workers, return_exceptions=True)
+            await self.transport.close()
+        released = self._release_unsent(queue)
+        state = self._state
+        if state.error is not None:
+            raise state.error
+        return RunReport(self._snapshot(), state.paused, state.pause_reason, released)
+
+    async def _produce(self, queue: asyncio.Queue[Envelope | None], limit: int | None) -> None:
+        claimed = 0
+        while not self._state.paused and (limit is None or claimed < limit):
+            size = (
+                self.settings.batch_size
+                if limit is None
+                else min(self.settings.batch_size, limit - claimed)
+            )
+            claims = self.store.claim(size, self._clock())
+            if not claims:
+                break
+            claimed += len(claims)
+            self._state.in_hand.update(c.id for c in claims)
+            self._bump(claimed=len(claims))
+            self._enqueue(self.renderer.render(claims), queue)
+            await self._drain_to(queue, low_water=max(1, self.settings.batch_size // 2))
+        await self._drain_to(queue, low_water=0)
+        await queue.join()
+
+    def _enqueue(self, batch: RenderedBatch, queue: asyncio.Queue[Envelope | None]) -> None:
+        if batch.skipped:
+            outcomes = [
+                Outcome(
+                    s.claim.id,
+                    s.claim.subscriber_id,
+                    Decision(DeliveryState.SKIPPED, s.claim.attempts, reply=s.reason),
+                )
+                for s in batch.skipped
+            ]
+            self._checkpoints.record_now(outcomes)
+            self._state.in_hand.difference_update(s.claim.id for s in batch.skipped)
+            self._bump(skipped=len(outcomes))
+        for envelope in batch.envelopes:
+            queue.put_nowait(envelope)
+
+    async def _drain_to(self, queue: asyncio.Queue[Envelope | None], low_water: int) -> None:
+        while queue.qsize() > low_water and not self._state.paused:
+            await asyncio.sleep(0.005)
+
+    async def _worker(self, queue: asyncio.Queue[Envelope | None]) -> None:
+        while True:
+            envelope = await queue.get()
+            try:
+                if envelope is None:
+                    return
+                if self._state.paused:
+                    continue
+                await self._deliver(envelope, queue)
+            except Exception as e:  # a store failure: stop cleanly, re-raise after
+                self._state.error = self._state.error or e
+                self._pause(f"stopped by an error: {e}")
+            finally:
+                queue.task_done()
+
+    async def _deliver(self, envelope: Envelope, queue: asyncio.Queue[Envelope | None]) -> None:
+        claim = envelope.claim
+        result = await self.transport.send(
+            self.settings.envelope_from, envelope.recipient, envelope.data
+        )
+        if result.kind is ResultKind.CONNECTION:
+            self._connection_fault(result)
+            if not self._state.paused:
+                queue.put_nowait(envelope)
+            return
+        self._state.consecutive_faults = 0
+        decision = decide(result, claim.attempts, self._clock(), self.settings.retry, self._rand)
+        await self._checkpoints.record(
+            Outcome(claim.id, claim.subscriber_id, decision, envelope.message_id)
+        )
+        self._state.in_hand.discard(claim.id)
+        self._count(decision)
+
+    def _connection_fault(self, result: SendResult) -> None:
+        state = self._state
+        state.consecutive_faults += 1
+        self._bump(connection_faults=1)
+        if state.consecutive_faults >= self.settings.pause_after_failures:
+            self._pause(
+                f"{state.consecutive_faults} consecutive connection failures; last: {result.reply}"
+            )
+
+    def _pause(self, reason: str) -> None:
+        if not self._state.paused:
+            self._state.paused = True
+            self._state.pause_reason = reason
+            log.error("delivery paused: %s", reason)
+
+    def _count(self, decision: Decision) -> None:
+        key = {
+            DeliveryState.SENT: "sent",
+            DeliveryState.DEFERRED: "deferred",
+            DeliveryState.FAILED: "failed",
+        }.get(decision.state, "skipped")
+        self._bump(**{key: 1})
+
+    def _release_unsent(self, queue: asyncio.Queue[Envelope | None]) -> int:
+        ids = sorted(self._state.in_hand)
+        if ids:
+            self.store.release(ids, self._clock())
+            log.info("released %d unsent deliveries back to the queue", len(ids))
+        self._state.in_hand.clear()
+        while not queue.empty():
+            queue.get_nowait()
+        return len(ids)
+
+    def _bump(self, **counts: int) -> None:
+        p = self._state.progress
+        changes = {k: getattr(p, k) + v for k, v in counts.items()}
+        self._state.progress = replace(p, **changes)
+        if self._on_progress is not None:
+            self._on_progress(self._snapshot())
+
+    def _snapshot(self) -> Progress:
+        return replace(self._state.progress, elapsed=self._monotonic() - self._started)

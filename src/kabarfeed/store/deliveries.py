@@ -1,0 +1,458 @@
+"""Outbox queries: one ``deliveries`` row per edition (subscriber, local date).
+
+Claims, checkpoints and recovery are single statements committed by the
+caller's transaction; they behave the same on SQLite and PostgreSQL (claims
+use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so several workers can share the
+queue; SQLite serialises writers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Row,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from kabarfeed.delivery.engine import Claim, Outcome
+from kabarfeed.models import DeliveryState, SubscriberStatus
+from kabarfeed.store.db import Database
+from kabarfeed.store.schema import deliveries, subscribers
+
+_CHUNK = 400
+d = deliveries.c
+
+
+@dataclass(frozen=True, slots=True)
+class NewDelivery:
+    """An edition about to be recorded (``queued``, or ``skipped`` when empty)."""
+
+    subscriber_id: int
+    local_date: str
+    since: datetime
+    cutoff: datetime
+    article_ids: tuple[str, ...]
+    state: DeliveryState = DeliveryState.QUEUED
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    """A delivery as listed for admins."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    local_date: str
+    state: DeliveryState
+    attempts: int
+    article_count: int
+    next_attempt_at: datetime | None
+    last_code: int | None
+    last_reply: str | None
+    message_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+# -- enqueue -------------------------------------------------------------------
+
+
+def newest_cutoffs(conn: Connection, subscriber_ids: Sequence[int]) -> dict[int, datetime]:
+    """Each subscriber's newest edition cut-off (the next edition starts there)."""
+    out: dict[int, datetime] = {}
+    for chunk in _chunks(subscriber_ids):
+        query = (
+            select(d.subscriber_id, func.max(d.cutoff_at).label("cutoff"))
+            .where(d.subscriber_id.in_(chunk))
+            .group_by(d.subscriber_id)
+        )
+        out.update({r.subscriber_id: r.cutoff for r in conn.execute(query)})
+    return out
+
+
+def existing_editions(
+    conn: Connection, subscriber_ids: Sequence[int], local_dates: Iterable[str]
+) -> set[tuple[int, str]]:
+    """``(subscriber_id, local_date)`` pairs that already have a row."""
+    dates = sorted(set(local_dates))
+    out: set[tuple[int, str]] = set()
+    for chunk in _chunks(subscriber_ids):
+        query = select(d.subscriber_id, d.local_date).where(
+            d.subscriber_id.in_(chunk), d.local_date.in_(dates)
+        )
+        out.update((sid, day) for sid, day in conn.execute(query))
+    return out
+
+
+def _new_values(item: NewDelivery, now: datetime) -> dict[str, Any]:
+    return {
+        "subscriber_id": item.subscriber_id,
+        "local_date": item.local_date,
+        "since_at": item.since,
+        "cutoff_at": item.cutoff,
+        "article_ids": json.dumps(list(item.article_ids)),
+        "article_count": len(item.article_ids),
+        "state": item.state.value,
+        "attempts": 0,
+        "last_reply": item.reason or None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def insert_editions(conn: Connection, items: Sequence[NewDelivery], now: datetime) -> int:
+    """Insert rows, silently keeping any that already exist; return how many were new.
+
+    The unique (subscriber_id, local_date) constraint is the final guard against
+    two runs building the same edition; the conflict is tolerated portably.
+    """
+    if not items:
+        return 0
+    values = [_new_values(i, now) for i in items]
+    dialect = conn.dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        module: Any = sqlite if dialect == "sqlite" else postgresql
+        stmt = module.insert(deliveries).on_conflict_do_nothing(
+            index_elements=["subscriber_id", "local_date"]
+        )
+        return _bulk_insert_count(conn, stmt, values)
+    return _insert_one_by_one(conn, values)
+
+
+def _bulk_insert_count(conn: Connection, stmt: Any, values: list[dict[str, Any]]) -> int:
+    keys = [(v["subscriber_id"], v["local_date"]) for v in values]
+    before = existing_editions(conn, [k[0] for k in keys], [k[1] for k in keys])
+    conn.execute(stmt, values)
+    return len([k for k in set(keys) if k not in before])
+
+
+def _insert_one_by_one(conn: Connection, values: list[dict[str, Any]]) -> int:
+    new = 0
+    for v in values:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(deliveries), [v])
+            new += 1
+        except IntegrityError:
+            continue
+    return new
+
+
+# -- the engine's outbox -------------------------------------------------------
+
+
+def claim(
+    conn: Connection, limit: int, now: datetime, *, worker: str, lease: timedelta
+) -> list[Claim]:
+    """Mark up to ``limit`` queued or due-deferred rows ``sending`` for ``worker``."""
+    due = or_(
+        d.state == DeliveryState.QUEUED.value,
+        and_(d.state == DeliveryState.DEFERRED.value, d.next_attempt_at <= now),
+    )
+    ids = (
+        select(d.id)
+        .where(due)
+        .order_by(d.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(deliveries)
+        .where(d.id.in_(ids), due)
+        .values(
+            state=DeliveryState.SENDING.value,
+            claimed_by=worker,
+            lease_until=now + lease,
+            updated_at=now,
+        )
+        .returning(
+            d.id, d.subscriber_id, d.local_date, d.attempts, d.since_at, d.cutoff_at, d.article_ids
+        )
+    )
+    rows = conn.execute(stmt).all()
+    return sorted((_claim(r) for r in rows), key=lambda c: c.id)
+
+
+def _claim(r: Row[Any]) -> Claim:
+    return Claim(
+        r.id,
+        r.subscriber_id,
+        r.local_date,
+        r.attempts,
+        r.since_at,
+        r.cutoff_at,
+        tuple(json.loads(r.article_ids or "[]")),
+    )
+
+
+def record(
+    conn: Connection,
+    outcomes: Sequence[Outcome],
+    now: datetime,
+    *,
+    worker: str,
+    bounce_threshold: int,
+) -> None:
+    """Store each outcome on its row (only if this worker still holds it)."""
+    if not outcomes:
+        return
+    stmt = (
+        update(deliveries)
+        .where(
+            d.id == bindparam("b_id"),
+            d.state == DeliveryState.SENDING.value,
+            d.claimed_by == worker,
+        )
+        .values(
+            state=bindparam("b_state"),
+            attempts=bindparam("b_attempts"),
+            next_attempt_at=bindparam("b_next"),
+            last_code=bindparam("b_code"),
+            last_reply=bindparam("b_reply"),
+            message_id=bindparam("b_mid"),
+            sent_at=bindparam("b_sent"),
+            updated_at=now,
+            claimed_by=None,
+            lease_until=None,
+        )
+    )
+    conn.execute(stmt, [_outcome_params(o, now) for o in outcomes])
+    for o in outcomes:
+        if o.decision.bounce:
+            record_bounce(conn, o.subscriber_id, bounce_threshold, now)
+
+
+def _outcome_params(o: Outcome, now: datetime) -> dict[str, Any]:
+    dec = o.decision
+    return {
+        "b_id": o.delivery_id,
+        "b_state": dec.state.value,
+        "b_attempts": dec.attempts,
+        "b_next": dec.next_attempt_at,
+        "b_code": dec.code,
+        "b_reply": (dec.reply or "")[:1000] or None,
+        "b_mid": o.message_id,
+        "b_sent": now if dec.sent else None,
+    }
+
+
+def record_bounce(conn: Connection, subscriber_id: int, threshold: int, now: datetime) -> bool:
+    """Count a hard bounce; past ``threshold`` the subscriber becomes ``bounced``.
+
+    Returns whether the subscriber is now bounced.
+    """
+    s = subscribers.c
+    bounced = case(
+        (s.bounce_count + 1 >= threshold, SubscriberStatus.BOUNCED.value), else_=s.status
+    )
+    conn.execute(
+        update(subscribers)
+        .where(s.id == subscriber_id)
+        .values(bounce_count=s.bounce_count + 1, status=bounced, updated_at=now)
+    )
+    status = conn.execute(select(s.status).where(s.id == subscriber_id)).scalar()
+    return bool(status == SubscriberStatus.BOUNCED.value)
+
+
+def release(conn: Connection, ids: Sequence[int], now: datetime, *, worker: str) -> None:
+    """Give claimed, unattempted rows back to the queue."""
+    for chunk in _chunks(list(ids)):
+        conn.execute(
+            update(deliveries)
+            .where(d.id.in_(chunk), d.state == DeliveryState.SENDING.value, d.claimed_by == worker)
+            .values(
+                state=DeliveryState.QUEUED.value, claimed_by=None, lease_until=None, updated_at=now
+            )
+        )
+
+
+def recover(conn: Connection, now: datetime, *, is_dead: Callable[[str], bool]) -> int:
+    """Re-queue ``sending`` rows whose lease ran out or whose worker is dead.
+
+    Whether such a message reached the server is unknown; it is sent again,
+    which duplicates it only if its ``250`` arrived just before the crash.
+    """
+    rows = conn.execute(
+        select(d.id, d.claimed_by, d.lease_until).where(d.state == DeliveryState.SENDING.value)
+    ).all()
+    stale = [
+        r.id
+        for r in rows
+        if r.lease_until is None or r.lease_until <= now or is_dead(r.claimed_by or "")
+    ]
+    for chunk in _chunks(stale):
+        conn.execute(
+            update(deliveries)
+            .where(d.id.in_(chunk), d.state == DeliveryState.SENDING.value)
+            .values(
+                state=DeliveryState.QUEUED.value,
+                claimed_by=None,
+                lease_until=None,
+                updated_at=now,
+                last_reply="re-queued: the run sending it was interrupted",
+            )
+        )
+    return len(stale)
+
+
+def worker_name(run: str) -> str:
+    """``host:pid:run`` — identifies this process's claims."""
+    return f"{socket.gethostname()}:{os.getpid()}:{run}"
+
+
+def worker_is_dead(worker: str) -> bool:
+    """Whether ``worker`` ran on this host and its process no longer exists.
+
+    Claims of other hosts (or unknown formats) are left to lease expiry.
+    """
+    host, _, rest = worker.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+# -- admin ---------------------------------------------------------------------
+
+
+def list_deliveries(
+    conn: Connection,
+    *,
+    local_date: str | None = None,
+    state: DeliveryState | None = None,
+    limit: int | None = None,
+) -> list[DeliveryRow]:
+    """Deliveries (newest date first, then by id), optionally filtered."""
+    query = (
+        select(deliveries, subscribers.c.email)
+        .join(subscribers, subscribers.c.id == d.subscriber_id)
+        .order_by(d.local_date.desc(), d.id)
+    )
+    if local_date:
+        query = query.where(d.local_date == local_date)
+    if state:
+        query = query.where(d.state == state.value)
+    if limit:
+        query = query.limit(limit)
+    return [_row(r) for r in conn.execute(query)]
+
+
+def _row(r: Row[Any]) -> DeliveryRow:
+    return DeliveryRow(
+        r.id,
+        r.subscriber_id,
+        r.email,
+        r.local_date,
+        DeliveryState(r.state),
+        r.attempts,
+        r.article_count,
+        r.next_attempt_at,
+        r.last_code,
+        r.last_reply,
+        r.message_id,
+        r.created_at,
+        r.updated_at,
+        r.sent_at,
+    )
+
+
+def count_by_state(conn: Connection, *, local_date: str | None = None) -> dict[str, int]:
+    """How many rows are in each state (for summaries)."""
+    query = select(d.state, func.count().label("n")).group_by(d.state)
+    if local_date:
+        query = query.where(d.local_date == local_date)
+    return {r.state: r.n for r in conn.execute(query)}
+
+
+RETRYABLE = (DeliveryState.FAILED, DeliveryState.DEFERRED)
+
+
+def requeue(
+    conn: Connection,
+    now: datetime,
+    *,
+    state: DeliveryState = DeliveryState.FAILED,
+    local_date: str | None = None,
+) -> int:
+    """Put ``failed`` (or ``deferred``) rows back to ``queued`` with fresh attempts."""
+    if state not in RETRYABLE:
+        raise ValueError(f"only {', '.join(s.value for s in RETRYABLE)} rows can be retried")
+    where = [d.state == state.value]
+    if local_date:
+        where.append(d.local_date == local_date)
+    result = conn.execute(
+        update(deliveries)
+        .where(*where)
+        .values(state=DeliveryState.QUEUED.value, attempts=0, next_attempt_at=None, updated_at=now)
+    )
+    return int(result.rowcount)
+
+
+class SqlOutbox:
+    """The engine's :class:`~kabarfeed.delivery.engine.Store` over the database."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        worker: str,
+        lease: timedelta,
+        bounce_threshold: int,
+        is_dead: Callable[[str], bool] = worker_is_dead,
+    ) -> None:
+        self.db = db
+        self.worker = worker
+        self.lease = lease
+        self.bounce_threshold = bounce_threshold
+        self._is_dead = is_dead
+
+    def recover(self, now: datetime) -> int:
+        """See :func:`recover`."""
+        with self.db.begin() as conn:
+            return recover(conn, now, is_dead=self._is_dead)
+
+    def claim(self, limit: int, now: datetime) -> list[Claim]:
+        """See :func:`claim`."""
+        with self.db.begin() as conn:
+            return claim(conn, limit, now, worker=self.worker, lease=self.lease)
+
+    def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+        """See :func:`record`."""
+        with self.db.begin() as conn:
+            record(conn, outcomes, now, worker=self.worker, bounce_threshold=self.bounce_threshold)
+
+    def release(self, ids: Sequence[int], now: datetime) -> None:
+        """See :func:`release`."""
+        with self.db.begin() as conn:
+            release(conn, ids, now, worker=self.worker)

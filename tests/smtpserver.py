@@ -1,0 +1,298 @@
+"""An in-process aiosmtpd server on port 0 with scriptable faults.
+
+The server runs on its own event loop in a background thread, so both sync
+tests and asyncio tests (and subprocesses) can talk to it. Faults are decided
+by counters, never by wall-clock time:
+
+- ``defer_first``: recipients that get ``451`` on their first RCPT;
+- ``defer_always``: recipients that always get ``451`` at RCPT;
+- ``reject``: recipients that always get ``550`` at RCPT;
+- ``shutdown_at``: MAIL command numbers (1-based, server-wide) answered with
+  ``421`` after which the server closes the connection;
+- ``drop_data_at``: DATA numbers at which the connection is cut before any reply
+  (the message is not accepted);
+- ``stall_data``: DATA never answers (until the server stops) — for timeouts;
+- ``max_per_connection``: MAIL beyond this many in one session gets ``421`` + close;
+- ``tls``: ``"starttls"`` (required before MAIL) or ``"tls"`` (implicit) with a
+  self-signed certificate made at test time (:func:`make_certificate`);
+- ``auth``: ``{user: password}``, with ``auth_mechanisms`` (``PLAIN``/``LOGIN``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import ssl
+import threading
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+ALL_MECHANISMS = ("PLAIN", "LOGIN")
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message the server accepted."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+    connection: int
+    tls: bool
+    user: str | None
+
+
+@dataclass
+class Faults:
+    """What the server does wrong (see the module docstring)."""
+
+    defer_first: set[str] = field(default_factory=set)
+    defer_always: set[str] = field(default_factory=set)
+    reject: set[str] = field(default_factory=set)
+    shutdown_at: set[int] = field(default_factory=set)
+    drop_data_at: set[int] = field(default_factory=set)
+    stall_data: bool = False
+    max_per_connection: int | None = None
+
+
+def make_certificate(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed certificate (also usable as the client's CA file) and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kabarfeed test SMTP")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(host))]
+            ),
+            False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "smtp-cert.pem", folder / "smtp-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+class _Handler:
+    def __init__(self, server: ScriptedSMTPServer) -> None:
+        self.s = server
+
+    async def handle_MAIL(
+        self,
+        smtp: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        s = self.s
+        with s.lock:
+            s.mail_count += 1
+            number = s.mail_count
+            s.per_session[id(session)] += 1
+            in_session = s.per_session[id(session)]
+        limit = s.faults.max_per_connection
+        if number in s.faults.shutdown_at or (limit is not None and in_session > limit):
+            s.shutdowns += 1
+            asyncio.get_running_loop().call_soon(_close, smtp)
+            return "421 4.3.2 Service shutting down, closing transmission channel"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(
+        self,
+        smtp: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        s = self.s
+        with s.lock:
+            s.rcpt_attempts[address] += 1
+            attempt = s.rcpt_attempts[address]
+        if address in s.faults.reject:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        if address in s.faults.defer_always or (address in s.faults.defer_first and attempt == 1):
+            return "451 4.7.1 Greylisted, please try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:
+        s = self.s
+        with s.lock:
+            s.data_count += 1
+            number = s.data_count
+        if s.faults.stall_data:
+            await s.stop_event.wait()
+            return "451 4.3.0 stalled"
+        if number in s.faults.drop_data_at:
+            if smtp.transport is not None:
+                smtp.transport.abort()
+            return "451 4.3.0 connection dropped"
+        content = envelope.original_content or b""
+        with s.lock:
+            s.received.append(
+                Received(
+                    envelope.mail_from or "",
+                    tuple(envelope.rcpt_tos),
+                    content,
+                    s.connection_ids.setdefault(id(session), len(s.connection_ids) + 1),
+                    session.ssl is not None,
+                    s.session_user.get(id(session)),
+                )
+            )
+        return f"250 2.0.0 Ok: queued as {number}"
+
+
+def _close(smtp: SMTP) -> None:
+    if smtp.transport is not None:
+        smtp.transport.close()
+
+
+class ScriptedSMTPServer:
+    """Start with ``with ScriptedSMTPServer(...) as server:``; ``server.port``."""
+
+    def __init__(
+        self,
+        faults: Faults | None = None,
+        *,
+        tls: str = "none",
+        cert: tuple[Path, Path] | None = None,
+        auth: dict[str, str] | None = None,
+        auth_mechanisms: tuple[str, ...] = ALL_MECHANISMS,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.faults = faults or Faults()
+        self.tls = tls
+        self.cert = cert
+        self.auth = auth
+        self.auth_mechanisms = auth_mechanisms
+        self.host = host
+        self.port = 0
+        self.lock = threading.Lock()
+        self.received: list[Received] = []
+        self.rcpt_attempts: Counter[str] = Counter()
+        self.per_session: Counter[int] = Counter()
+        self.connection_ids: dict[int, int] = {}
+        self.session_user: dict[int, str] = {}
+        self.auth_failures = 0
+        self.mail_count = self.data_count = self.shutdowns = self.connections = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.AbstractServer | None = None
+        self.stop_event: asyncio.Event
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def __enter__(self) -> ScriptedSMTPServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+
+    async def _start(self) -> None:
+        self.stop_event = asyncio.Event()
+        context = self._tls_context() if self.tls != "none" else None
+        self._server = await self._loop.create_server(
+            lambda: self._protocol(context),
+            self.host,
+            0,
+            ssl=context if self.tls == "tls" else None,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        async def _stop() -> None:
+            self.stop_event.set()
+            if self._server is not None:
+                self._server.close()
+            await asyncio.sleep(0)
+
+        asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        assert self.cert is not None, "TLS needs cert=make_certificate(tmp_path)"
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*map(str, self.cert))
+        return context
+
+    def _protocol(self, context: ssl.SSLContext | None) -> SMTP:
+        self.connections += 1
+        kwargs: dict[str, Any] = {
+            "hostname": "localhost",
+            "handler": _Handler(self),
+            "loop": self._loop,
+            "timeout": 30,
+        }
+        if self.tls == "starttls":
+            kwargs.update(tls_context=context, require_starttls=True)
+        if self.auth is not None:
+            excluded = [m for m in ALL_MECHANISMS if m not in self.auth_mechanisms]
+            kwargs.update(
+                authenticator=self._authenticate,
+                auth_required=True,
+                auth_require_tls=False,
+                auth_exclude_mechanism=excluded,
+            )
+        with warnings.catch_warnings():  # AUTH without TLS is intended here
+            warnings.simplefilter("ignore", UserWarning)
+            return SMTP(**kwargs)
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        assert self.auth is not None
+        if isinstance(auth_data, LoginPassword):
+            user, password = auth_data.login.decode(), auth_data.password.decode()
+            if self.auth.get(user) == password:
+                self.session_user[id(session)] = f"{user}/{mechanism}"
+                return AuthResult(success=True)
+        self.auth_failures += 1
+        # handled=False makes aiosmtpd answer 535; without it the client hangs.
+        return AuthResult(success=False, handled=False)
+
+    # -- inspection ----------------------------------------------------------
+
+    def recipients(self) -> Counter[str]:
+        """How many messages each recipient received."""
+        with self.lock:
+            return Counter(r for m in self.received for r in m.rcpt_tos)
+
+    def messages_for(self, address: str) -> list[Received]:
+        with self.lock:
+            return [m for m in self.received if address in m.rcpt_tos]

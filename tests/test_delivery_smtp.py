@@ -1,0 +1,256 @@
+"""The SMTP transport and the engine against real aiosmtpd servers with scripted
+faults: for each, the end state of every delivery row and what the server
+actually received."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from deliveryhelpers import (
+    add_subscribers,
+    by_state,
+    email_of,
+    queue,
+    rows,
+    run_engine,
+    settings,
+    states,
+)
+from kabarfeed.delivery.ratelimit import RateLimiter
+from kabarfeed.delivery.smtp import SmtpSettings, SmtpTransport
+from kabarfeed.models import DeliveryState
+from kabarfeed.store import Database
+from smtpserver import Faults, ScriptedSMTPServer, make_certificate
+
+
+def transport(server: ScriptedSMTPServer | None, port: int = 0, **kw: object) -> SmtpTransport:
+    base: dict[str, object] = {
+        "host": "127.0.0.1",
+        "port": server.port if server else port,
+        "security": "none",
+        "timeout": 5.0,
+        "pool_size": 4,
+        "max_per_connection": 100,
+        "reconnect_base": 0.0,
+        "reconnect_max": 0.0,
+    }
+    base.update(kw)
+    return SmtpTransport(SmtpSettings(**base), RateLimiter())  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock(fixed_now: datetime) -> Callable[[], datetime]:
+    return lambda: fixed_now
+
+
+def setup_queue(db: Database, now: datetime, n: int) -> list[str]:
+    ids = add_subscribers(db, n, now)
+    queue(db, ids, now)
+    return [f"reader{i}@example.org" for i in range(n)]
+
+
+def assert_each_once(server: ScriptedSMTPServer, emails: list[str]) -> None:
+    got = server.recipients()
+    assert sorted(got) == sorted(emails)
+    assert set(got.values()) == {1}
+
+
+def test_all_sent_over_reused_connections(db: Database, clock, fixed_now) -> None:
+    emails = setup_queue(db, fixed_now, 30)
+    with ScriptedSMTPServer() as server:
+        report = run_engine(db, transport(server, max_per_connection=5), clock)
+    assert report.ok and report.progress.sent == 30
+    assert_each_once(server, emails)
+    assert states(db) == {"sent": 30}
+    assert all(m.mail_from == "bounces@news.example.id" for m in server.received)
+    # 30 messages, at most 5 per connection: reconnected, but every connection reused
+    per_conn = {m.connection for m in server.received}
+    assert 6 <= len(per_conn) <= 10 and server.connections == len(per_conn)
+    for r in rows(db):
+        assert r.attempts == 1 and r.sent_at == fixed_now and r.last_code == 250
+        assert r.message_id == f"<digest.{r.subscriber_id}.2025-11-17@news.example.id>"
+
+
+def test_451_first_attempt_is_deferred_then_sent_once(db: Database, fixed_now) -> None:
+    emails = setup_queue(db, fixed_now, 6)
+    now = [fixed_now]
+    with ScriptedSMTPServer(Faults(defer_first={emails[2]})) as server:
+        first = run_engine(db, transport(server), lambda: now[0])
+        deferred = by_state(db, DeliveryState.DEFERRED)
+        assert first.progress.sent == 5 and first.progress.deferred == 1
+        assert [r.email for r in deferred] == [emails[2]]
+        row = deferred[0]
+        assert row.attempts == 1 and row.last_code == 451 and "Greylisted" in (row.last_reply or "")
+        # backoff: retry_base (1 min) * 2**0 with jitter rand=0.5 -> exactly 1 min
+        assert row.next_attempt_at == fixed_now + timedelta(minutes=1)
+        again = run_engine(db, transport(server), lambda: now[0])
+        assert again.progress.claimed == 0  # not due yet: nothing is sent twice
+        now[0] = fixed_now + timedelta(minutes=2)
+        last = run_engine(db, transport(server), lambda: now[0])
+    assert last.progress.sent == 1
+    assert_each_once(server, emails)
+    assert states(db) == {"sent": 6}
+    assert server.rcpt_attempts[emails[2]] == 2
+
+
+def test_4xx_until_max_attempts_fails(db: Database, fixed_now) -> None:
+    emails = setup_queue(db, fixed_now, 1)
+    now = [fixed_now]
+    with ScriptedSMTPServer(Faults(defer_always={emails[0]})) as server:
+        for expected in (DeliveryState.DEFERRED, DeliveryState.DEFERRED, DeliveryState.FAILED):
+            run_engine(db, transport(server), lambda: now[0])
+            assert rows(db)[0].state is expected
+            now[0] += timedelta(hours=2)
+    [row] = rows(db)
+    assert row.state is DeliveryState.FAILED and row.attempts == 3 and row.last_code == 451
+    assert server.received == []
+
+
+def test_550_fails_at_once_and_counts_bounces(db: Database, fixed_now, clock) -> None:
+    emails = setup_queue(db, fixed_now, 5)
+    with ScriptedSMTPServer(Faults(reject={emails[1]})) as server:
+        report = run_engine(db, transport(server), clock, bounce_threshold=1)
+    assert not report.ok and report.progress.failed == 1 and report.progress.sent == 4
+    [failed] = by_state(db, DeliveryState.FAILED)
+    assert failed.email == emails[1] and failed.last_code == 550 and failed.attempts == 1
+    assert "User unknown" in (failed.last_reply or "")
+    assert email_of(db)[failed.subscriber_id][1] == "bounced"
+    assert sorted(server.recipients()) == sorted(e for e in emails if e != emails[1])
+
+
+def test_421_mid_session_requeues_without_blame(db: Database, clock, fixed_now) -> None:
+    emails = setup_queue(db, fixed_now, 20)
+    with ScriptedSMTPServer(Faults(shutdown_at={3, 11})) as server:
+        report = run_engine(db, transport(server), clock)
+    assert report.ok and report.progress.connection_faults == 2
+    assert server.shutdowns == 2
+    assert_each_once(server, emails)
+    assert states(db) == {"sent": 20}
+    assert all(r.attempts == 1 for r in rows(db))  # a 421 is not an attempt
+
+
+def test_drop_during_data_requeues(db: Database, clock, fixed_now) -> None:
+    emails = setup_queue(db, fixed_now, 12)
+    with ScriptedSMTPServer(Faults(drop_data_at={2, 7})) as server:
+        report = run_engine(db, transport(server, pool_size=2), clock)
+    assert report.ok and report.progress.connection_faults == 2
+    assert_each_once(server, emails)
+    assert states(db) == {"sent": 12}
+
+
+def test_server_limits_messages_per_connection(db: Database, clock, fixed_now) -> None:
+    emails = setup_queue(db, fixed_now, 15)
+    with ScriptedSMTPServer(Faults(max_per_connection=3)) as server:
+        report = run_engine(db, transport(server, pool_size=1), clock)
+    assert report.ok
+    assert_each_once(server, emails)
+    assert server.shutdowns == 4 and states(db) == {"sent": 15}
+
+
+def test_client_reconnects_before_server_limit(db: Database, clock, fixed_now) -> None:
+    emails = setup_queue(db, fixed_now, 15)
+    with ScriptedSMTPServer(Faults(max_per_connection=3)) as server:
+        report = run_engine(db, transport(server, pool_size=1, max_per_connection=3), clock)
+    assert report.ok and report.progress.connection_faults == 0
+    assert server.shutdowns == 0 and server.connections == 5
+    assert_each_once(server, emails)
+
+
+def test_stalled_server_times_out_and_pauses(db: Database, clock, fixed_now) -> None:
+    setup_queue(db, fixed_now, 10)
+    with ScriptedSMTPServer(Faults(stall_data=True)) as server:
+        report = run_engine(
+            db,
+            transport(server, timeout=0.3, pool_size=2),
+            clock,
+            engine_settings=settings(pause_after_failures=3),
+        )
+    assert report.paused and "consecutive connection failures" in report.pause_reason
+    assert server.received == []
+    assert states(db) == {"queued": 10}  # nobody blamed, nothing left "sending"
+    assert all(r.attempts == 0 for r in rows(db))
+
+
+def test_refused_connection_pauses(db: Database, clock, fixed_now) -> None:
+    setup_queue(db, fixed_now, 10)
+    with ScriptedSMTPServer() as server:
+        port = server.port
+    report = run_engine(
+        db, transport(None, port=port), clock, engine_settings=settings(pause_after_failures=4)
+    )
+    assert report.paused and report.released == 10
+    assert "Connect" in report.pause_reason or "refused" in report.pause_reason.lower()
+    assert states(db) == {"queued": 10}
+
+
+def test_starttls_with_ca_file(db: Database, clock, fixed_now, tmp_path: Path) -> None:
+    emails = setup_queue(db, fixed_now, 5)
+    cert = make_certificate(tmp_path)
+    with ScriptedSMTPServer(tls="starttls", cert=cert) as server:
+        report = run_engine(db, transport(server, security="starttls", ca_file=cert[0]), clock)
+    assert report.ok
+    assert_each_once(server, emails)
+    assert all(m.tls for m in server.received)
+
+
+def test_untrusted_certificate_is_a_connection_fault(db, clock, fixed_now, tmp_path) -> None:
+    setup_queue(db, fixed_now, 5)
+    cert = make_certificate(tmp_path)
+    with ScriptedSMTPServer(tls="starttls", cert=cert) as server:
+        report = run_engine(
+            db,
+            transport(server, security="starttls"),
+            clock,
+            engine_settings=settings(pause_after_failures=2),
+        )
+    assert report.paused and "CERTIFICATE_VERIFY_FAILED" in report.pause_reason
+    assert server.received == [] and states(db) == {"queued": 5}
+
+
+def test_implicit_tls(db: Database, clock, fixed_now, tmp_path: Path) -> None:
+    emails = setup_queue(db, fixed_now, 4)
+    cert = make_certificate(tmp_path)
+    with ScriptedSMTPServer(tls="tls", cert=cert) as server:
+        report = run_engine(db, transport(server, security="tls", ca_file=cert[0]), clock)
+    assert report.ok
+    assert_each_once(server, emails)
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_auth(db: Database, clock, fixed_now, mechanism: str) -> None:
+    emails = setup_queue(db, fixed_now, 4)
+    server = ScriptedSMTPServer(auth={"kabar": "s3cret"}, auth_mechanisms=(mechanism,))
+    with server:
+        report = run_engine(db, transport(server, username="kabar", password="s3cret"), clock)
+    assert report.ok
+    assert_each_once(server, emails)
+    assert {m.user for m in server.received} == {f"kabar/{mechanism}"}
+
+
+def test_wrong_password_pauses_without_blame(db: Database, clock, fixed_now) -> None:
+    setup_queue(db, fixed_now, 4)
+    with ScriptedSMTPServer(auth={"kabar": "s3cret"}) as server:
+        report = run_engine(
+            db,
+            transport(server, username="kabar", password="nope"),
+            clock,
+            engine_settings=settings(pause_after_failures=2),
+        )
+    assert report.paused and "535" in report.pause_reason
+    assert "nope" not in report.pause_reason
+    assert server.auth_failures >= 2 and states(db) == {"queued": 4}
+
+
+def test_skips_unsubscribed_meanwhile(db: Database, clock, fixed_now) -> None:
+    ids = add_subscribers(db, 3, fixed_now)
+    gone = add_subscribers(db, 1, fixed_now, prefix="gone", status="unsubscribed")
+    queue(db, ids + gone, fixed_now)
+    with ScriptedSMTPServer() as server:
+        report = run_engine(db, transport(server), clock)
+    assert report.ok and report.progress.skipped == 1
+    assert states(db) == {"sent": 3, "skipped": 1}
+    assert "gone0@example.org" not in server.recipients()
