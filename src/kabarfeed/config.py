@@ -218,6 +218,10 @@ class SmtpConfig(_Section):
     envelope_from: str = ""
     pause_after_failures: int = Field(default=10, gt=0)
     helo: str = ""
+    reconnect_base: Duration = timedelta(seconds=1)
+    reconnect_max: Duration = timedelta(minutes=1)
+    batch_size: int = Field(default=200, gt=0, le=10000)
+    lease: Duration = timedelta(minutes=10)
 
 
 class MaildirConfig(_Section):
