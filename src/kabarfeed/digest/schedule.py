@@ -1,0 +1,48 @@
+"""When is a subscriber's edition due? Pure functions of a zone and a clock reading."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from kabarfeed.models import Subscriber
+
+
+def _hhmm(send_at: str) -> time:
+    hour, _, minute = send_at.partition(":")
+    return time(int(hour), int(minute))
+
+
+def local_date_for(tz: str, now: datetime) -> date:
+    """The calendar date in zone ``tz`` at the aware moment ``now``."""
+    return now.astimezone(ZoneInfo(tz)).date()
+
+
+def send_moment(tz: str, send_at: str, local_date: date) -> datetime:
+    """The aware UTC moment of ``send_at`` ("HH:MM") on ``local_date`` in zone ``tz``.
+
+    A WIT (UTC+9) subscriber's 06:00 on 17 November is 21:00 UTC on 16 November.
+    A local time skipped by a DST jump resolves forward, as zoneinfo does.
+    """
+    local = datetime.combine(local_date, _hhmm(send_at), tzinfo=ZoneInfo(tz))
+    return local.astimezone(UTC)
+
+
+def is_due(subscriber: Subscriber, local_date: date, now: datetime) -> bool:
+    """Whether the edition for ``local_date`` may be built at ``now`` (its send time passed)."""
+    return now >= send_moment(subscriber.timezone, subscriber.send_at, local_date)
+
+
+def is_too_late(
+    subscriber: Subscriber, local_date: date, now: datetime, max_lateness: timedelta
+) -> bool:
+    """Whether ``now`` is more than ``max_lateness`` past the edition's send time
+    (after downtime such an edition is skipped rather than sent at lunch)."""
+    moment = send_moment(subscriber.timezone, subscriber.send_at, local_date)
+    return now - moment > max_lateness
+
+
+def current_edition_date(subscriber: Subscriber, now: datetime) -> date:
+    """The newest local date whose send time has passed at ``now``."""
+    today = local_date_for(subscriber.timezone, now)
+    return today if is_due(subscriber, today, now) else today - timedelta(days=1)

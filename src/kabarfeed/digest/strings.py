@@ -1,0 +1,61 @@
+"""Interface strings of the digest email, per language (``id`` and ``en``).
+
+Templates receive the table for the subscriber's language as ``t``; a
+publisher restyling templates may use or replace any of them.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Final
+
+_ID = {
+    "hello": "Halo",
+    "intro": "Berikut ringkasan berita pilihan Anda untuk {date}.",
+    "edition_title": "Kabar {place}",
+    "count": "{n} berita",
+    "count_one": "{n} berita",
+    "more": "Lihat {n} berita lainnya di web",
+    "read_more": "Baca selengkapnya",
+    "other": "Berita lainnya",
+    "all_news": "semua berita",
+    "why": "Anda menerima email ini karena {email} berlangganan ringkasan berita harian "
+    "{site} untuk: {prefs}.",
+    "preferences": "Atur preferensi",
+    "unsubscribe": "Berhenti berlangganan",
+    "browser": "Lihat di browser",
+    "empty": "Belum ada berita baru sesuai pilihan Anda sejak edisi sebelumnya.",
+    "photo": "Foto",
+}
+
+_EN = {
+    "hello": "Hello",
+    "intro": "Here is your news digest for {date}.",
+    "edition_title": "{place} News",
+    "count": "{n} stories",
+    "count_one": "{n} story",
+    "more": "See {n} more stories on the web",
+    "read_more": "Read more",
+    "other": "More news",
+    "all_news": "all news",
+    "why": "You are receiving this email because {email} subscribed to the {site} daily "
+    "digest for: {prefs}.",
+    "preferences": "Manage preferences",
+    "unsubscribe": "Unsubscribe",
+    "browser": "View in your browser",
+    "empty": "No new stories matched your choices since the previous edition.",
+    "photo": "Photo",
+}
+
+STRINGS: Final = MappingProxyType(
+    {
+        "id": MappingProxyType(_ID),
+        "en": MappingProxyType(_EN),
+    }
+)
+"""Language code -> string table."""
+
+
+def strings_for(language: str) -> MappingProxyType[str, str]:
+    """The table for ``language`` (Indonesian when unknown)."""
+    return STRINGS.get(language, STRINGS["id"])
