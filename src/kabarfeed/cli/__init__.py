@@ -20,6 +20,8 @@ from kabarfeed.errors import ConfigError, KabarfeedError
 COMMAND_MODULES = (
     "kabarfeed.cli.admin",
     "kabarfeed.cli.ingest",
+    "kabarfeed.cli.subscribers",
+    "kabarfeed.cli.digest",
     "kabarfeed.cli.feeds",
     "kabarfeed.cli.service",
 )
