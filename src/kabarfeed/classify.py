@@ -183,8 +183,8 @@ def decide_categories(taxonomy: Taxonomy, signals: Signals) -> tuple[str, ...]:
     if found:
         return tuple(found)
     text = "\n".join((signals.title, *signals.tags, signals.lead))
-    found = set(_keyword_matcher(taxonomy).find(fold(text)))
-    return tuple(c.slug for c in taxonomy.categories if c.slug in found)
+    matched = set(_keyword_matcher(taxonomy).find(fold(text)))
+    return tuple(c.slug for c in taxonomy.categories if c.slug in matched)
 
 
 def decide_advertorial(signals: Signals) -> bool:
