@@ -53,6 +53,7 @@ class Claim:
     since: datetime
     cutoff: datetime
     article_ids: tuple[str, ...] = ()
+    total_matching: int = 0
 
 
 @dataclass(frozen=True, slots=True)

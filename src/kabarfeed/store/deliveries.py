@@ -51,6 +51,7 @@ class NewDelivery:
     article_ids: tuple[str, ...]
     state: DeliveryState = DeliveryState.QUEUED
     reason: str = ""
+    total_matching: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,9 @@ def _new_values(item: NewDelivery, now: datetime) -> dict[str, Any]:
         "cutoff_at": item.cutoff,
         "article_ids": json.dumps(list(item.article_ids)),
         "article_count": len(item.article_ids),
+        "total_matching": len(item.article_ids)
+        if item.total_matching is None
+        else item.total_matching,
         "state": item.state.value,
         "attempts": 0,
         "last_reply": item.reason or None,
@@ -191,7 +195,14 @@ def claim(
             updated_at=now,
         )
         .returning(
-            d.id, d.subscriber_id, d.local_date, d.attempts, d.since_at, d.cutoff_at, d.article_ids
+            d.id,
+            d.subscriber_id,
+            d.local_date,
+            d.attempts,
+            d.since_at,
+            d.cutoff_at,
+            d.article_ids,
+            d.total_matching,
         )
     )
     rows = conn.execute(stmt).all()
@@ -207,6 +218,7 @@ def _claim(r: Row[Any]) -> Claim:
         r.since_at,
         r.cutoff_at,
         tuple(json.loads(r.article_ids or "[]")),
+        r.total_matching,
     )
 
 

@@ -182,6 +182,7 @@ deliveries = Table(
     Column("cutoff_at", UTCDateTime, nullable=False),
     Column("article_ids", Text, nullable=False, default="[]"),
     Column("article_count", Integer, nullable=False, default=0),
+    Column("total_matching", Integer, nullable=False, default=0),
     Column("state", String(20), nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime),

@@ -183,6 +183,7 @@ def upgrade() -> None:
         sa.Column("cutoff_at", kabarfeed.store.types.UTCDateTime(), nullable=False),
         sa.Column("article_ids", sa.Text(), nullable=False),
         sa.Column("article_count", sa.Integer(), nullable=False),
+        sa.Column("total_matching", sa.Integer(), nullable=False),
         sa.Column("state", sa.String(length=20), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("next_attempt_at", kabarfeed.store.types.UTCDateTime(), nullable=True),
