@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "kabarfeed.cli.digest",
     "kabarfeed.cli.feeds",
     "kabarfeed.cli.service",
+    "kabarfeed.cli.delivery",
 )
 
 
