@@ -33,7 +33,7 @@ from kabarfeed.errors import InputError
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SPACES = re.compile(r"\s+")
 _URL_LIST_HEADERS = frozenset({"list-unsubscribe", "list-post", "list-help", "list-subscribe"})
-_SIMPLE_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*$")
+_SIMPLE_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+/^_`{|}~ -]*$")  # atext but "=" and "?"
 _MAX_LINE = 76
 
 
