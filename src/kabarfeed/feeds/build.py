@@ -39,7 +39,6 @@ from kabarfeed.feeds.render import FeedSite, render
 from kabarfeed.feeds.selection import FORMATS, Plan, Selection, plan
 from kabarfeed.models import Article, Clock
 from kabarfeed.store import Database
-from kabarfeed.store.articles import last_change
 
 log = logging.getLogger(__name__)
 BATCH = 64
@@ -167,7 +166,7 @@ class FeedBuilder:
         fp = fingerprint(self.config)
         with self.db.connect() as conn:
             marker = queries.load_marker(conn)
-            head = last_change(conn)
+            head = queries.store_version(conn)
             builds = queries.load_builds(conn)
             full = full or marker is None or marker.fingerprint != fp
             if not full and self._up_to_date(marker, head, builds):

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from kabarfeed.feeds.selection import IndexRow
 from kabarfeed.models import Article
@@ -31,17 +31,23 @@ class StoredBuild:
 
 @dataclass(frozen=True, slots=True)
 class Marker:
-    """The last build: when, the newest article change it saw, and the render
-    fingerprint (config and version) it used."""
+    """The last build: when, the store version it saw (see :func:`store_version`)
+    and the render fingerprint (config and version) it used."""
 
     built_at: datetime
-    head: datetime | None
+    head: str
     fingerprint: str
 
 
 def item_token(article_id: str, revision: str) -> str:
     """An item as build state remembers it: id plus revision, so edits show."""
     return f"{article_id}:{revision[:16]}"
+
+
+def store_version(conn: Connection) -> str:
+    """Newest change time and article count: moves on every insert, edit or delete."""
+    newest, count = conn.execute(select(func.max(articles.c.changed_at), func.count())).one()
+    return f"{newest.isoformat() if newest else '-'}/{count}"
 
 
 def index_rows(conn: Connection) -> list[IndexRow]:
@@ -114,10 +120,9 @@ def load_marker(conn: Connection) -> Marker | None:
         return None
     try:
         data: Mapping[str, str | None] = json.loads(value)
-        head = data.get("head")
         return Marker(
             datetime.fromisoformat(str(data["built_at"])),
-            datetime.fromisoformat(head) if head else None,
+            str(data.get("head") or ""),
             str(data.get("fingerprint") or ""),
         )
     except (ValueError, KeyError, TypeError):
@@ -129,7 +134,7 @@ def save_marker(conn: Connection, marker: Marker) -> None:
     value = json.dumps(
         {
             "built_at": marker.built_at.isoformat(),
-            "head": marker.head.isoformat() if marker.head else None,
+            "head": marker.head,
             "fingerprint": marker.fingerprint,
         }
     )

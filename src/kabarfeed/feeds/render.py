@@ -38,7 +38,6 @@ ATOM_NS = "http://www.w3.org/2005/Atom"
 DC_NS = "http://purl.org/dc/elements/1.1/"
 MEDIA_NS = "http://search.yahoo.com/mrss/"
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
-GENERATOR_URI = "https://github.com/kabarfeed/kabarfeed"
 EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=UTC)
 """``updated`` of a feed without entries: fixed, so empty feeds keep their bytes."""
 
@@ -281,7 +280,7 @@ def _generator(site: FeedSite, selection: Selection, articles: Sequence[Article]
     fg.subtitle(names.subtitle)
     fg.language(site.language)
     fg.author(name=site.title, uri=site.home)
-    fg.generator("kabarfeed", version=__version__, uri=GENERATOR_URI)
+    fg.generator("kabarfeed", version=__version__)
     updated = feed_updated(articles).astimezone(ZoneInfo(site.timezone))
     fg.updated(updated)
     fg.pubDate(updated)

@@ -1,0 +1,409 @@
+"""The feed builder against a real store: round trip of every feed of the sample
+data, incremental rebuilds, removal, atomic writes, gzip siblings, OPML, index
+page, WebSub pings and the ``kabarfeed build`` command."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import parse_qsl
+
+import feedparser
+import pytest
+from click.testing import CliRunner
+
+from kabarfeed.cli import main
+from kabarfeed.config import Config, load_config
+from kabarfeed.feeds.build import FeedBuilder
+from kabarfeed.feeds.render import FeedSite, entry_id
+from kabarfeed.feeds.selection import Selection
+from kabarfeed.ingest import Ingestor
+from kabarfeed.models import Article, Taxonomy
+from kabarfeed.store import Database
+from kabarfeed.store.articles import load_articles
+from kabarfeed.store.schema import feed_builds, state
+from tests.conftest import REPO, ConfigFactory
+from tests.feeds_support import (
+    check_atom,
+    check_json,
+    check_rss,
+    independent_ids,
+    make_article,
+    store,
+)
+
+NOW = datetime(2025, 11, 30, 0, 30, tzinfo=UTC)
+SAMPLE_SOURCE = f"""
+[[sources]]
+name = "redaksi"
+kind = "directory"
+path = "{REPO / "examples" / "articles"}"
+"""
+
+
+def clock() -> datetime:
+    return NOW
+
+
+@pytest.fixture
+def sample(make_config: ConfigFactory, db: Database) -> tuple[Config, Database]:
+    """The repository's example articles, ingested through the real pipeline."""
+    config = make_config(SAMPLE_SOURCE)
+    report = Ingestor(config, db, clock, rand=lambda: 0.5).run()
+    assert report.total("new") >= 8
+    return config, db
+
+
+def _feed_files(output: Path) -> dict[str, Path]:
+    return {
+        p.relative_to(output).as_posix(): p
+        for p in sorted((output / "feeds").rglob("*"))
+        if p.suffix in (".rss", ".atom", ".json")
+    }
+
+
+def _selection(relative: str) -> Selection:
+    stem = relative.rsplit(".", 1)[0].removeprefix("feeds/")
+    parts = stem.split("/")
+    if parts == ["all"]:
+        return Selection()
+    if parts[0] == "category":
+        return Selection(category=parts[1])
+    return Selection(parts[1], parts[2] if len(parts) > 2 else None)
+
+
+def _expected(db: Database, taxonomy: Taxonomy, selection: Selection, items: int) -> list[Article]:
+    regions = list(taxonomy.with_descendants(selection.region)) if selection.region else None
+    categories = [selection.category] if selection.category else None
+    with db.connect() as conn:
+        return load_articles(conn, regions=regions, categories=categories, limit=items)
+
+
+def _mtimes(output: Path) -> dict[str, int]:
+    return {
+        p.relative_to(output).as_posix(): p.stat().st_mtime_ns
+        for p in output.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_every_feed_round_trips(sample: tuple[Config, Database]) -> None:
+    config, db = sample
+    report = FeedBuilder(config, db, clock).build()
+    site = FeedSite.from_config(config)
+    files = _feed_files(config.feeds.output)
+    assert report.written == len(files) > 40 and report.full
+    assert not list(config.feeds.output.rglob(".kf-*")), "temp files left behind"
+    for relative, path in files.items():
+        data = path.read_bytes()
+        assert gzip.decompress((path.parent / (path.name + ".gz")).read_bytes()) == data
+        selection = _selection(relative)
+        expected = _expected(db, config.taxonomy, selection, config.feeds.items)
+        fmt = path.suffix[1:]
+        url = site.url(relative)
+        assert expected or selection.kind != "pair", f"{relative} exists without articles"
+        {"rss": check_rss, "atom": check_atom, "json": check_json}[fmt](data, url)
+        ids = [(entry_id(site, a), a.title) for a in expected]
+        for parser, seen in independent_ids(fmt, data).items():
+            assert seen == ids, (relative, parser)
+        _compare(fmt, data, expected, site)
+
+
+def _compare(fmt: str, data: bytes, expected: list[Article], site: FeedSite) -> None:
+    if fmt == "json":
+        items = json.loads(data)["items"]
+        for item, article in zip(items, expected, strict=True):
+            assert item["url"] == article.url
+            assert datetime.fromisoformat(item["date_published"]) == article.published.replace(
+                microsecond=0
+            )
+            assert datetime.fromisoformat(item["date_modified"]) == article.updated.replace(
+                microsecond=0
+            )
+            assert item["_kabarfeed"]["regions"] == list(article.regions)
+            assert item["_kabarfeed"]["categories"] == list(article.categories)
+            assert article.content_html in item["content_html"]
+        return
+    parsed = feedparser.parse(data)
+    for entry, article in zip(parsed.entries, expected, strict=True):
+        assert entry.link == article.url
+        assert entry.published_parsed[:6] == article.published.utctimetuple()[:6]
+        if fmt == "atom":
+            assert entry.updated_parsed[:6] == article.updated.utctimetuple()[:6]
+        terms = {t.term for t in entry.tags}
+        names = {
+            site.taxonomy.region(r).name
+            for r in article.regions  # type: ignore[union-attr]
+            if site.taxonomy.region(r)
+        }
+        names |= {
+            site.taxonomy.category(c).name
+            for c in article.categories  # type: ignore[union-attr]
+            if site.taxonomy.category(c)
+        }
+        slugs = set(article.regions) | set(article.categories)
+        assert terms >= (slugs if fmt == "atom" else names)
+        assert entry.content[0].value.endswith(article.content_html)
+        assert ("advertorial" in terms or "Advertorial" in terms) == article.advertorial
+
+
+def test_incremental_build_touches_only_affected_feeds(
+    sample: tuple[Config, Database],
+) -> None:
+    config, db = sample
+    builder = FeedBuilder(config, db, clock)
+    first = builder.build()
+    before = _mtimes(config.feeds.output)
+    again = builder.build()
+    assert (again.written, again.removed, again.pages_written) == (0, 0, 0)
+    assert again.unchanged == first.written
+    assert _mtimes(config.feeds.output) == before
+
+    fresh = make_article(
+        900,
+        published=NOW,
+        updated=NOW,
+        first_seen=NOW,
+        regions=("balikpapan",),
+        categories=("ekonomi",),
+    )
+    store(db, [fresh], now=NOW + timedelta(seconds=1))
+    report = builder.build()
+    stems = {p.rsplit(".", 1)[0] for p in report.written_paths}
+    assert stems == {
+        "feeds/all",
+        "feeds/region/balikpapan",
+        "feeds/region/kalimantan-timur",
+        "feeds/category/ekonomi",
+        "feeds/region/balikpapan/ekonomi",
+        "feeds/region/kalimantan-timur/ekonomi",
+    }
+    assert report.written == 18 and not report.full
+    after = _mtimes(config.feeds.output)
+    changed = {p for p in after if after[p] != before.get(p)}
+    # the feeds written plus the index page (its counts moved); the OPML list is the same
+    assert {p.removesuffix(".gz") for p in changed} == set(report.written_paths) | {"index.html"}
+
+
+def test_edits_and_reclassification_reach_the_right_feeds(
+    make_config: ConfigFactory, db: Database
+) -> None:
+    config = make_config()
+    a = make_article(1, regions=("samarinda",), categories=("hukum",))
+    b = make_article(2, regions=("samarinda",), categories=("hukum",))
+    store(db, [a, b])
+    builder = FeedBuilder(config, db, clock)
+    builder.build()
+    out = config.feeds.output
+    assert (out / "feeds/region/samarinda/hukum.atom").exists()
+
+    moved = replace(a, title="Judul diperbaiki", regions=("bontang",))
+    store(db, [moved], now=NOW)
+    report = builder.build()
+    samarinda = feedparser.parse((out / "feeds/region/samarinda.atom").read_bytes())
+    bontang = feedparser.parse((out / "feeds/region/bontang.atom").read_bytes())
+    assert [e.title for e in samarinda.entries] == [b.title]
+    assert [e.title for e in bontang.entries] == ["Judul diperbaiki"]
+    kaltim = feedparser.parse((out / "feeds/region/kalimantan-timur.atom").read_bytes())
+    assert [e.title for e in kaltim.entries] == [b.title, "Judul diperbaiki"]
+    assert (out / "feeds/region/bontang/hukum.rss").exists()
+    assert "feeds/region/bontang/hukum.rss" in report.written_paths
+    assert "feeds/region/samarinda/hukum.rss" in report.written_paths
+
+
+def test_pairs_without_articles_are_removed_and_so_are_dropped_regions(
+    make_config: ConfigFactory, db: Database, tmp_path: Path
+) -> None:
+    config = make_config()
+    store(db, [make_article(1, regions=("bontang",), categories=("olahraga",))])
+    FeedBuilder(config, db, clock).build()
+    out = config.feeds.output
+    pair = out / "feeds/region/bontang/olahraga.rss"
+    assert pair.exists() and not (out / "feeds/region/bontang/budaya.rss").exists()
+    (out / "feeds/category/stale.json").write_text("{}")  # left by an old config
+
+    text = (tmp_path / "config.toml").read_text(encoding="utf-8")
+    block = text.index('slug = "bontang"')
+    start = text.rindex("[[regions]]", 0, block)
+    end = text.index("[[regions]]", block)
+    (tmp_path / "config.toml").write_text(text[:start] + text[end:], encoding="utf-8")
+    config2 = load_config(tmp_path / "config.toml", environ={})
+    report = FeedBuilder(config2, db, clock).build()
+    assert report.full  # taxonomy changed: everything re-rendered
+    assert not pair.exists() and not pair.with_name("olahraga.rss.gz").exists()
+    assert not (out / "feeds/region/bontang").exists()
+    assert not (out / "feeds/region/bontang.atom").exists()
+    assert not (out / "feeds/category/stale.json").exists()
+    assert "feeds/region/bontang/olahraga.rss" in report.removed_paths
+    # bontang, bontang/olahraga and kalimantan-timur/olahraga (its only article was in
+    # bontang) in 3 formats, plus the stale file
+    assert {p.rsplit(".", 1)[0] for p in report.removed_paths} == {
+        "feeds/region/bontang",
+        "feeds/region/bontang/olahraga",
+        "feeds/region/kalimantan-timur/olahraga",
+        "feeds/category/stale",
+    }
+    assert report.removed == 3 * 3 + 1
+    with db.connect() as conn:
+        paths = {r.path for r in conn.execute(feed_builds.select())}
+    assert not [p for p in paths if "bontang" in p]
+
+
+def test_formats_and_items_follow_config(make_config: ConfigFactory, db: Database) -> None:
+    config = make_config('[feeds]\nformats = ["atom"]\nitems = 2\n')
+    store(db, [make_article(n) for n in range(5)])
+    report = FeedBuilder(config, db, clock).build()
+    files = _feed_files(config.feeds.output)
+    assert files and all(p.endswith(".atom") for p in files)
+    assert report.written == len(files)
+    parsed = feedparser.parse(files["feeds/all.atom"].read_bytes())
+    assert [e.title for e in parsed.entries] == ["Berita nomor 4", "Berita nomor 3"]
+
+
+def test_state_is_recorded_and_survives_a_deleted_file(
+    make_config: ConfigFactory, db: Database
+) -> None:
+    config = make_config()
+    store(db, [make_article(1)])
+    builder = FeedBuilder(config, db, clock)
+    builder.build()
+    with db.connect() as conn:
+        marker = conn.execute(state.select().where(state.c.key == "feeds.last_build")).one()
+        rows = list(conn.execute(feed_builds.select()))
+    assert json.loads(marker.value)["built_at"] == NOW.isoformat()
+    all_rss = next(r for r in rows if r.path == "feeds/all.rss")
+    assert all_rss.item_count == 1 and json.loads(all_rss.item_ids)[0].startswith("a000001:")
+    victim = config.feeds.output / "feeds/category/pemerintahan.json"
+    victim.unlink()
+    report = builder.build()
+    assert report.written_paths == ("feeds/category/pemerintahan.json",)
+    assert victim.exists()
+
+
+def test_opml_and_index_page(sample: tuple[Config, Database]) -> None:
+    config, db = sample
+    FeedBuilder(config, db, clock).build()
+    out = config.feeds.output
+    opml = ET.parse(out / "feeds/index.opml").getroot()
+    assert opml.get("version") == "2.0"
+    urls = {o.get("xmlUrl") for o in opml.iter("outline") if o.get("xmlUrl")}
+    rss_files = {p for p in _feed_files(out) if p.endswith(".rss")}
+    assert urls == {f"{config.site.base_url}/{p}" for p in rss_files}
+    body = opml.find("body")
+    assert body is not None
+    folders = [o.get("text") for o in body if o.get("xmlUrl") is None]
+    assert folders == ["Wilayah", "Kategori"]
+    kaltim = next(o for o in body[1] if o.get("text") == "Kalimantan Timur")
+    assert kaltim[0].get("xmlUrl", "").endswith("/feeds/region/kalimantan-timur.rss")
+
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert '<html lang="id">' in html
+    for fmt, media in (
+        ("rss", "application/rss+xml"),
+        ("atom", "application/atom+xml"),
+        ("json", "application/feed+json"),
+    ):
+        assert (
+            f'<link rel="alternate" type="{media}" title="Nusantara Plus (' in html
+            and f'href="{config.site.base_url}/feeds/all.{fmt}"' in html
+        )
+    for relative in _feed_files(out):
+        assert f'href="{config.site.base_url}/{relative}"' in html
+    assert "Umpan berita Nusantara Plus" in html and "Terakhir diperbarui" in html
+    with db.connect() as conn:
+        total = len(load_articles(conn))
+    assert f"{total} artikel" in html
+
+
+def test_index_page_in_english(make_config: ConfigFactory, db: Database) -> None:
+    config = make_config()
+    config = config.model_copy(update={"site": config.site.model_copy(update={"language": "en"})})
+    store(db, [make_article(n) for n in range(1200)])
+    FeedBuilder(config, db, clock).build()
+    html = (config.feeds.output / "index.html").read_text(encoding="utf-8")
+    assert '<html lang="en">' in html and "Nusantara Plus news feeds" in html
+    assert "1,200 articles" in html and "Last updated" in html
+
+
+class _Hub(BaseHTTPRequestHandler):
+    posts: ClassVar[list[list[tuple[str, str]]]] = []
+    status: ClassVar[int] = 204
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        type(self).posts.append(parse_qsl(self.rfile.read(length).decode()))
+        self.send_response(type(self).status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def hub() -> Iterator[tuple[str, type[_Hub]]]:
+    handler = type("Hub", (_Hub,), {"posts": [], "status": 204})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hub", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_websub_hub_is_pinged_for_changed_feeds(
+    make_config: ConfigFactory,
+    db: Database,
+    hub: tuple[str, type[_Hub]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, handler = hub
+    config = make_config(f'[feeds]\nwebsub_hub = "{url}"\n')
+    store(db, [make_article(1)])
+    builder = FeedBuilder(config, db, clock)
+    report = builder.build()
+    pinged = [v for post in handler.posts for k, v in post if k == "hub.url"]
+    assert all(("hub.mode", "publish") in post for post in handler.posts)
+    assert sorted(pinged) == sorted(f"{config.site.base_url}/{p}" for p in report.written_paths)
+    atom = (config.feeds.output / "feeds/all.atom").read_text(encoding="utf-8")
+    rss = (config.feeds.output / "feeds/all.rss").read_text(encoding="utf-8")
+    assert f'<link href="{url}" rel="hub"/>' in atom
+    assert f'<atom:link href="{url}" rel="hub"/>' in rss
+
+    handler.posts.clear()
+    builder.build()
+    assert handler.posts == []  # nothing changed, nothing pinged
+
+    handler.status = 500
+    store(db, [make_article(2)], now=NOW)
+    report = builder.build()  # a failing hub is logged, never fatal
+    assert report.written > 0 and "WebSub hub" in caplog.text
+
+
+def test_unreachable_hub_is_not_fatal(make_config: ConfigFactory, db: Database) -> None:
+    config = make_config('[feeds]\nwebsub_hub = "http://127.0.0.1:9/hub"\n')
+    store(db, [make_article(1)])
+    assert FeedBuilder(config, db, clock).build().written > 0
+
+
+def test_cli_build(sample: tuple[Config, Database], tmp_path: Path) -> None:
+    _config, _ = sample
+    runner = CliRunner()
+    args = ["--config", str(tmp_path / "config.toml"), "build", "--output", str(tmp_path / "o")]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "full build:" in result.output and "feeds written" in result.output
+    assert (tmp_path / "o" / "feeds" / "all.rss").exists()
+    result = runner.invoke(main, [*args, "--all"])
+    assert result.exit_code == 0, result.output
+    assert "0 feeds written" in result.output and "removed" in result.output
+    assert os.path.isfile(tmp_path / "o" / "index.html")
