@@ -128,6 +128,8 @@ def test_message_id_is_deterministic_per_subscriber_and_date(
 
 NAMES = [
     "",
+    " ",
+    "\t",
     "Budi",
     'Siti "Ani" & <Co>',
     "Ñoño Ümlaut",

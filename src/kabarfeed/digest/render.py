@@ -260,7 +260,7 @@ def _group_key(e: EditionInput) -> tuple[Any, ...]:
         s.categories,
         tuple(a.id for a in e.articles),
         e.total_matching,
-        bool(s.name),
+        bool(mail.header_text(s.name or "")),
     )
 
 
@@ -313,7 +313,11 @@ class DigestRenderer:
 
     def _placeholder(self, edition: EditionInput) -> _Recipient:
         h = self._holes
-        return _Recipient(h["name"] if edition.subscriber.name else "", h["email"], h["token"])
+        return _Recipient(
+            h["name"] if mail.header_text(edition.subscriber.name or "") else "",
+            h["email"],
+            h["token"],
+        )
 
     def _fit(self, edition: EditionInput) -> tuple[int, tuple[str, str, str]]:
         """How many articles fit under :data:`HTML_LIMIT`, and the placeholder render."""
