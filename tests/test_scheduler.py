@@ -163,7 +163,9 @@ def test_debounce_burst_gives_one_build_and_caps_the_wait() -> None:
     pending = debounce_build(None, t0, delay=delay, max_wait=cap)
     assert pending.run_at == t0 + delay
     for step in range(1, 6):  # a change every 5 s keeps pushing the build back ...
-        pending = debounce_build(pending, t0 + timedelta(seconds=5 * step), delay=delay, max_wait=cap)
+        pending = debounce_build(
+            pending, t0 + timedelta(seconds=5 * step), delay=delay, max_wait=cap
+        )
     assert pending.run_at == t0 + cap  # ... but never beyond max_wait after the first
     assert pending.first_change == t0
 
@@ -245,8 +247,12 @@ def test_late_editions_are_recorded_skipped_once(db, make_config) -> None:  # ty
     assert again.editions == ()
     with db.connect() as conn:
         rows = conn.execute(
-            select(deliveries.c.subscriber_id, deliveries.c.local_date, deliveries.c.state,
-                   deliveries.c.last_reply).order_by(deliveries.c.local_date, deliveries.c.subscriber_id)
+            select(
+                deliveries.c.subscriber_id,
+                deliveries.c.local_date,
+                deliveries.c.state,
+                deliveries.c.last_reply,
+            ).order_by(deliveries.c.local_date, deliveries.c.subscriber_id)
         ).all()
     assert [(r[0], r[1], r[2]) for r in rows] == [
         (1, "2025-11-16", "skipped"),

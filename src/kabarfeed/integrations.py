@@ -88,10 +88,10 @@ def enqueue_group(
     config: Config, db: Database, clock: Clock, group: SendGroup, local_date: date, now: datetime
 ) -> int:
     """Build and queue the group's editions for ``local_date``; return how many are new."""
-    from kabarfeed.delivery import enqueue
+    from kabarfeed.delivery.enqueue import enqueue_editions
 
     ids = group_subscriber_ids(db, group)
-    return int(enqueue.enqueue_editions(config, db, ids, local_date, now=now))
+    return enqueue_editions(config, db, ids, local_date, now=now)
 
 
 def skip_group(
@@ -106,13 +106,13 @@ def skip_group(
         previous = deliveries.newest_cutoffs(conn, ids)
         rows = [
             deliveries.NewDelivery(
-                sid,
-                local_date.isoformat(),
-                previous.get(sid, cutoff - config.digest.first_window),
-                cutoff,
-                (),
-                DeliveryState.SKIPPED,
-                reason,
+                subscriber_id=sid,
+                local_date=local_date.isoformat(),
+                since=previous.get(sid, cutoff - config.digest.first_window),
+                cutoff=cutoff,
+                article_ids=(),
+                state=DeliveryState.SKIPPED,
+                reason=reason,
             )
             for sid in ids
         ]
@@ -164,6 +164,6 @@ async def drain_outbox(
 
 
 def _renderer(config: Config, db: Database, clock: Clock) -> Any:
-    from kabarfeed.delivery import enqueue
+    from kabarfeed.delivery.enqueue import OutboxRenderer
 
-    return enqueue.OutboxRenderer(config, db, clock=clock)
+    return OutboxRenderer(config, db, clock=clock)

@@ -53,10 +53,13 @@ def setup_logging(fmt: str = "text", level: str = "INFO", *, verbose: bool = Fal
     setattr(handler, "_kabarfeed", True)  # noqa: B010 - marks our handler for idempotence
     root.addHandler(handler)
     root.setLevel("DEBUG" if verbose else level)
+    # "skipped: maximum number of running instances" is by design (max_instances=1).
+    logging.getLogger("apscheduler.scheduler").setLevel("ERROR")
     for noisy in (
         "httpx",
         "httpcore",
         "apscheduler.executors",
+        "watchfiles",
         "aiosmtplib",
         "mail.log",
         "alembic",

@@ -310,6 +310,7 @@ class ServiceScheduler:
         self.in_flight = InFlight()
         self._pending_build: PendingBuild | None = None
         self._drain_wakeup = asyncio.Event()
+        self._draining = False
         self._scheduled_sources: dict[str, SourceConfig] = {}
         self._scheduled_groups: set[SendGroup] = set()
         self._group_locks: dict[SendGroup, asyncio.Lock] = {}
@@ -487,13 +488,22 @@ class ServiceScheduler:
             plan = await asyncio.to_thread(self.cases.run_group, group, self.clock())
         if any(e.send for e in plan.editions):
             self._drain_wakeup.set()
-            self._aps.modify_job("drain", next_run_time=self.clock())
+            if not self._draining and self._aps.get_job("drain"):
+                self._aps.modify_job("drain", next_run_time=self.clock())
 
     # ---- delivery and heartbeat
 
     async def _drain(self) -> None:
-        self._drain_wakeup.clear()
-        await self.cases.drain(self.stop)
+        """Drain; go round again if editions were queued meanwhile."""
+        self._draining = True
+        try:
+            while not self.stop.is_set():
+                self._drain_wakeup.clear()
+                await self.cases.drain(self.stop)
+                if not self._drain_wakeup.is_set():
+                    break
+        finally:
+            self._draining = False
 
     async def _heartbeat(self) -> None:
         await asyncio.to_thread(self.cases.heartbeat)

@@ -48,6 +48,7 @@ from kabarfeed.scheduler import (
 )
 from kabarfeed.status import (
     HEARTBEAT_KEY,
+    ONCE_KEY,
     RELOAD_KEY,
     active_group_list,
     group_marker,
@@ -137,8 +138,9 @@ def template_problems(config: Config) -> list[str]:
     for sub in TEMPLATE_FOLDERS:
         env = make_environment(sub, override=config.digest.templates)
         for name in env.list_templates():
-            try:
-                env.get_template(name)
+            try:  # parse, not compile: the owning module registers its own filters
+                source, filename, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+                env.parse(source, name, filename)
             except jinja2.TemplateSyntaxError as e:
                 problems.append(f"templates/{sub}/{name}: line {e.lineno}: {e.message}")
             except jinja2.TemplateError as e:
@@ -196,7 +198,9 @@ class Workers:
             source, due_only=True
         )
         if outcome.ok and not outcome.skipped:
-            log.info(
+            level = logging.INFO if outcome.new or outcome.updated else logging.DEBUG
+            log.log(
+                level,
                 "source %s: new %d, updated %d, unchanged %d",
                 source.name,
                 outcome.new,
@@ -255,10 +259,11 @@ class Workers:
             self.rt.config, self.rt.db, self.rt.clock, stop, run_id=self.rt.run_id
         )
 
-    def heartbeat(self) -> None:
-        """Write the liveness row."""
+    def heartbeat(self, *, stopped: bool = False) -> None:
+        """Write the liveness row (``stopped`` on the way out)."""
         now = self.rt.clock()
         row = {
+            "stopped": stopped,
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": self.started.isoformat(),
@@ -328,7 +333,6 @@ class Service:
 
     async def once(self) -> int:
         """Do all work due now; return the number of messages sent."""
-        self.workers.heartbeat()
         changed = False
         for source in self.workers.sources():
             changed = await asyncio.to_thread(self.workers.ingest, source) or changed
@@ -337,6 +341,12 @@ class Service:
         for group in await asyncio.to_thread(self.workers.groups):
             await asyncio.to_thread(self.workers.run_group, group, self.rt.clock())
         return await self.workers.drain(self.stopping)
+
+    def record_once(self, sent: int) -> None:
+        """Remember when ``run --once`` last completed (shown by ``status``)."""
+        now = self.rt.clock()
+        with self.rt.db.begin() as conn:
+            write_state(conn, ONCE_KEY, {"time": now.isoformat(), "sent": sent}, now)
 
     # ---- run
 
@@ -482,10 +492,11 @@ def run_service(
             on_ready(service)
         if once:
             sent = await service.once()
+            service.record_once(sent)
             log.info("run --once finished: %d messages sent", sent)
             return 0
         finished = await service.serve(host, port)
-        service.workers.heartbeat()
+        service.workers.heartbeat(stopped=True)
         log.info("stopped" if finished else "stopped before all work finished")
         return 0 if finished else 1
 

@@ -31,6 +31,7 @@ from kabarfeed.store.schema import articles, deliveries, feed_builds, state, sub
 
 HEARTBEAT_KEY = "service.heartbeat"
 RELOAD_KEY = "config.last_reload"
+ONCE_KEY = "service.last_once"
 ALIVE_FACTOR = 3
 """A run process is alive while its last beat is within this many intervals."""
 
@@ -103,10 +104,12 @@ class Heartbeat:
     beat: datetime
     interval: float
     port: int | None = None
+    stopped: bool = False
 
     def alive(self, now: datetime) -> bool:
-        """Whether the last beat is recent enough."""
-        return now - self.beat <= timedelta(seconds=self.interval * ALIVE_FACTOR)
+        """Whether the process is running: not stopped, last beat recent enough."""
+        fresh = now - self.beat <= timedelta(seconds=self.interval * ALIVE_FACTOR)
+        return fresh and not self.stopped
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Heartbeat | None:
@@ -119,6 +122,7 @@ class Heartbeat:
                 datetime.fromisoformat(row["beat"]),
                 float(row.get("interval", 15)),
                 int(row["port"]) if row.get("port") is not None else None,
+                bool(row.get("stopped", False)),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -154,6 +158,7 @@ class StatusReport:
     outbox: dict[str, dict[str, int]] = field(default_factory=dict)
     groups: tuple[GroupStatus, ...] = ()
     heartbeat: Heartbeat | None = None
+    last_once: dict[str, Any] | None = None
 
     @property
     def running(self) -> bool:
@@ -203,6 +208,7 @@ def gather_status(
             outbox=_outbox(conn, config, now),
             groups=tuple(_groups(conn, config, now)),
             heartbeat=Heartbeat.from_row(beat_row) if beat_row else None,
+            last_once=read_state(conn, ONCE_KEY),
         )
 
 
