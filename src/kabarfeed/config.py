@@ -254,7 +254,10 @@ class WebConfig(_Section):
     confirm_ttl: Duration = timedelta(days=7)
     resend_interval: Duration = timedelta(minutes=10)
     subscribe_per_ip_per_hour: int = Field(default=20, gt=0)
+    subscribe_per_address_per_hour: int = Field(default=5, gt=0)
     consent_version: str = "2025-11"
+    form_ttl: Duration = timedelta(hours=4)
+    metrics_token: SecretStr = SecretStr("")
 
 
 class LoggingConfig(_Section):

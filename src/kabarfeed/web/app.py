@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
@@ -14,6 +15,9 @@ from kabarfeed.feeds.index import IndexPage
 from kabarfeed.feeds.render import FeedSite
 from kabarfeed.models import Clock
 from kabarfeed.store import Database
+from kabarfeed.web.ops import ops_routes
+from kabarfeed.web.pages import create_pages, page_routes
+from kabarfeed.web.security import SecurityHeaders, static_csp
 from kabarfeed.web.static import StaticFiles, static_routes
 
 
@@ -32,6 +36,8 @@ def create_app(config: Config, db: Database, *, clock: Clock) -> Starlette:
     routes: list[BaseRoute] = []
     # Feature modules (subscription pages, APIs) add their routes here, before
     # the static catch-all below.
+    routes += ops_routes(db, metrics_token=config.web.metrics_token.get_secret_value())
+    routes += page_routes(create_pages(config, db, clock=clock))
     routes += static_routes(static)
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -46,7 +52,10 @@ def create_app(config: Config, db: Database, *, clock: Clock) -> Starlette:
             media_type="text/plain",
         )
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    headers = Middleware(SecurityHeaders, csp=static_csp(config.site.base_url))
+    app = Starlette(
+        routes=routes, middleware=[headers], exception_handlers={HTTPException: http_error}
+    )
     app.state.config = config
     app.state.db = db
     app.state.clock = clock

@@ -1,0 +1,251 @@
+"""Web security primitives: HMAC signing, signed confirmation links, CSRF
+tokens, rate limits, security headers and same-origin checks.
+
+Everything time-dependent takes ``now``; nothing reads the clock itself.
+Signatures are HMAC-SHA256 (truncated to 128 bits) keyed with the site
+secret and compared in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections import OrderedDict, deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+"""The shape of a subscriber link token (URL-safe base64, 128+ bits)."""
+
+PAGE_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+"""Policy of the subscription pages: no script at all, our stylesheet only."""
+
+DIGEST_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
+    "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+)
+"""Policy of the "view in browser" digest (an email: inline CSS, remote images)."""
+
+
+def static_csp(base_url: str) -> str:
+    """Policy for everything else (feeds, the built index with its inline CSS)."""
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' https: data:; object-src 'none'; base-uri 'none'; "
+        f"form-action 'self' {origin_of(base_url)}; frame-ancestors 'none'"
+    )
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def same_token(given: str, expected: str) -> bool:
+    """Constant-time comparison of two tokens."""
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def looks_like_token(value: str) -> bool:
+    """Whether ``value`` has the shape of a subscriber token (cheap pre-check)."""
+    return bool(TOKEN_RE.match(value))
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+class Signer:
+    """HMAC-SHA256 signatures over a purpose and some text parts."""
+
+    def __init__(self, key: bytes) -> None:
+        if not key:
+            raise ValueError("the signing key must not be empty")
+        self._key = key
+
+    def sign(self, purpose: str, *parts: str) -> str:
+        """A 128-bit URL-safe signature of ``parts`` for ``purpose``."""
+        message = "\x1f".join((purpose, *parts)).encode("utf-8")
+        return _b64(hmac.new(self._key, message, hashlib.sha256).digest()[:16])
+
+    def verify(self, signature: str, purpose: str, *parts: str) -> bool:
+        """Whether ``signature`` is ours for these parts (constant time)."""
+        return same_token(signature, self.sign(purpose, *parts))
+
+    def digest(self, purpose: str, value: str) -> str:
+        """A keyed hash of ``value`` (for rate-limit keys that must not hold emails)."""
+        return self.sign(purpose, value)
+
+
+def _stamp(moment: datetime) -> str:
+    return format(int(moment.timestamp()), "x")
+
+
+def _unstamp(text: str) -> datetime | None:
+    if not re.fullmatch(r"[0-9a-f]{1,12}", text):
+        return None
+    return datetime.fromtimestamp(int(text, 16), UTC)
+
+
+# -- confirmation links ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmLink:
+    """A verified confirmation link: whose, and until when it is valid."""
+
+    subscriber_token: str
+    expires: datetime
+
+    def expired(self, now: datetime) -> bool:
+        """Whether the link is past its expiry."""
+        return now >= self.expires
+
+
+def confirm_token(signer: Signer, subscriber_token: str, expires: datetime) -> str:
+    """``<token>.<expiry>.<signature>`` for ``/confirm/...`` links."""
+    stamp = _stamp(expires)
+    return f"{subscriber_token}.{stamp}.{signer.sign('confirm', subscriber_token, stamp)}"
+
+
+def parse_confirm_token(signer: Signer, value: str) -> ConfirmLink | None:
+    """The link behind ``value``; ``None`` when malformed or not signed by us.
+    An expired but genuine link is returned (the page offers a new one)."""
+    parts = value.split(".")
+    if len(parts) != 3 or not looks_like_token(parts[0]):
+        return None
+    token, stamp, signature = parts
+    expires = _unstamp(stamp)
+    if expires is None or not signer.verify(signature, "confirm", token, stamp):
+        return None
+    return ConfirmLink(token, expires)
+
+
+# -- CSRF --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CsrfTokens:
+    """Stateless CSRF tokens: ``<expiry>.<HMAC(form, binding, expiry)>``.
+
+    ``binding`` ties a token to one context the attacker cannot know: the
+    subscriber token of a link page, or the visitor's random ``kf_csrf``
+    cookie on the public sign-up form.
+    """
+
+    signer: Signer
+    ttl: timedelta
+
+    def issue(self, form: str, binding: str, now: datetime) -> str:
+        """A token for ``form`` valid for :attr:`ttl`."""
+        stamp = _stamp(now + self.ttl)
+        return f"{stamp}.{self.signer.sign('csrf', form, binding, stamp)}"
+
+    def valid(self, token: str, form: str, binding: str, now: datetime) -> bool:
+        """Whether ``token`` was issued for this form and binding and is unexpired."""
+        stamp, _, signature = token.partition(".")
+        expires = _unstamp(stamp)
+        if expires is None or not binding or now >= expires:
+            return False
+        return self.signer.verify(signature, "csrf", form, binding, stamp)
+
+
+def cross_site(headers: Mapping[str, str], own_origins: tuple[str, ...]) -> bool:
+    """Whether a browser says this request comes from another site.
+
+    ``Sec-Fetch-Site: cross-site`` or an ``Origin`` that is none of ours
+    (``null`` included) is cross-site; requests without either header (old
+    browsers, mail providers) are left to the token checks.
+    """
+    if headers.get("sec-fetch-site", "").lower() == "cross-site":
+        return True
+    origin = headers.get("origin")
+    if origin is None:
+        return False
+    return origin.lower().rstrip("/") not in own_origins
+
+
+# -- rate limits ---------------------------------------------------------------------
+
+
+class SlidingWindowLimiter:
+    """At most ``limit`` hits per key within ``window`` (in memory, per process).
+
+    Memory is bounded: beyond ``max_keys`` the least recently used keys are
+    forgotten (which can only make the limiter more lenient).
+    """
+
+    def __init__(self, limit: int, window: timedelta, *, max_keys: int = 100_000) -> None:
+        self.limit = limit
+        self.window = window
+        self._max_keys = max_keys
+        self._hits: OrderedDict[str, deque[datetime]] = OrderedDict()
+
+    def hit(self, key: str, now: datetime) -> bool:
+        """Record a hit for ``key``; ``False`` (and nothing recorded) when over the limit."""
+        hits = self._hits.get(key)
+        if hits is None:
+            hits = self._hits[key] = deque()
+            while len(self._hits) > self._max_keys:
+                self._hits.popitem(last=False)
+        self._hits.move_to_end(key)
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            return False
+        hits.append(now)
+        return True
+
+    def retry_after(self, key: str, now: datetime) -> int:
+        """Seconds until ``key`` may hit again (0 when it may now)."""
+        hits = self._hits.get(key)
+        if not hits or len(hits) < self.limit:
+            return 0
+        return max(1, int((hits[0] + self.window - now).total_seconds()) + 1)
+
+
+# -- headers -------------------------------------------------------------------------
+
+
+class SecurityHeaders:
+    """ASGI middleware adding security headers to every response that lacks them."""
+
+    def __init__(self, app: ASGIApp, *, csp: str) -> None:
+        self.app = app
+        self.defaults: tuple[tuple[bytes, bytes], ...] = tuple(
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in (
+                ("content-security-policy", csp),
+                ("x-content-type-options", "nosniff"),
+                ("x-frame-options", "DENY"),
+                ("referrer-policy", "strict-origin-when-cross-origin"),
+                ("cross-origin-opener-policy", "same-origin"),
+                ("permissions-policy", "camera=(), microphone=(), geolocation=()"),
+            )
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass through, adding the missing headers to ``http.response.start``."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in self.defaults if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, wrapped)
