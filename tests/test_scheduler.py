@@ -334,3 +334,28 @@ async def test_wiring_schedules_sources_and_groups_without_overlap() -> None:
         assert [j for j, _ in sched.jobs()].count("feeds") == 1
     finally:
         assert await sched.shutdown(timeout=1)
+
+
+# ------------------------------------------------------------------ logging
+
+
+def test_json_log_lines_carry_context_but_no_address_at_info() -> None:
+    import json
+    import logging
+
+    from kabarfeed.logsetup import JsonFormatter, RedactAddresses
+
+    def line(level: int) -> dict[str, object]:
+        record = logging.LogRecord(
+            "kabarfeed.x", level, __file__, 1, "sent to %s", ("budi@example.id",), None
+        )
+        record.subscriber_id = 7
+        record.recipient = "budi@example.id"
+        assert RedactAddresses().filter(record)
+        out: dict[str, object] = json.loads(JsonFormatter().format(record))
+        return out
+
+    info = line(logging.INFO)
+    assert info["message"] == "sent to ***@example.id"
+    assert info["subscriber_id"] == 7 and info["recipient"] == "***@example.id"
+    assert "budi@" in str(line(logging.DEBUG)["message"])

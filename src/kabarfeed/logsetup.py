@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +16,30 @@ from typing import Any
 from rich.logging import RichHandler
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+
+
+def redact_addresses(text: str) -> str:
+    """``budi@example.id`` -> ``***@example.id`` (the domain helps debugging)."""
+    return _ADDRESS.sub(r"***@\1", text)
+
+
+class RedactAddresses(logging.Filter):
+    """Masks e-mail addresses in records at INFO and above (message and string
+    context keys); DEBUG records keep them for troubleshooting."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.INFO:
+            return True
+        message = record.getMessage()
+        if "@" in message:
+            record.msg, record.args = redact_addresses(message), ()
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD and isinstance(value, str) and "@" in value:
+                setattr(record, key, redact_addresses(value))
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,6 +75,7 @@ def setup_logging(fmt: str = "text", level: str = "INFO", *, verbose: bool = Fal
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactAddresses())
     setattr(handler, "_kabarfeed", True)  # noqa: B010 - marks our handler for idempotence
     root.addHandler(handler)
     root.setLevel("DEBUG" if verbose else level)

@@ -246,7 +246,7 @@ class Workers:
         extra = {"group": str(group), "local_date": day.isoformat()}
         if send:
             count = integrations.enqueue_group(cfg, db, self.rt.clock, group, day, now)
-            log.info("digest %s for %s: %d editions queued", group, day, count, extra=extra)
+            log.info("digest %s for %s: %d editions recorded", group, day, count, extra=extra)
         else:
             count = integrations.skip_group(cfg, db, group, day, now, reason)
             log.warning(
