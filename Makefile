@@ -4,19 +4,27 @@
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+STAMP  := $(VENV)/.installed-test
+RUNSTAMP := $(VENV)/.installed-run
 
-.PHONY: run test test-sqlite test-postgres lint typecheck bench clean system-deps
+.PHONY: run test test-sqlite lint typecheck bench clean system-deps
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/kabarfeed --config config.toml ingest
+# `make run` needs only the package; `make test` adds the test tools.
+$(RUNSTAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNSTAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP) $(RUNSTAMP)
+
+run: $(RUNSTAMP)
+	$(BIN)/kabarfeed --config config.toml run --once
 
 # System packages the tests need (Chromium, PostgreSQL, Postfix's smtp-sink);
 # installed only when missing, so a warm machine pays nothing.
@@ -27,7 +35,7 @@ test: $(STAMP) system-deps lint typecheck
 	bash scripts/test.sh
 
 test-sqlite: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
