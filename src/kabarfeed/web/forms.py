@@ -112,8 +112,9 @@ def preferences_draft(
 ) -> SubscriberDraft:
     """A validated draft from the form (:class:`InputError` on any bad value).
 
-    Provinces swallow their chosen cities; the ``auto`` zone becomes the
-    zone of the first chosen region (else the site's).
+    Regions and categories come out in taxonomy order; provinces swallow their
+    chosen cities; the ``auto`` zone becomes the zone of the first chosen
+    region (else the site's).
     """
     draft = validate_draft(
         SubscriberDraft(
@@ -128,12 +129,14 @@ def preferences_draft(
         taxonomy,
     )
     regions = collapse_regions(draft.regions or (), taxonomy)
+    chosen = set(draft.categories or ())
+    categories = tuple(c.slug for c in taxonomy.categories if c.slug in chosen)
     zone = draft.timezone or default_timezone(regions, taxonomy, site_zone)
     return SubscriberDraft(
         email=draft.email,
         name=draft.name,
         regions=regions,
-        categories=draft.categories or (),
+        categories=categories,
         timezone=zone,
         send_at=draft.send_at,
         language=draft.language,

@@ -163,16 +163,17 @@ class CsrfTokens:
 def cross_site(headers: Mapping[str, str], own_origins: tuple[str, ...]) -> bool:
     """Whether a browser says this request comes from another site.
 
-    ``Sec-Fetch-Site: cross-site`` or an ``Origin`` that is none of ours
-    (``null`` included) is cross-site; requests without either header (old
-    browsers, mail providers) are left to the token checks.
+    ``Sec-Fetch-Site: cross-site`` is decisive when present; otherwise an
+    ``Origin`` that is none of ours is cross-site. ``Origin: null`` says
+    nothing (browsers send it for our own pages, whose referrer policy is
+    ``no-referrer``); requests with neither header (old browsers, mail
+    providers) are left to the token checks.
     """
-    if headers.get("sec-fetch-site", "").lower() == "cross-site":
-        return True
-    origin = headers.get("origin")
-    if origin is None:
-        return False
-    return origin.lower().rstrip("/") not in own_origins
+    fetch_site = headers.get("sec-fetch-site", "").lower()
+    if fetch_site:
+        return fetch_site == "cross-site"
+    origin = headers.get("origin", "null").lower().rstrip("/")
+    return origin != "null" and origin not in own_origins
 
 
 # -- rate limits ---------------------------------------------------------------------
