@@ -17,9 +17,8 @@ from pathlib import Path
 
 from deliveryhelpers import add_subscribers, states
 from digest_support import CUTOFF, article, save
-from smtpserver import ScriptedSMTPServer
-
 from kabarfeed.store import Database
+from smtpserver import ScriptedSMTPServer
 
 EDITIONS = 500
 POOL = 4
@@ -27,8 +26,17 @@ KILLS = 3
 
 
 def _send(config: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "kabarfeed", "--config", str(config), "digest", "send",
-           "--date", "2025-11-17"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kabarfeed",
+        "--config",
+        str(config),
+        "digest",
+        "send",
+        "--date",
+        "2025-11-17",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
 
@@ -53,8 +61,10 @@ def test_sigkill_at_random_points_sends_each_edition_once(
     rng = random.Random(os.environ.get("KABARFEED_CRASH_SEED", "20251117"))
     points = sorted(rng.sample(range(15, EDITIONS - 60), KILLS))
     with ScriptedSMTPServer() as server:
-        make_config(f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n'
-                    f'pool_size = {POOL}\nbatch_size = 50\nmax_per_connection = 100\n')
+        make_config(
+            f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n'
+            f"pool_size = {POOL}\nbatch_size = 50\nmax_per_connection = 100\n"
+        )
         config = tmp_path / "config.toml"
         kills = 0
         for point in points:

@@ -100,6 +100,7 @@ class _Candidates:
     after: datetime | None = None
     published_after: datetime | None = None
     articles: list[Article] = field(default_factory=list)
+    selections: dict[tuple[object, ...], Selection] = field(default_factory=dict)
 
     def covering(self, conn: Connection, since: datetime, cutoff: datetime) -> list[Article]:
         """Every article any edition with window ``(since, cutoff]`` or later may hold."""
@@ -137,7 +138,7 @@ def plan(
     since = {s.id: edition_since(previous.get(s.id), cut, config.digest) for s, _, cut in batch}
     pool = candidates.covering(conn, min(since.values()), min(cut for _, _, cut in batch))
     taxonomy = config.taxonomy
-    shared: dict[tuple[object, ...], Selection] = {}
+    shared = candidates.selections  # valid across batches: the pool only ever widens
     out: list[Planned] = []
     for sub, day, cutoff in batch:
         key = (sub.regions, sub.categories, since[sub.id], cutoff)

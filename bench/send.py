@@ -1,0 +1,398 @@
+"""End-to-end send benchmark: select, render, enqueue and send digests to a sink.
+
+    .venv/bin/python bench/send.py                       # 10,000 subscribers + RSS at 100,000
+    .venv/bin/python bench/send.py --subscribers 2000 --rss-subscribers 0   # quick
+
+Data: 300 articles of one day over 40 regions and 15 categories, N subscribers
+spread over 200 preference combinations (1-2 regions, 0-2 categories), digests
+of 30-40 KB. The sink is Postfix's C ``smtp-sink`` when installed (else an
+aiosmtpd sink in a separate process). In the same run:
+
+- kabarfeed: ``kabarfeed digest send --force --date D --processes P`` (P = 1, 2)
+  end to end on a fresh copy of the database, wall clock including start-up;
+- naive baseline (sample of subscribers): per subscriber the selection, a
+  Jinja2 render + ``EmailMessage`` (the renderer's reference path) and
+  ``smtplib`` ``sendmail`` over one persistent connection;
+- loopback limit: Postfix's ``smtp-source`` sending as many same-size messages
+  (4 sessions, persistent connections) to the same sink, when installed;
+- peak RSS of ``digest send`` for 100,000 subscribers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import insert
+
+from kabarfeed.config import load_config
+from kabarfeed.digest.render import DigestRenderer, EditionInput
+from kabarfeed.digest.selection import select_articles
+from kabarfeed.models import Article, Image
+from kabarfeed.store import open_database
+from kabarfeed.store import subscribers as subscriber_store
+from kabarfeed.store.articles import Prepared, load_articles, save_articles
+from kabarfeed.store.schema import subscriber_categories, subscriber_regions, subscribers
+
+DAY = date(2025, 11, 17)
+CUTOFF = datetime(2025, 11, 16, 22, 0, tzinfo=UTC)  # 06:00 WITA
+SENTENCE = (
+    "Pemerintah kota menggelar rapat koordinasi bersama organisasi perangkat daerah "
+    "untuk membahas program prioritas, anggaran dan pelayanan publik tahun depan. "
+)
+POSTFIX_HINT = (
+    "Postfix's smtp-sink/smtp-source not found: install them with "
+    "`apt-get install postfix` (Debian/Ubuntu; they land in /usr/sbin) "
+    "for the C sink and the loopback limit"
+)
+
+
+def taxonomy_toml() -> str:
+    lines: list[str] = []
+    for p in range(8):
+        lines += [
+            "[[regions]]",
+            f'slug = "provinsi-{p}"',
+            f'name = "Provinsi {p}"',
+            'timezone = "Asia/Makassar"',
+            "",
+        ]
+        for c in range(4):
+            lines += [
+                "[[regions]]",
+                f'slug = "kota-{p}-{c}"',
+                f'name = "Kota {p}-{c}"',
+                f'parent = "provinsi-{p}"',
+                "",
+            ]
+    for k in range(15):
+        lines += ["[[categories]]", f'slug = "kategori-{k}"', f'name = "Kategori {k}"', ""]
+    return "\n".join(lines)
+
+
+def write_config(folder: Path, db_file: Path, port: int) -> Path:
+    path = folder / "config.toml"
+    path.write_text(
+        f'[site]\ntitle = "Nusantara Plus"\nbase_url = "https://news.example.id"\n'
+        f'timezone = "Asia/Makassar"\npostal_address = "Jl. Sudirman 1, Balikpapan"\n\n'
+        f'[storage]\nurl = "sqlite:///{db_file}"\n\n'
+        f'[digest]\nfrom_address = "redaksi@news.example.id"\nmax_articles = 30\n\n'
+        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\npool_size = 4\n'
+        f"max_per_connection = 1000\nbatch_size = 500\n\n"
+        f'[logging]\nlevel = "WARNING"\n\n{taxonomy_toml()}\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def make_articles(rng: random.Random, count: int) -> list[Article]:
+    out = []
+    for n in range(count):
+        seen = CUTOFF - timedelta(minutes=rng.randrange(1, 20 * 60))
+        p = rng.randrange(8)
+        regions = (f"kota-{p}-{rng.randrange(4)}",) if rng.random() < 0.8 else (f"provinsi-{p}",)
+        cats = tuple(sorted({f"kategori-{rng.randrange(15)}" for _ in range(rng.randint(1, 2))}))
+        out.append(
+            Article(
+                id=f"a{n:05d}",
+                source="redaksi",
+                url=f"https://news.example.id/berita/{n}",
+                title=f"Rapat koordinasi akhir tahun membahas program prioritas daerah nomor {n}",
+                published=seen,
+                updated=seen,
+                first_seen=seen,
+                content_hash=f"h{n}",
+                summary=(SENTENCE * 4)[:520],
+                content_html=f"<p>{SENTENCE * 3}</p>",
+                image=Image(f"https://news.example.id/foto/{n}.jpg", "Foto kegiatan"),
+                regions=regions,
+                categories=cats,
+                advertorial=n % 25 == 0,
+                author="Redaksi",
+                language="id",
+                local_tz="Asia/Makassar",
+            )
+        )
+    return out
+
+
+def combos(rng: random.Random, count: int) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    found: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
+    while len(found) < count:
+        regions = tuple(
+            sorted(
+                {
+                    f"provinsi-{rng.randrange(8)}"
+                    if rng.random() < 0.3
+                    else f"kota-{rng.randrange(8)}-{rng.randrange(4)}"
+                    for _ in range(rng.randint(1, 2))
+                }
+            )
+        )
+        cats = tuple(sorted({f"kategori-{rng.randrange(15)}" for _ in range(rng.randint(0, 2))}))
+        found.add((regions, cats))
+    return sorted(found)
+
+
+def build_db(folder: Path, subscriber_count: int, seed: int = 7) -> Path:
+    """A migrated SQLite file with the articles and subscribers."""
+    rng = random.Random(seed)
+    db_file = folder / "template.db"
+    config = load_config(write_config(folder, db_file, 25), environ={})
+    db = open_database(config.storage.url)
+    with db.begin() as conn:
+        batch = [Prepared(a, None, f"u{a.id}", a.content_hash) for a in make_articles(rng, 300)]
+        save_articles(conn, batch, now=CUTOFF)
+    prefs = combos(rng, 200)
+    created = CUTOFF - timedelta(days=30)
+    for start in range(0, subscriber_count, 5000):
+        ids = range(start + 1, min(start + 5000, subscriber_count) + 1)
+        subs, regs, cats = [], [], []
+        for i in ids:
+            regions, categories = prefs[i % len(prefs)]
+            subs.append(
+                {
+                    "id": i,
+                    "email": f"r{i}@example.org",
+                    "email_key": f"r{i}@example.org",
+                    "name": f"Pembaca {i}",
+                    "token": f"{i:032x}",
+                    "timezone": "Asia/Makassar",
+                    "send_at": "06:00",
+                    "language": "id",
+                    "status": "active",
+                    "bounce_count": 0,
+                    "created_at": created,
+                    "updated_at": created,
+                }
+            )
+            regs += [
+                {"subscriber_id": i, "region": r, "position": k} for k, r in enumerate(regions)
+            ]
+            cats += [
+                {"subscriber_id": i, "category": c, "position": k} for k, c in enumerate(categories)
+            ]
+        with db.begin() as conn:
+            conn.execute(insert(subscribers), subs)
+            conn.execute(insert(subscriber_regions), regs)
+            if cats:
+                conn.execute(insert(subscriber_categories), cats)
+    db.dispose()
+    return db_file
+
+
+# -- sinks --------------------------------------------------------------------------
+
+
+def postfix_tool(name: str) -> str | None:
+    """``smtp-sink``/``smtp-source`` on PATH or in Debian's /usr/sbin."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/lib/postfix")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_sink() -> tuple[subprocess.Popen[bytes], int, str]:
+    port = free_port()
+    sink = postfix_tool("smtp-sink")
+    if sink:
+        cmd = [sink, "-c", "-u", "nobody", "-m", "256", f"127.0.0.1:{port}", "256"]
+        kind = "postfix smtp-sink"
+    else:
+        cmd = [sys.executable, __file__, "--sink-only", str(port)]
+        kind = "aiosmtpd sink (separate process)"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, port, kind
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"sink did not start: {cmd}")
+
+
+def run_aiosmtpd_sink(port: int) -> None:
+    import asyncio
+
+    from aiosmtpd.smtp import SMTP
+
+    class Discard:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            return "250 2.0.0 Ok: discarded"
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: SMTP(Discard(), hostname="sink", loop=loop), "127.0.0.1", port
+        )
+        await server.serve_forever()
+
+    asyncio.run(serve())
+
+
+# -- measured runs -------------------------------------------------------------------
+
+
+def kabarfeed_send(folder: Path, template: Path, port: int, processes: int) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KB) of ``digest send`` on a fresh copy."""
+    run_dir = folder / f"run-{processes}-{time.monotonic_ns()}"
+    run_dir.mkdir()
+    db_file = run_dir / "kabarfeed.db"
+    shutil.copy(template, db_file)
+    config = write_config(run_dir, db_file, port)
+    cmd = [
+        sys.executable,
+        "-m",
+        "kabarfeed",
+        "--config",
+        str(config),
+        "digest",
+        "send",
+        "--date",
+        DAY.isoformat(),
+        "--force",
+        "--processes",
+        str(processes),
+    ]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    output = proc.stdout.read().decode() if proc.stdout else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"digest send failed:\n{output}")
+    sent = _sent_count(output)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return elapsed, sent, max(usage.ru_maxrss, children if processes > 1 else 0)
+
+
+def _sent_count(output: str) -> int:
+    for line in output.splitlines():
+        if line.startswith("delivery: sent "):
+            return int(line.split()[2].rstrip(","))
+    raise SystemExit(f"no summary in output:\n{output}")
+
+
+def baseline(template: Path, folder: Path, port: int, sample: int) -> tuple[float, int]:
+    """Naive path on ``sample`` subscribers: msg/s and average message size."""
+    db_file = folder / "baseline.db"
+    shutil.copy(template, db_file)
+    config = load_config(write_config(folder, db_file, port), environ={})
+    db = open_database(config.storage.url)
+    renderer = DigestRenderer(config, clock=lambda: CUTOFF)
+    taxonomy = config.taxonomy
+    start = time.perf_counter()
+    with db.connect() as conn:
+        people = subscriber_store.list_subscribers(conn, limit=sample)
+    smtp = smtplib.SMTP("127.0.0.1", port)
+    size = 0
+    for sub in people:
+        since = CUTOFF - config.digest.first_window
+        with db.connect() as conn:
+            candidates = load_articles(conn, first_seen_after=since, first_seen_until=CUTOFF)
+        sel = select_articles(
+            sub, candidates, since=since, cutoff=CUTOFF, taxonomy=taxonomy, config=config.digest
+        )
+        message = renderer.render_reference(
+            EditionInput(sub, DAY, sel.articles, sel.total_matching)
+        )
+        smtp.sendmail("bounces@news.example.id", [sub.email], message.data)
+        size += len(message.data)
+    smtp.quit()
+    elapsed = time.perf_counter() - start
+    db.dispose()
+    return len(people) / elapsed, size // max(len(people), 1)
+
+
+def smtp_source(port: int, count: int, size: int) -> float | None:
+    source = postfix_tool("smtp-source")
+    if not source:
+        return None
+    cmd = [
+        source,
+        "-d",
+        "-s",
+        "4",
+        "-m",
+        str(count),
+        "-l",
+        str(size),
+        "-f",
+        "bounces@news.example.id",
+        "-t",
+        "sink@example.org",
+        f"127.0.0.1:{port}",
+    ]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--sink-only":
+        run_aiosmtpd_sink(int(sys.argv[2]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--baseline-sample", type=int, default=1_000)
+    parser.add_argument("--processes", default="1,2")
+    parser.add_argument("--rss-subscribers", type=int, default=100_000)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="kabarfeed-send-bench-"))
+    sink, port, kind = start_sink()
+    try:
+        _run(args, folder, port, kind)
+    finally:
+        sink.terminate()
+        sink.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, folder: Path, port: int, kind: str) -> None:
+    print(f"sink: {kind} on 127.0.0.1:{port}")
+    if not postfix_tool("smtp-sink"):
+        print(POSTFIX_HINT)
+    template = build_db(folder, args.subscribers)
+    base_rate, avg_size = baseline(template, folder, port, args.baseline_sample)
+    print(
+        f"naive baseline (jinja2 + EmailMessage + smtplib, {args.baseline_sample} "
+        f"subscribers): {base_rate:,.0f} msg/s, average message {avg_size / 1024:.1f} KB"
+    )
+    limit = smtp_source(port, args.subscribers, avg_size)
+    if limit:
+        print(f"loopback limit (postfix smtp-source, 4 sessions): {limit:,.0f} msg/s")
+    for processes in [int(p) for p in args.processes.split(",")]:
+        elapsed, sent, _rss = kabarfeed_send(folder, template, port, processes)
+        rate = sent / elapsed
+        line = (
+            f"kabarfeed digest send, {processes} process(es): {sent:,} messages in "
+            f"{elapsed:.1f}s = {rate:,.0f} msg/s; x{rate / base_rate:.1f} baseline"
+        )
+        print(line + (f", {rate / limit:.0%} of limit" if limit else ""))
+    if args.rss_subscribers:
+        big = folder / "big"
+        big.mkdir()
+        big_template = build_db(big, args.rss_subscribers)
+        elapsed, sent, rss = kabarfeed_send(big, big_template, port, 1)
+        print(
+            f"{args.rss_subscribers:,} subscribers, 1 process: {sent:,} sent in {elapsed:.0f}s "
+            f"({sent / elapsed:,.0f} msg/s), peak RSS {rss / 1024:.0f} MB"
+        )
+
+
+if __name__ == "__main__":
+    main()
