@@ -247,8 +247,10 @@ def run_aiosmtpd_sink(port: int) -> None:
 # -- measured runs -------------------------------------------------------------------
 
 
-def kabarfeed_send(folder: Path, template: Path, port: int, processes: int) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KB) of ``digest send`` on a fresh copy."""
+def kabarfeed_send(
+    folder: Path, template: Path, port: int, processes: int
+) -> tuple[float, int, int]:
+    """Wall seconds, messages sent and peak RSS (KB) of ``digest send`` on a fresh copy."""
     run_dir = folder / f"run-{processes}-{time.monotonic_ns()}"
     run_dir.mkdir()
     db_file = run_dir / "kabarfeed.db"
