@@ -240,3 +240,37 @@ def test_dateline_in_feed_content_decides_the_region(
     with db.connect() as conn:
         [article] = article_store.load_articles(conn)
     assert article.regions == ("banjarbaru", "kalimantan-selatan")
+
+
+REALWORLD = SHARED / "realworld" / "feeds"
+
+
+def test_realworld_publisher_feeds_ingest_into_the_store(
+    make_config: ConfigFactory, db: Database, clock: Clock
+) -> None:
+    """Every real publisher sample goes through the whole pipeline in one run."""
+    if not REALWORLD.is_dir():
+        pytest.skip(f"real-world feed samples not found at {REALWORLD}")
+    files = sorted(p for p in REALWORLD.iterdir() if p.suffix in {".xml", ".rss", ".atom"})
+    with serve() as server:
+        toml = ""
+        for i, path in enumerate(files):
+            server.add(f"/{path.name}", body=path.read_bytes(), content_type=None, etag=f'"{i}"')
+            toml += feed_source(f"real-{i}", server.url(f"/{path.name}"))
+        config = make_config(toml)
+        run = ingestor(config, db, clock)
+        report = run.run()
+        again = run.run()
+    assert report.failed == 0, [o.error for o in report.outcomes if not o.ok]
+    assert all(o.new > 0 for o in report.outcomes), report.summary()
+    assert again.total("new") == 0 and again.total("updated") == 0
+    with db.connect() as conn:
+        stored = article_store.load_articles(conn)
+    assert len(stored) == report.total("new") >= 400
+    for article in stored:
+        assert article.published.tzinfo is not None
+        assert article.url.startswith(("http://", "https://"))
+        assert article.title and "\n" not in article.title and "\t" not in article.title
+        assert "<script" not in article.content_html.lower()
+        assert "javascript:" not in article.content_html.lower()
+        assert "â€" not in article.title
