@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from feedgen.entry import FeedEntry
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
@@ -70,6 +71,8 @@ class FeedSite:
     hub: str = ""
     advertorial_label: str = "Advertorial"
     description: str = ""
+    domain: str = "localhost"
+    """The host name of ``base_url`` (for tag: URIs)."""
 
     @classmethod
     def from_config(cls, config: Config) -> FeedSite:
@@ -84,12 +87,8 @@ class FeedSite:
             hub=config.feeds.websub_hub,
             advertorial_label=xml_safe(config.digest.advertorial_label) or "Advertorial",
             description=xml_safe(config.site.description),
+            domain=urlsplit(config.site.base_url).hostname or "localhost",
         )
-
-    @property
-    def domain(self) -> str:
-        """The host name of ``base_url`` (for tag: URIs)."""
-        return urlsplit(self.base_url).hostname or "localhost"
 
     @property
     def home(self) -> str:
@@ -271,7 +270,7 @@ class _EntryExtension(BaseEntryExtension):  # type: ignore[misc]
             desc.text = caption
 
 
-def _generator(site: FeedSite, selection: Selection, articles: Sequence[Article]) -> Any:
+def _feed_generator(site: FeedSite, selection: Selection, articles: Sequence[Article]) -> Any:
     names = describe(site, selection)
     fg = FeedGenerator()
     fg.register_extension("kabarfeed", _FeedExtension, _EntryExtension)
@@ -284,8 +283,6 @@ def _generator(site: FeedSite, selection: Selection, articles: Sequence[Article]
     updated = feed_updated(articles).astimezone(ZoneInfo(site.timezone))
     fg.updated(updated)
     fg.pubDate(updated)
-    for article in articles:
-        _entry(site, fg.add_entry(order="append"), article)
     return fg
 
 
@@ -298,7 +295,35 @@ def _links(site: FeedSite, fg: Any, selection: Selection, fmt: str) -> None:
     fg.link(href=site.home, rel="alternate", type="text/html")
 
 
-def _entry(site: FeedSite, fe: Any, article: Article) -> None:
+class _ReusableEntry(FeedEntry):  # type: ignore[misc]
+    """A feedgen entry that builds its RSS item and Atom entry elements once.
+
+    Documents are serialised one after the other, so the same element can be
+    moved from the last document's tree into the next one (lxml reconciles
+    namespaces on the move) instead of being rebuilt for every feed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._kf_elements: dict[str, Any] = {}
+
+    def rss_entry(self, extensions: bool = True) -> Any:
+        found = self._kf_elements.get("rss")
+        if found is None:
+            found = self._kf_elements["rss"] = super().rss_entry(extensions)
+        return found
+
+    def atom_entry(self, extensions: bool = True) -> Any:
+        found = self._kf_elements.get("atom")
+        if found is None:
+            found = self._kf_elements["atom"] = super().atom_entry(extensions)
+        return found
+
+
+def feed_entry(site: FeedSite, article: Article) -> Any:
+    """A feedgen entry for ``article``, reusable in any number of feeds."""
+    fe = _ReusableEntry()
+    fe.register_extension("kabarfeed", _EntryExtension)
     ident = entry_id(site, article)
     fe.guid(ident, permalink=ident == article.url)
     fe.title(xml_safe(article.title))
@@ -317,26 +342,7 @@ def _entry(site: FeedSite, fe: Any, article: Article) -> None:
         fe.category(term=t.term, label=t.label, scheme=t.scheme)
     fe.kabarfeed.creator = author
     fe.kabarfeed.image = article.image
-
-
-def render_xml(
-    site: FeedSite, selection: Selection, articles: Sequence[Article], formats: Sequence[str]
-) -> dict[str, bytes]:
-    """RSS and/or Atom documents (``formats`` among ``"rss"``, ``"atom"``).
-
-    ``articles`` must be newest first; one feedgen object serves both formats.
-    Not thread-safe (feedgen switches the process locale for RSS dates).
-    """
-    wanted = [f for f in formats if f in ("rss", "atom")]
-    if not wanted:
-        return {}
-    fg = _generator(site, selection, articles)
-    out: dict[str, bytes] = {}
-    for fmt in wanted:
-        _links(site, fg, selection, fmt)
-        raw = fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True)
-        out[fmt] = bytes(raw)
-    return out
+    return fe
 
 
 # ---------------------------------------------------------------- JSON Feed
@@ -385,8 +391,13 @@ def _attachment(image: Image) -> dict[str, Any]:
     return out
 
 
-def render_json(site: FeedSite, selection: Selection, articles: Sequence[Article]) -> bytes:
-    """A JSON Feed 1.1 document (UTF-8, keys in a fixed order)."""
+def json_item(site: FeedSite, article: Article) -> str:
+    """One JSON Feed item, serialised (items are joined into documents as is)."""
+    return json.dumps(_json_item(site, article), ensure_ascii=False, separators=(",", ":"))
+
+
+def json_document(site: FeedSite, selection: Selection, items: Sequence[str]) -> bytes:
+    """A JSON Feed 1.1 document from serialised items (UTF-8, fixed key order)."""
     names = describe(site, selection)
     doc: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
@@ -399,15 +410,61 @@ def render_json(site: FeedSite, selection: Selection, articles: Sequence[Article
     }
     if site.hub:
         doc["hubs"] = [{"type": "WebSub", "url": site.hub}]
-    doc["items"] = [_json_item(site, a) for a in articles]
-    return (json.dumps(doc, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+    head = json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+    return f'{head[:-1]},"items":[{",".join(items)}]}}\n'.encode()
+
+
+class Renderer:
+    """Renders feeds of one site, building each article's entry once per build.
+
+    An article appears in several feeds (all, its city, its province, its
+    categories, the pairs): its feedgen entry and JSON item are made once and
+    reused. Create one per build; not thread-safe (feedgen switches the process
+    locale while formatting RSS dates).
+    """
+
+    def __init__(self, site: FeedSite, *, max_cached: int = 50_000) -> None:
+        self.site = site
+        self.max_cached = max_cached
+        self._entries: dict[str, Any] = {}
+        self._items: dict[str, str] = {}
+
+    def render(
+        self, selection: Selection, articles: Sequence[Article], formats: Sequence[str]
+    ) -> dict[str, bytes]:
+        """Every requested format of one feed; ``articles`` newest first."""
+        if len(self._entries) > self.max_cached:
+            self._entries.clear()
+            self._items.clear()
+        out: dict[str, bytes] = {}
+        xml_formats = [f for f in formats if f in ("rss", "atom")]
+        if xml_formats:
+            fg = _feed_generator(self.site, selection, articles)
+            for article in articles:
+                fg.add_entry(self._entry(article), order="append")
+            for fmt in xml_formats:
+                _links(self.site, fg, selection, fmt)
+                raw = fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True)
+                out[fmt] = bytes(raw)
+        if "json" in formats:
+            out["json"] = json_document(self.site, selection, [self._item(a) for a in articles])
+        return out
+
+    def _entry(self, article: Article) -> Any:
+        found = self._entries.get(article.id)
+        if found is None:
+            found = self._entries[article.id] = feed_entry(self.site, article)
+        return found
+
+    def _item(self, article: Article) -> str:
+        found = self._items.get(article.id)
+        if found is None:
+            found = self._items[article.id] = json_item(self.site, article)
+        return found
 
 
 def render(
     site: FeedSite, selection: Selection, articles: Sequence[Article], formats: Sequence[str]
 ) -> dict[str, bytes]:
     """Every requested format of one feed: ``{"rss": b"...", "atom": ..., "json": ...}``."""
-    out = render_xml(site, selection, articles, formats)
-    if "json" in formats:
-        out["json"] = render_json(site, selection, articles)
-    return out
+    return Renderer(site).render(selection, articles, formats)

@@ -12,8 +12,11 @@ changed by comparing item ids, so a full and an incremental build agree.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
+from typing import NamedTuple
 
 from kabarfeed.models import Taxonomy
 
@@ -56,8 +59,7 @@ class Selection:
 ALL = Selection()
 
 
-@dataclass(frozen=True, slots=True)
-class IndexRow:
+class IndexRow(NamedTuple):
     """One stored article as the planner sees it (no content)."""
 
     id: str
@@ -149,17 +151,25 @@ def plan(taxonomy: Taxonomy, rows: Iterable[IndexRow], *, items: int) -> Plan:
 
     ``rows`` must come newest first. The result holds the always-present
     feeds (possibly empty) plus every region x category pair with articles.
+    Articles are grouped by their slug combination first, so the per-article
+    work is one dictionary append; each selection then merges the heads of its
+    groups' position lists.
     """
-    slices: dict[Selection, Slice] = {s: Slice() for s in base_selections(taxonomy)}
+    ids: list[str] = []
+    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
+    for position, (token, regions, categories) in enumerate(rows):
+        ids.append(token)
+        groups.setdefault((regions, categories), []).append(position)
     matcher = Matcher(taxonomy)
-    for row in rows:
-        for selection in matcher.selections(row.regions, row.categories):
-            found = slices.get(selection)
-            if found is None:
-                found = slices[selection] = Slice()
-            found.count += 1
-            if len(found.ids) < items:
-                found.ids.append(row.id)
+    members: dict[Selection, list[list[int]]] = {s: [] for s in base_selections(taxonomy)}
+    for key, positions in groups.items():
+        for selection in matcher.selections(*key):
+            members.setdefault(selection, []).append(positions)
+    slices: dict[Selection, Slice] = {}
+    for selection, lists in members.items():
+        heads = chain.from_iterable(p[:items] for p in lists)
+        newest = heapq.nsmallest(items, heads)
+        slices[selection] = Slice(sum(map(len, lists)), [ids[p] for p in newest])
     return Plan(slices)
 
 

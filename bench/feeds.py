@@ -1,0 +1,205 @@
+"""Feed build benchmark: full and incremental builds against a feedgen baseline.
+
+    .venv/bin/python bench/feeds.py                 # 100,000 articles (about 4 minutes)
+    .venv/bin/python bench/feeds.py --articles 20000
+
+A synthetic store of N articles over 40 regions (8 provinces x 4 cities) and
+15 categories is written with the store's bulk ``save_articles``. Then, in
+the same run:
+
+- baseline: the same feeds (every selection, same items, RSS + Atom via
+  feedgen, JSON via json.dumps) built from in-memory entries, no store, no files;
+- full build: ``FeedBuilder.build(full=True)`` into an empty folder;
+- incremental build after 10 new articles: ``FeedBuilder.build()``.
+
+Targets: full <= 1.5x baseline; incremental < 5% of full, touching only the
+affected feeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from feedgen.feed import FeedGenerator
+
+from kabarfeed.config import Config, parse_config
+from kabarfeed.feeds.build import FeedBuilder
+from kabarfeed.feeds.selection import IndexRow, Matcher, plan
+from kabarfeed.models import Article, Image
+from kabarfeed.normalize import stable_key
+from kabarfeed.store import Database, open_database
+from kabarfeed.store.articles import Prepared, save_articles
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+PARAGRAPH = ("Pemerintah kota menggelar rapat koordinasi bersama organisasi perangkat daerah "
+             "untuk membahas program prioritas, anggaran dan pelayanan publik tahun depan. ")
+
+
+def taxonomy_toml() -> str:
+    lines = []
+    for p in range(8):
+        lines += ["[[regions]]", f'slug = "provinsi-{p}"', f'name = "Provinsi {p}"', ""]
+        for c in range(4):
+            lines += ["[[regions]]", f'slug = "kota-{p}-{c}"', f'name = "Kota {p}-{c}"',
+                      f'parent = "provinsi-{p}"', ""]
+    for k in range(15):
+        lines += ["[[categories]]", f'slug = "kategori-{k}"', f'name = "Kategori {k}"', ""]
+    return "\n".join(lines)
+
+
+def make_config(folder: Path) -> Config:
+    import tomllib
+
+    text = (f'[site]\ntitle = "Bench"\nbase_url = "https://bench.example.id"\n'
+            f'[storage]\nurl = "sqlite:///{folder / "bench.db"}"\n'
+            f'[feeds]\noutput = "{folder / "public"}"\n\n{taxonomy_toml()}')
+    return parse_config(tomllib.loads(text), path=folder / "config.toml", environ={})
+
+
+def make_article(n: int, rng: random.Random, when: datetime) -> Article:
+    regions = tuple(sorted({f"kota-{rng.randrange(8)}-{rng.randrange(4)}"
+                            for _ in range(1 + (rng.random() < 0.15))}))
+    categories = tuple(sorted({f"kategori-{rng.randrange(15)}"
+                               for _ in range(1 + (rng.random() < 0.3))}))
+    body = "".join(f"<p>{PARAGRAPH * 2}</p>" for _ in range(4))
+    return Article(
+        id=f"b{n:08d}", source="bench", url=f"https://bench.example.id/artikel/{n}",
+        title=f"Berita sintetis nomor {n}: rapat koordinasi dan program daerah",
+        published=when, updated=when, first_seen=when, content_hash=stable_key("b", str(n)),
+        author=f"Wartawan {n % 37}", summary=PARAGRAPH[:200], content_html=body,
+        image=Image(f"https://bench.example.id/img/{n}.jpg", f"Foto {n} (Bench)", "image/jpeg"),
+        regions=regions, categories=categories, advertorial=n % 50 == 0,
+        local_tz="Asia/Makassar",
+    )
+
+
+def prepared(a: Article) -> Prepared:
+    return Prepared(a, None, stable_key(a.url), stable_key(a.id, a.title))
+
+
+def fill(db: Database, articles: list[Article], *, now: datetime) -> None:
+    for i in range(0, len(articles), 5000):
+        with db.begin() as conn:
+            save_articles(conn, [prepared(a) for a in articles[i : i + 5000]], now=now)
+
+
+# ---------------------------------------------------------------- baseline
+
+
+def baseline(config: Config, articles: list[Article]) -> tuple[float, int]:
+    """feedgen (+ json.dumps) on in-memory entries for the same selections."""
+    newest_first = sorted(articles, key=lambda a: (a.published, a.id), reverse=True)
+    by_id = {a.id: a for a in articles}
+    rows = [IndexRow(a.id, a.regions, a.categories) for a in newest_first]
+    the_plan = plan(config.taxonomy, rows, items=config.feeds.items)
+    started = time.perf_counter()
+    for selection in the_plan.selections:
+        items = [by_id[i] for i in the_plan.ids(selection)]
+        fg = FeedGenerator()
+        fg.id(f"https://bench.example.id/{selection.stem}")
+        fg.title(selection.stem)
+        fg.subtitle(selection.stem)
+        fg.link(href="https://bench.example.id/", rel="alternate")
+        fg.language("id")
+        fg.updated(max((a.updated for a in items), default=START))
+        for a in items:
+            fe = fg.add_entry(order="append")
+            fe.guid(a.url, permalink=True)
+            fe.title(a.title)
+            fe.link(href=a.url)
+            fe.published(a.published)
+            fe.updated(a.updated)
+            fe.author(name=a.author)
+            fe.summary(a.summary)
+            fe.content(a.content_html, type="html")
+            for slug in (*a.regions, *a.categories):
+                fe.category(term=slug, label=slug)
+            fe.enclosure(a.image.url if a.image else a.url, 0, "image/jpeg")
+        fg.rss_str(pretty=True)
+        fg.atom_str(pretty=True)
+        json.dumps(_json_doc(selection.stem, items), ensure_ascii=False, separators=(",", ":"))
+    return time.perf_counter() - started, len(the_plan.selections)
+
+
+def _json_doc(title: str, items: list[Article]) -> dict[str, Any]:
+    return {"version": "https://jsonfeed.org/version/1.1", "title": title, "items": [
+        {"id": a.url, "url": a.url, "title": a.title, "content_html": a.content_html,
+         "summary": a.summary, "date_published": a.published.isoformat(),
+         "date_modified": a.updated.isoformat(), "tags": [*a.regions, *a.categories]}
+        for a in items]}
+
+
+@dataclass
+class Figures:
+    articles: int
+    setup: float
+    baseline: float
+    selections: int
+    full: float
+    full_written: int
+    incremental: float
+    inc_rendered: int
+    inc_written: int
+    expected_touched: int
+
+
+def run(n: int, seed: int) -> Figures:
+    rng = random.Random(seed)
+    folder = Path(tempfile.mkdtemp(prefix="kf-bench-"))
+    try:
+        config = make_config(folder)
+        db = open_database(config.storage.url)
+        articles = [make_article(i, rng, START + timedelta(minutes=i)) for i in range(n)]
+        t0 = time.perf_counter()
+        fill(db, articles, now=START + timedelta(minutes=n))
+        setup = time.perf_counter() - t0
+        base, selections = baseline(config, articles)
+        now = START + timedelta(minutes=n + 1)
+        builder = FeedBuilder(config, db, lambda: now)
+        t0 = time.perf_counter()
+        full = builder.build(full=True)
+        full_time = time.perf_counter() - t0
+        later = START + timedelta(minutes=n + 10)
+        fresh = [make_article(n + i, rng, later) for i in range(10)]
+        fill(db, fresh, now=later)
+        matcher = Matcher(config.taxonomy)
+        touched = {s for a in fresh for s in matcher.selections(a.regions, a.categories)}
+        t0 = time.perf_counter()
+        inc = FeedBuilder(config, db, lambda: later).build()
+        inc_time = time.perf_counter() - t0
+        db.dispose()
+        return Figures(n, setup, base, selections, full_time, full.written, inc_time,
+                       inc.rendered, inc.written, len(touched))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--articles", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    f = run(args.articles, args.seed)
+    print(f"store: {f.articles:,} articles, 40 regions, 15 categories "
+          f"(bulk insert {f.setup:.1f}s)")
+    print(f"feeds: {f.selections} selections x 3 formats = {f.selections * 3} documents")
+    print(f"baseline (feedgen + json, in memory): {f.baseline:8.2f}s")
+    print(f"full build (store -> files + .gz):    {f.full:8.2f}s  "
+          f"ratio {f.full / f.baseline:.2f}x (target <= 1.5x), {f.full_written} files written")
+    print(f"incremental after 10 new articles:    {f.incremental:8.2f}s  "
+          f"{100 * f.incremental / f.full:.1f}% of full (target < 5%)")
+    print(f"  selections re-rendered {f.inc_rendered} (touched by the new articles: "
+          f"{f.expected_touched}), files written {f.inc_written}")
+
+
+if __name__ == "__main__":
+    main()
