@@ -40,8 +40,10 @@ from kabarfeed.store import Database, open_database
 from kabarfeed.store.articles import Prepared, save_articles
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
-PARAGRAPH = ("Pemerintah kota menggelar rapat koordinasi bersama organisasi perangkat daerah "
-             "untuk membahas program prioritas, anggaran dan pelayanan publik tahun depan. ")
+PARAGRAPH = (
+    "Pemerintah kota menggelar rapat koordinasi bersama organisasi perangkat daerah "
+    "untuk membahas program prioritas, anggaran dan pelayanan publik tahun depan. "
+)
 
 
 def taxonomy_toml() -> str:
@@ -49,8 +51,13 @@ def taxonomy_toml() -> str:
     for p in range(8):
         lines += ["[[regions]]", f'slug = "provinsi-{p}"', f'name = "Provinsi {p}"', ""]
         for c in range(4):
-            lines += ["[[regions]]", f'slug = "kota-{p}-{c}"', f'name = "Kota {p}-{c}"',
-                      f'parent = "provinsi-{p}"', ""]
+            lines += [
+                "[[regions]]",
+                f'slug = "kota-{p}-{c}"',
+                f'name = "Kota {p}-{c}"',
+                f'parent = "provinsi-{p}"',
+                "",
+            ]
     for k in range(15):
         lines += ["[[categories]]", f'slug = "kategori-{k}"', f'name = "Kategori {k}"', ""]
     return "\n".join(lines)
@@ -59,25 +66,43 @@ def taxonomy_toml() -> str:
 def make_config(folder: Path) -> Config:
     import tomllib
 
-    text = (f'[site]\ntitle = "Bench"\nbase_url = "https://bench.example.id"\n'
-            f'[storage]\nurl = "sqlite:///{folder / "bench.db"}"\n'
-            f'[feeds]\noutput = "{folder / "public"}"\n\n{taxonomy_toml()}')
+    text = (
+        f'[site]\ntitle = "Bench"\nbase_url = "https://bench.example.id"\n'
+        f'[storage]\nurl = "sqlite:///{folder / "bench.db"}"\n'
+        f'[feeds]\noutput = "{folder / "public"}"\n\n{taxonomy_toml()}'
+    )
     return parse_config(tomllib.loads(text), path=folder / "config.toml", environ={})
 
 
 def make_article(n: int, rng: random.Random, when: datetime) -> Article:
-    regions = tuple(sorted({f"kota-{rng.randrange(8)}-{rng.randrange(4)}"
-                            for _ in range(1 + (rng.random() < 0.15))}))
-    categories = tuple(sorted({f"kategori-{rng.randrange(15)}"
-                               for _ in range(1 + (rng.random() < 0.3))}))
+    regions = tuple(
+        sorted(
+            {
+                f"kota-{rng.randrange(8)}-{rng.randrange(4)}"
+                for _ in range(1 + (rng.random() < 0.15))
+            }
+        )
+    )
+    categories = tuple(
+        sorted({f"kategori-{rng.randrange(15)}" for _ in range(1 + (rng.random() < 0.3))})
+    )
     body = "".join(f"<p>{PARAGRAPH * 2}</p>" for _ in range(4))
     return Article(
-        id=f"b{n:08d}", source="bench", url=f"https://bench.example.id/artikel/{n}",
+        id=f"b{n:08d}",
+        source="bench",
+        url=f"https://bench.example.id/artikel/{n}",
         title=f"Berita sintetis nomor {n}: rapat koordinasi dan program daerah",
-        published=when, updated=when, first_seen=when, content_hash=stable_key("b", str(n)),
-        author=f"Wartawan {n % 37}", summary=PARAGRAPH[:200], content_html=body,
+        published=when,
+        updated=when,
+        first_seen=when,
+        content_hash=stable_key("b", str(n)),
+        author=f"Wartawan {n % 37}",
+        summary=PARAGRAPH[:200],
+        content_html=body,
         image=Image(f"https://bench.example.id/img/{n}.jpg", f"Foto {n} (Bench)", "image/jpeg"),
-        regions=regions, categories=categories, advertorial=n % 50 == 0,
+        regions=regions,
+        categories=categories,
+        advertorial=n % 50 == 0,
         local_tz="Asia/Makassar",
     )
 
@@ -131,11 +156,23 @@ def baseline(config: Config, articles: list[Article]) -> tuple[float, int]:
 
 
 def _json_doc(title: str, items: list[Article]) -> dict[str, Any]:
-    return {"version": "https://jsonfeed.org/version/1.1", "title": title, "items": [
-        {"id": a.url, "url": a.url, "title": a.title, "content_html": a.content_html,
-         "summary": a.summary, "date_published": a.published.isoformat(),
-         "date_modified": a.updated.isoformat(), "tags": [*a.regions, *a.categories]}
-        for a in items]}
+    return {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": title,
+        "items": [
+            {
+                "id": a.url,
+                "url": a.url,
+                "title": a.title,
+                "content_html": a.content_html,
+                "summary": a.summary,
+                "date_published": a.published.isoformat(),
+                "date_modified": a.updated.isoformat(),
+                "tags": [*a.regions, *a.categories],
+            }
+            for a in items
+        ],
+    }
 
 
 @dataclass
@@ -177,8 +214,18 @@ def run(n: int, seed: int) -> Figures:
         inc = FeedBuilder(config, db, lambda: later).build()
         inc_time = time.perf_counter() - t0
         db.dispose()
-        return Figures(n, setup, base, selections, full_time, full.written, inc_time,
-                       inc.rendered, inc.written, len(touched))
+        return Figures(
+            n,
+            setup,
+            base,
+            selections,
+            full_time,
+            full.written,
+            inc_time,
+            inc.rendered,
+            inc.written,
+            len(touched),
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -189,16 +236,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     f = run(args.articles, args.seed)
-    print(f"store: {f.articles:,} articles, 40 regions, 15 categories "
-          f"(bulk insert {f.setup:.1f}s)")
+    print(f"store: {f.articles:,} articles, 40 regions, 15 categories (bulk insert {f.setup:.1f}s)")
     print(f"feeds: {f.selections} selections x 3 formats = {f.selections * 3} documents")
     print(f"baseline (feedgen + json, in memory): {f.baseline:8.2f}s")
-    print(f"full build (store -> files + .gz):    {f.full:8.2f}s  "
-          f"ratio {f.full / f.baseline:.2f}x (target <= 1.5x), {f.full_written} files written")
-    print(f"incremental after 10 new articles:    {f.incremental:8.2f}s  "
-          f"{100 * f.incremental / f.full:.1f}% of full (target < 5%)")
-    print(f"  selections re-rendered {f.inc_rendered} (touched by the new articles: "
-          f"{f.expected_touched}), files written {f.inc_written}")
+    print(
+        f"full build (store -> files + .gz):    {f.full:8.2f}s  "
+        f"ratio {f.full / f.baseline:.2f}x (target <= 1.5x), {f.full_written} files written"
+    )
+    print(
+        f"incremental after 10 new articles:    {f.incremental:8.2f}s  "
+        f"{100 * f.incremental / f.full:.1f}% of full (target < 5%)"
+    )
+    print(
+        f"  selections re-rendered {f.inc_rendered} (touched by the new articles: "
+        f"{f.expected_touched}), files written {f.inc_written}"
+    )
 
 
 if __name__ == "__main__":
