@@ -69,8 +69,7 @@ class Web:
         folder = self.maildir / "new"
         files = sorted(folder.iterdir()) if folder.is_dir() else []
         return [
-            email.message_from_bytes(f.read_bytes(), policy=email.policy.default)
-            for f in files
+            email.message_from_bytes(f.read_bytes(), policy=email.policy.default) for f in files
         ]
 
     def subscriber(self, address: str) -> Subscriber | None:
