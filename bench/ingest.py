@@ -29,11 +29,45 @@ from kabarfeed.config import load_config, parse_config  # noqa: E402
 from kabarfeed.ingest import Ingestor  # noqa: E402
 from kabarfeed.store import open_database  # noqa: E402
 
-WORDS = ("pemerintah kota rapat koordinasi warga pasar harga sekolah banjir jalan jembatan "
-         "festival budaya polisi pengadilan kesehatan puskesmas olahraga liga ekonomi umkm "
-         "sungai mangrove investasi gubernur bupati wali").split()
-CITIES = ("Balikpapan", "Samarinda", "Bontang", "Banjarmasin", "Banjarbaru", "Surabaya",
-          "Malang", "Jayapura")
+WORDS = [
+    "pemerintah",
+    "kota",
+    "rapat",
+    "koordinasi",
+    "warga",
+    "pasar",
+    "harga",
+    "sekolah",
+    "banjir",
+    "jalan",
+    "jembatan",
+    "festival",
+    "budaya",
+    "polisi",
+    "pengadilan",
+    "kesehatan",
+    "puskesmas",
+    "olahraga",
+    "liga",
+    "ekonomi",
+    "umkm",
+    "sungai",
+    "mangrove",
+    "investasi",
+    "gubernur",
+    "bupati",
+    "wali",
+]
+CITIES = (
+    "Balikpapan",
+    "Samarinda",
+    "Bontang",
+    "Banjarmasin",
+    "Banjarbaru",
+    "Surabaya",
+    "Malang",
+    "Jayapura",
+)
 
 
 def paragraph(rng: random.Random, n: int) -> str:
@@ -63,13 +97,16 @@ def write_feeds(folder: Path, articles: int, feeds: int) -> list[Path]:
     paths = []
     per_feed = articles // feeds
     for f in range(feeds):
-        items = "".join(item(rng, f, i, start - timedelta(minutes=f * per_feed + i))
-                        for i in range(per_feed))
-        doc = ('<?xml version="1.0" encoding="UTF-8"?><rss version="2.0" '
-               'xmlns:content="http://purl.org/rss/1.0/modules/content/" '
-               'xmlns:dc="http://purl.org/dc/elements/1.1/"><channel>'
-               f"<title>Bench {f}</title><link>https://bench.example.id/</link>{items}"
-               "</channel></rss>")
+        items = "".join(
+            item(rng, f, i, start - timedelta(minutes=f * per_feed + i)) for i in range(per_feed)
+        )
+        doc = (
+            '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0" '
+            'xmlns:content="http://purl.org/rss/1.0/modules/content/" '
+            'xmlns:dc="http://purl.org/dc/elements/1.1/"><channel>'
+            f"<title>Bench {f}</title><link>https://bench.example.id/</link>{items}"
+            "</channel></rss>"
+        )
         path = folder / f"feed-{f:03d}.xml"
         path.write_text(doc, encoding="utf-8")
         paths.append(path)
@@ -86,8 +123,10 @@ def kabarfeed(paths: list[Path], folder: Path) -> tuple[float, int]:
     taxonomy = load_config(REPO / "config.toml", environ={})
     data = {
         "storage": {"url": f"sqlite:///{folder / 'bench.db'}"},
-        "sources": [{"name": f"feed-{i:03d}", "kind": "feed", "url": p.as_uri()}
-                    for i, p in enumerate(paths)],
+        "sources": [
+            {"name": f"feed-{i:03d}", "kind": "feed", "url": p.as_uri()}
+            for i, p in enumerate(paths)
+        ],
         "regions": [r.model_dump() for r in taxonomy.regions],
         "categories": [c.model_dump() for c in taxonomy.categories],
     }

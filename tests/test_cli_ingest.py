@@ -39,8 +39,19 @@ def test_ingest_then_articles_json(tmp_path: Path, make_config: ConfigFactory) -
     assert code == 0
     items = json.loads(out)
     assert items, "Kaltim has sample articles"
-    keys = {"id", "title", "url", "author", "published", "updated", "regions", "categories",
-            "advertorial", "source", "image"}
+    keys = {
+        "id",
+        "title",
+        "url",
+        "author",
+        "published",
+        "updated",
+        "regions",
+        "categories",
+        "advertorial",
+        "source",
+        "image",
+    }
     assert all(keys <= set(item) for item in items)
     assert all("kalimantan-timur" in item["regions"] for item in items)
     for item in items:
@@ -61,8 +72,10 @@ def test_articles_filters(tmp_path: Path, make_config: ConfigFactory) -> None:
 
 
 def test_sources_json_shows_health(tmp_path: Path, make_config: ConfigFactory) -> None:
-    make_config(sources_toml() + '[[sources]]\nname = "mati"\nkind = "feed"\n'
-                'url = "http://127.0.0.1:9/rss"\n')
+    make_config(
+        sources_toml() + '[[sources]]\nname = "mati"\nkind = "feed"\n'
+        'url = "http://127.0.0.1:9/rss"\n'
+    )
     code, out, err = invoke(tmp_path, "ingest")
     assert code == 0, "one failing source does not fail the run"
     assert "source mati failed" in err
@@ -81,8 +94,10 @@ def test_all_sources_failing_exits_non_zero(tmp_path: Path, make_config: ConfigF
 def test_config_errors_are_one_clear_block(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text(
         '[site]\ntimezone = "Asia/Balikpapan"\n[[sources]]\nname = "x"\nkind = "feed"\n'
-        'url = "https://e.x/rss"\ninterval = "15x"\n', encoding="utf-8")
-    code, out, err = invoke(tmp_path, "config", "check")
+        'url = "https://e.x/rss"\ninterval = "15x"\n',
+        encoding="utf-8",
+    )
+    code, _, err = invoke(tmp_path, "config", "check")
     assert code == 2
     assert "2 problems in config" in err
     assert 'config.toml: sources[0].interval: "15x" is not a duration like "15m"' in err
@@ -106,10 +121,15 @@ def test_real_process_version_help_and_verbose_traceback(tmp_path: Path) -> None
     exe = [sys.executable, "-m", "kabarfeed"]
     version = subprocess.run([*exe, "--version"], capture_output=True, text=True, check=True)
     assert "kabarfeed, version" in version.stdout
-    helptext = subprocess.run([*exe, "ingest", "--help"], capture_output=True, text=True,
-                              check=True)
+    helptext = subprocess.run(
+        [*exe, "ingest", "--help"], capture_output=True, text=True, check=True
+    )
     assert "--source" in helptext.stdout
-    missing = subprocess.run([*exe, "--config", str(tmp_path / "none.toml"), "-v", "sources"],
-                             capture_output=True, text=True)
+    missing = subprocess.run(
+        [*exe, "--config", str(tmp_path / "none.toml"), "-v", "sources"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert missing.returncode == 2
     assert "file not found" in missing.stderr and "Traceback" in missing.stderr

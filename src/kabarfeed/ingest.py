@@ -32,10 +32,10 @@ from kabarfeed.normalize import (
     truncate,
 )
 from kabarfeed.sources import directory, feed
-from kabarfeed.textformat import find_dateline
 from kabarfeed.store import Database
 from kabarfeed.store import articles as article_store
 from kabarfeed.store import sources as source_store
+from kabarfeed.textformat import find_dateline
 
 log = logging.getLogger(__name__)
 SUMMARY_CHARS = 500
