@@ -45,6 +45,7 @@ from kabarfeed.store import subscribers as subscriber_store
 from kabarfeed.store.articles import Prepared, load_articles, save_articles
 from kabarfeed.store.schema import subscriber_categories, subscriber_regions, subscribers
 
+ARTICLES = 600
 DAY = date(2025, 11, 17)
 CUTOFF = datetime(2025, 11, 16, 22, 0, tzinfo=UTC)  # 06:00 WITA
 SENTENCE = (
@@ -87,7 +88,7 @@ def write_config(folder: Path, db_file: Path, port: int) -> Path:
         f'[site]\ntitle = "Nusantara Plus"\nbase_url = "https://news.example.id"\n'
         f'timezone = "Asia/Makassar"\npostal_address = "Jl. Sudirman 1, Balikpapan"\n\n'
         f'[storage]\nurl = "sqlite:///{db_file}"\n\n'
-        f'[digest]\nfrom_address = "redaksi@news.example.id"\nmax_articles = 30\n\n'
+        f'[digest]\nfrom_address = "redaksi@news.example.id"\nmax_articles = 12\n\n'
         f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\npool_size = 4\n'
         f"max_per_connection = 1000\nbatch_size = 500\n\n"
         f'[logging]\nlevel = "WARNING"\n\n{taxonomy_toml()}\n',
@@ -134,13 +135,15 @@ def combos(rng: random.Random, count: int) -> list[tuple[tuple[str, ...], tuple[
             sorted(
                 {
                     f"provinsi-{rng.randrange(8)}"
-                    if rng.random() < 0.3
+                    if rng.random() < 0.5
                     else f"kota-{rng.randrange(8)}-{rng.randrange(4)}"
                     for _ in range(rng.randint(1, 2))
                 }
             )
         )
-        cats = tuple(sorted({f"kategori-{rng.randrange(15)}" for _ in range(rng.randint(0, 2))}))
+        wide = any(r.startswith("provinsi-") for r in regions) or len(regions) > 1
+        picks = rng.randint(1, 3) if wide and rng.random() < 0.4 else 0
+        cats = tuple(sorted({f"kategori-{rng.randrange(15)}" for _ in range(picks)}))
         found.add((regions, cats))
     return sorted(found)
 
@@ -152,7 +155,9 @@ def build_db(folder: Path, subscriber_count: int, seed: int = 7) -> Path:
     config = load_config(write_config(folder, db_file, 25), environ={})
     db = open_database(config.storage.url)
     with db.begin() as conn:
-        batch = [Prepared(a, None, f"u{a.id}", a.content_hash) for a in make_articles(rng, 300)]
+        batch = [
+            Prepared(a, None, f"u{a.id}", a.content_hash) for a in make_articles(rng, ARTICLES)
+        ]
         save_articles(conn, batch, now=CUTOFF)
     prefs = combos(rng, 200)
     created = CUTOFF - timedelta(days=30)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ipaddress
+import itertools
 import ssl
 import threading
 import warnings
@@ -38,6 +39,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 ALL_MECHANISMS = ("PLAIN", "LOGIN")
+_SERIALS = itertools.count(1)
+
+
+def _key(session: Session) -> int:
+    """A unique number per session (``id()`` is reused once a session is freed)."""
+    if not hasattr(session, "kf_serial"):
+        session.kf_serial = next(_SERIALS)  # type: ignore[attr-defined]
+    return int(session.kf_serial)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,14 @@ class _Handler:
     def __init__(self, server: ScriptedSMTPServer) -> None:
         self.s = server
 
+    async def handle_EHLO(
+        self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.s.pipelining:  # aiosmtpd reads commands in order, so it can pipeline
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(
         self,
         smtp: SMTP,
@@ -115,8 +132,8 @@ class _Handler:
         with s.lock:
             s.mail_count += 1
             number = s.mail_count
-            s.per_session[id(session)] += 1
-            in_session = s.per_session[id(session)]
+            s.per_session[_key(session)] += 1
+            in_session = s.per_session[_key(session)]
         limit = s.faults.max_per_connection
         if number in s.faults.shutdown_at or (limit is not None and in_session > limit):
             s.shutdowns += 1
@@ -164,9 +181,9 @@ class _Handler:
                     envelope.mail_from or "",
                     tuple(envelope.rcpt_tos),
                     content,
-                    s.connection_ids.setdefault(id(session), len(s.connection_ids) + 1),
+                    s.connection_ids.setdefault(_key(session), len(s.connection_ids) + 1),
                     session.ssl is not None,
-                    s.session_user.get(id(session)),
+                    s.session_user.get(_key(session)),
                 )
             )
         return f"250 2.0.0 Ok: queued as {number}"
@@ -178,7 +195,13 @@ def _close(smtp: SMTP) -> None:
 
 
 class ScriptedSMTPServer:
-    """Start with ``with ScriptedSMTPServer(...) as server:``; ``server.port``."""
+    """Start with ``with ScriptedSMTPServer(...) as server:``; ``server.port``.
+
+    ``pipelining`` advertises PIPELINING (RFC 2920); the default is the class's
+    ``PIPELINING``, which tests may switch to run both client paths.
+    """
+
+    PIPELINING = False
 
     def __init__(
         self,
@@ -189,8 +212,10 @@ class ScriptedSMTPServer:
         auth: dict[str, str] | None = None,
         auth_mechanisms: tuple[str, ...] = ALL_MECHANISMS,
         host: str = "127.0.0.1",
+        pipelining: bool | None = None,
     ) -> None:
         self.faults = faults or Faults()
+        self.pipelining = self.PIPELINING if pipelining is None else pipelining
         self.tls = tls
         self.cert = cert
         self.auth = auth
@@ -280,7 +305,7 @@ class ScriptedSMTPServer:
         if isinstance(auth_data, LoginPassword):
             user, password = auth_data.login.decode(), auth_data.password.decode()
             if self.auth.get(user) == password:
-                self.session_user[id(session)] = f"{user}/{mechanism}"
+                self.session_user[_key(session)] = f"{user}/{mechanism}"
                 return AuthResult(success=True)
         self.auth_failures += 1
         # handled=False makes aiosmtpd answer 535; without it the client hangs.

@@ -42,6 +42,14 @@ def transport(server: ScriptedSMTPServer | None, port: int = 0, **kw: object) ->
     return SmtpTransport(SmtpSettings(**base), RateLimiter())  # type: ignore[arg-type]
 
 
+@pytest.fixture(autouse=True, params=["pipelining", "one-by-one"])
+def pipelining(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Every test runs against a server that advertises PIPELINING and one that does not."""
+    on = request.param == "pipelining"
+    monkeypatch.setattr(ScriptedSMTPServer, "PIPELINING", on)
+    return on
+
+
 @pytest.fixture
 def clock(fixed_now: datetime) -> Callable[[], datetime]:
     return lambda: fixed_now
@@ -59,11 +67,13 @@ def assert_each_once(server: ScriptedSMTPServer, emails: list[str]) -> None:
     assert set(got.values()) == {1}
 
 
-def test_all_sent_over_reused_connections(db: Database, clock, fixed_now) -> None:
+def test_all_sent_over_reused_connections(db: Database, clock, fixed_now, pipelining) -> None:
     emails = setup_queue(db, fixed_now, 30)
     with ScriptedSMTPServer() as server:
-        report = run_engine(db, transport(server, max_per_connection=5), clock)
+        smtp = transport(server, max_per_connection=5)
+        report = run_engine(db, smtp, clock)
     assert report.ok and report.progress.sent == 30
+    assert smtp.transactions == 30 and smtp.pipelined == (30 if pipelining else 0)
     assert_each_once(server, emails)
     assert states(db) == {"sent": 30}
     assert all(m.mail_from == "bounces@news.example.id" for m in server.received)

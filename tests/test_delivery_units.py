@@ -30,7 +30,7 @@ from kabarfeed.delivery.outbox import (
     decide,
 )
 from kabarfeed.delivery.ratelimit import RateLimiter, TokenBucket
-from kabarfeed.delivery.smtp import classify_reply
+from kabarfeed.delivery.smtp import classify_reply, wire_data
 from kabarfeed.errors import ConfigError
 from kabarfeed.models import DeliveryState
 
@@ -87,6 +87,27 @@ def test_connection_fault_is_not_an_attempt() -> None:
 def test_classify_reply(code: int, recipient: bool, kind: ResultKind, bounce: bool) -> None:
     result = classify_reply(code, "text", recipient_phase=recipient)
     assert (result.kind, result.hard_bounce) == (kind, bounce)
+
+
+@pytest.mark.parametrize(
+    ("data", "wire"),
+    [
+        (b"a\r\nb\r\n", b"a\r\nb\r\n.\r\n"),
+        (b"a\r\nb", b"a\r\nb\r\n.\r\n"),  # a final line end is added
+        (b".x\r\n..y\r\nz.\r\n.\r\n", b"..x\r\n...y\r\nz.\r\n..\r\n.\r\n"),  # dot-stuffed
+        (b"a\nb\rc\r\n.d", b"a\r\nb\r\nc\r\n..d\r\n.\r\n"),  # bare LF/CR normalised
+        (b"", b"\r\n.\r\n"),
+    ],
+)
+def test_wire_data_is_crlf_and_dot_stuffed(data: bytes, wire: bytes) -> None:
+    assert wire_data(data) == wire
+
+
+def test_wire_data_roundtrips_the_message() -> None:
+    message = b"Subject: x\r\n\r\n.\r\n..two\r\nend\r\n"
+    lines = wire_data(message)[: -len(b".\r\n")].split(b"\r\n")
+    unstuffed = b"\r\n".join(ln[1:] if ln.startswith(b".") else ln for ln in lines)
+    assert unstuffed == message
 
 
 # -- rate limiter ----------------------------------------------------------------

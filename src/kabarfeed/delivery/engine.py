@@ -8,11 +8,15 @@ depends on it:
 
 1. ``Store.recover`` re-queues rows left in ``sending`` by a dead run;
 2. ``Store.claim`` marks a batch ``sending`` (committed) before any of it is sent;
-3. each transport result is committed (grouped with results that arrive in the
-   same event-loop turn) *before* that connection sends its next message.
+3. each transport result is committed *before* the sender that got it takes
+   its next message. Results are grouped: one transaction holds every result
+   that arrives within ``checkpoint_window`` (default 5 ms) of the first one,
+   and it commits at once when every sender in flight is waiting for it.
 
 So a crash can only duplicate a message whose ``250`` reply arrived and whose
-checkpoint had not committed yet: at most one message per open connection.
+checkpoint had not committed yet: at most one message per sender
+(``concurrency``, the pool size) per process, and only during the few
+milliseconds between that reply and its group's commit.
 Connection faults put the message back in the in-memory queue (its row stays
 ``sending`` under this run's lease); after ``pause_after_failures`` consecutive
 faults the run pauses, releases everything unsent to ``queued`` and reports.
@@ -25,7 +29,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -136,6 +140,8 @@ class EngineSettings:
     concurrency: int = 1
     batch_size: int = 200
     pause_after_failures: int = 10
+    checkpoint_window: float = 0.005
+    """Seconds a result may wait for others to share its commit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,22 +187,30 @@ ProgressCallback = Callable[[Progress], None]
 
 
 class _Checkpointer:
-    """Commits outcomes in groups: everything recorded in one event-loop turn
-    goes into one transaction, and each recorder waits for its commit."""
+    """Commits outcomes in groups, and each recorder waits for its commit.
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    A group commits when every sender in flight has a result waiting (nothing
+    more can join it), or ``window`` seconds after its first result.
+    """
+
+    def __init__(
+        self, store: Store, clock: Clock, window: float, in_flight: Callable[[], int]
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._window = window
+        self._in_flight = in_flight
         self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
-        self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
 
     async def record(self, outcome: Outcome) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._pending.append((outcome, future))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
+        if len(self._pending) >= self._in_flight():
+            self._flush()
+        elif self._timer is None:
+            self._timer = loop.call_later(self._window, self._flush)
         await future
 
     def record_now(self, outcomes: Sequence[Outcome]) -> None:
@@ -204,7 +218,12 @@ class _Checkpointer:
             self._store.record(outcomes, self._clock())
 
     def _flush(self) -> None:
-        batch, self._pending, self._scheduled = self._pending, [], False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
         try:
             self._store.record([o for o, _ in batch], self._clock())
         except Exception as e:  # the store failed: every waiter must learn it
@@ -218,9 +237,32 @@ class _Checkpointer:
 
 
 @dataclass
+class _Counters:
+    """The mutable tally behind :class:`Progress` snapshots."""
+
+    claimed: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    skipped: int = 0
+    connection_faults: int = 0
+    recovered: int = 0
+
+
+_COUNTER_OF = {
+    DeliveryState.SENT: "sent",
+    DeliveryState.DEFERRED: "deferred",
+    DeliveryState.FAILED: "failed",
+}
+_PROGRESS_EVERY = 0.1
+"""Seconds between two progress callbacks (the last state is always reported)."""
+
+
+@dataclass
 class _RunState:
-    progress: Progress = field(default_factory=Progress)
+    counts: _Counters = field(default_factory=_Counters)
     consecutive_faults: int = 0
+    in_flight: int = 0
     paused: bool = False
     pause_reason: str = ""
     in_hand: set[int] = field(default_factory=set)
@@ -251,8 +293,11 @@ class DeliveryEngine:
         self._rand = rand
         self._on_progress = on_progress
         self._state = _RunState()
-        self._checkpoints = _Checkpointer(store, clock)
+        self._checkpoints = _Checkpointer(
+            store, clock, settings.checkpoint_window, lambda: self._state.in_flight
+        )
         self._started = 0.0
+        self._reported = float("-inf")
 
     async def run(self, limit: int | None = None) -> RunReport:
         """Recover, then claim/render/send batches until nothing is due, ``limit``
@@ -274,6 +319,7 @@ class DeliveryEngine:
             await self.transport.close()
         released = self._release_unsent(queue)
         state = self._state
+        self._report(force=True)
         if state.error is not None:
             raise state.error
         return RunReport(self._snapshot(), state.paused, state.pause_reason, released)
@@ -320,16 +366,18 @@ class DeliveryEngine:
     async def _worker(self, queue: asyncio.Queue[Envelope | None]) -> None:
         while True:
             envelope = await queue.get()
+            if envelope is None:
+                queue.task_done()
+                return
+            self._state.in_flight += 1
             try:
-                if envelope is None:
-                    return
-                if self._state.paused:
-                    continue
-                await self._deliver(envelope, queue)
+                if not self._state.paused:
+                    await self._deliver(envelope, queue)
             except Exception as e:  # a store failure: stop cleanly, re-raise after
                 self._state.error = self._state.error or e
                 self._pause(f"stopped by an error: {e}")
             finally:
+                self._state.in_flight -= 1
                 queue.task_done()
 
     async def _deliver(self, envelope: Envelope, queue: asyncio.Queue[Envelope | None]) -> None:
@@ -366,12 +414,7 @@ class DeliveryEngine:
             log.error("delivery paused: %s", reason)
 
     def _count(self, decision: Decision) -> None:
-        key = {
-            DeliveryState.SENT: "sent",
-            DeliveryState.DEFERRED: "deferred",
-            DeliveryState.FAILED: "failed",
-        }.get(decision.state, "skipped")
-        self._bump(**{key: 1})
+        self._bump(**{_COUNTER_OF.get(decision.state, "skipped"): 1})
 
     def _release_unsent(self, queue: asyncio.Queue[Envelope | None]) -> int:
         ids = sorted(self._state.in_hand)
@@ -384,11 +427,19 @@ class DeliveryEngine:
         return len(ids)
 
     def _bump(self, **counts: int) -> None:
-        p = self._state.progress
-        changes = {k: getattr(p, k) + v for k, v in counts.items()}
-        self._state.progress = replace(p, **changes)
-        if self._on_progress is not None:
+        tally = self._state.counts
+        for name, n in counts.items():
+            setattr(tally, name, getattr(tally, name) + n)
+        self._report()
+
+    def _report(self, force: bool = False) -> None:
+        """Call ``on_progress``, at most every ``_PROGRESS_EVERY`` seconds unless forced."""
+        if self._on_progress is None:
+            return
+        now = self._monotonic()
+        if force or now - self._reported >= _PROGRESS_EVERY:
+            self._reported = now
             self._on_progress(self._snapshot())
 
     def _snapshot(self) -> Progress:
-        return replace(self._state.progress, elapsed=self._monotonic() - self._started)
+        return Progress(**asdict(self._state.counts), elapsed=self._monotonic() - self._started)

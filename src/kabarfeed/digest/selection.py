@@ -76,14 +76,27 @@ def region_scope(regions: Sequence[str], taxonomy: Taxonomy) -> frozenset[str]:
     return frozenset(s for r in regions for s in taxonomy.with_descendants(r))
 
 
+@dataclass(frozen=True, slots=True)
+class _Filter:
+    """A subscriber's region scope and categories, computed once per selection."""
+
+    regions: frozenset[str] | None  # None: any region
+    categories: frozenset[str] | None  # None: any category
+
+    @classmethod
+    def of(cls, subscriber: Subscriber, taxonomy: Taxonomy) -> _Filter:
+        scope = region_scope(subscriber.regions, taxonomy) if subscriber.regions else None
+        return cls(scope, frozenset(subscriber.categories) or None)
+
+    def accepts(self, article: Article) -> bool:
+        if self.regions is not None and self.regions.isdisjoint(article.regions):
+            return False
+        return self.categories is None or not self.categories.isdisjoint(article.categories)
+
+
 def matches(subscriber: Subscriber, article: Article, taxonomy: Taxonomy) -> bool:
     """Whether ``article`` matches the subscriber's region and category filters."""
-    scope = region_scope(subscriber.regions, taxonomy)
-    if subscriber.regions and scope.isdisjoint(article.regions):
-        return False
-    return not subscriber.categories or not set(subscriber.categories).isdisjoint(
-        article.categories
-    )
+    return _Filter.of(subscriber, taxonomy).accepts(article)
 
 
 def _buckets(subscriber: Subscriber, taxonomy: Taxonomy) -> list[_Bucket]:
@@ -129,11 +142,12 @@ def select_articles(
     Candidates may be a superset (any order, duplicates allowed): every filter
     is applied here, so the result depends only on the arguments.
     """
+    wanted = _Filter.of(subscriber, taxonomy)
     seen: set[str] = set()
     pool: list[Article] = []
     for a in _newest_first(candidates):
         if a.id not in seen and _in_window(a, since, cutoff, config):
-            if matches(subscriber, a, taxonomy):
+            if wanted.accepts(a):
                 pool.append(a)
             seen.add(a.id)
     grouped = _group(pool, _buckets(subscriber, taxonomy))
