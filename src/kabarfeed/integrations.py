@@ -30,9 +30,9 @@ log = logging.getLogger(__name__)
 
 def build_feeds(config: Config, db: Database, clock: Clock) -> str:
     """Rebuild the feeds incrementally; return the build's one-line summary."""
-    from kabarfeed.feeds.build import FeedBuilder
+    from kabarfeed.feeds import cluster
 
-    report = FeedBuilder(config, db, clock).build(full=False)
+    report = cluster.build(config, db, clock)
     return str(report.summary())
 
 
@@ -127,9 +127,11 @@ async def drain_outbox(
 ) -> int:
     """Send due deliveries batch by batch until none is due, the transport
     pauses, or ``stop`` is set (the batch in hand is finished first).
-    Returns the number of messages sent."""
+    Returns the number of messages sent. The ``[smtp]`` rate is shared through
+    the database with every other process sending from it."""
     from kabarfeed.delivery import factory
     from kabarfeed.delivery.engine import DeliveryEngine
+    from kabarfeed.delivery.worker import make_limiter, make_transport
     from kabarfeed.store.deliveries import SqlOutbox, worker_name
 
     settings = factory.engine_settings(config)
@@ -139,12 +141,13 @@ async def drain_outbox(
         lease=config.smtp.lease,
         bounce_threshold=config.smtp.bounce_threshold,
     )
+    limiter = make_limiter(config, db)
     sent = 0
     while not stop.is_set():
         engine = DeliveryEngine(
             store,
             _renderer(config, db, clock),
-            factory.make_transport(config),
+            make_transport(config, limiter),
             settings,
             clock=clock,
         )

@@ -36,6 +36,7 @@ from kabarfeed import integrations
 from kabarfeed.config import Config, SourceConfig, load_config
 from kabarfeed.errors import ConfigError, KabarfeedError
 from kabarfeed.ingest import Ingestor
+from kabarfeed.leader import Elector, LeaderOnly, Role, make_leadership, poll_interval
 from kabarfeed.logsetup import setup_logging
 from kabarfeed.models import Clock
 from kabarfeed.scheduler import (
@@ -177,10 +178,11 @@ class Workers:
     while work in progress finishes on the config it started with.
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, role: Callable[[], str] | None = None) -> None:
         self.rt = runtime
         self.started = runtime.clock()
         self.port: int | None = None
+        self.role = role or (lambda: "leader")
 
     def sources(self) -> Sequence[SourceConfig]:
         """Enabled sources of the current config."""
@@ -271,6 +273,7 @@ class Workers:
             "interval": self.rt.config.scheduler.heartbeat.total_seconds(),
             "port": self.port,
             "config": str(self.rt.config.path or ""),
+            "role": self.role(),
         }
         with self.rt.db.begin() as conn:
             write_state(conn, HEARTBEAT_KEY, row, now)
@@ -322,8 +325,11 @@ class Service:
 
     def __init__(self, config: Config, db: Database, clock: Clock) -> None:
         self.rt = Runtime(config, db, clock)
-        self.workers = Workers(self.rt)
-        self.scheduler = ServiceScheduler(self.workers, clock, timing_of(config))
+        every = poll_interval(config.scheduler.heartbeat)
+        self.elector = Elector(make_leadership(db, ttl=every * 3), clock, every=every)
+        self.workers = Workers(self.rt, role=lambda: self.elector.role.value)
+        self.cases = LeaderOnly(self.workers, lambda: self.elector.leading)
+        self.scheduler = ServiceScheduler(self.cases, clock, timing_of(config))
         self.stopping = asyncio.Event()
         self.web: SwappableApp | None = None
         self._reload_lock = asyncio.Lock()
@@ -332,14 +338,20 @@ class Service:
     # ---- run --once
 
     async def once(self) -> int:
-        """Do all work due now; return the number of messages sent."""
-        changed = False
-        for source in self.workers.sources():
-            changed = await asyncio.to_thread(self.workers.ingest, source) or changed
-        if changed or not integrations.feeds_built(self.rt.db):
-            await asyncio.to_thread(self.workers.build_feeds)
-        for group in await asyncio.to_thread(self.workers.groups):
-            await asyncio.to_thread(self.workers.run_group, group, self.rt.clock())
+        """Do all work due now; return the number of messages sent. While another
+        process holds the scheduler role, only the outbox is drained."""
+        if await self.elector.poll() is not Role.LEADER:
+            log.info("another process is the scheduler: run --once only drains the outbox")
+        try:
+            changed = False
+            for source in self.cases.sources():
+                changed = await asyncio.to_thread(self.cases.ingest, source) or changed
+            if changed or not integrations.feeds_built(self.rt.db):
+                await asyncio.to_thread(self.cases.build_feeds)
+            for group in await asyncio.to_thread(self.cases.groups):
+                await asyncio.to_thread(self.cases.run_group, group, self.rt.clock())
+        finally:
+            await asyncio.to_thread(self.elector.leadership.release, self.rt.clock())
         return await self.workers.drain(self.stopping)
 
     def record_once(self, sent: int) -> None:
@@ -357,6 +369,10 @@ class Service:
         server = self._web_server(host)
         log.info("listening on http://%s:%d", host, self.workers.port)
         self._install_signals()
+        await self.elector.poll()
+        log.info("scheduler role: %s", self.elector.role.value)
+        self.elector.on_elected = self._on_elected
+        electing = asyncio.create_task(self.elector.run(self.stopping), name="elector")
         await self.scheduler.start()
         serving = asyncio.create_task(server.serve(sockets=[sock]), name="web")
         if self.rt.config.scheduler.watch:
@@ -365,6 +381,8 @@ class Service:
         log.info("stopping: no new work; waiting for running jobs")
         timeout = self.rt.config.scheduler.shutdown_timeout.total_seconds()
         finished = await self.scheduler.shutdown(timeout)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(electing, 5)  # steps down: a follower takes over now
         server.should_exit = True
         for task in self._tasks:
             task.cancel()
@@ -372,6 +390,11 @@ class Service:
             await asyncio.wait_for(serving, 5)
         sock.close()
         return finished
+
+    async def _on_elected(self) -> None:
+        """Took over from a dead leader: rebuild feeds it may have left stale
+        (groups are caught up by the next digest check)."""
+        self.scheduler.request_build()
 
     def _web_server(self, host: str) -> _Server:
         app = integrations.create_app(self.rt.config, self.rt.db, self.rt.clock)

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from kabarfeed import __version__
 from kabarfeed.config import Config
 from kabarfeed.digest.schedule import local_date_for
+from kabarfeed.leader import read_leader
 from kabarfeed.models import SubscriberStatus
 from kabarfeed.scheduler import SendGroup, groups_from_rows, next_send_time
 from kabarfeed.store import Database
@@ -105,6 +106,8 @@ class Heartbeat:
     interval: float
     port: int | None = None
     stopped: bool = False
+    role: str = ""
+    """``leader`` or ``follower`` (scheduler role of the process that beat last)."""
 
     def alive(self, now: datetime) -> bool:
         """Whether the process is running: not stopped, last beat recent enough."""
@@ -123,6 +126,7 @@ class Heartbeat:
                 float(row.get("interval", 15)),
                 int(row["port"]) if row.get("port") is not None else None,
                 bool(row.get("stopped", False)),
+                str(row.get("role") or ""),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -159,6 +163,8 @@ class StatusReport:
     groups: tuple[GroupStatus, ...] = ()
     heartbeat: Heartbeat | None = None
     last_once: dict[str, Any] | None = None
+    leader: dict[str, Any] | None = None
+    """The ``scheduler.leader`` row: which ``run`` process holds the scheduler role."""
 
     @property
     def running(self) -> bool:
@@ -209,6 +215,7 @@ def gather_status(
             groups=tuple(_groups(conn, config, now)),
             heartbeat=Heartbeat.from_row(beat_row) if beat_row else None,
             last_once=read_state(conn, ONCE_KEY),
+            leader=read_leader(conn),
         )
 
 

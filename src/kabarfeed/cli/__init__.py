@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "kabarfeed.cli.feeds",
     "kabarfeed.cli.service",
     "kabarfeed.cli.delivery",
+    "kabarfeed.cli.worker",
 )
 
 

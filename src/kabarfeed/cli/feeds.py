@@ -8,7 +8,7 @@ import click
 
 from kabarfeed.cli.context import AppContext
 from kabarfeed.config import Config
-from kabarfeed.feeds.build import FeedBuilder
+from kabarfeed.feeds import cluster
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -41,7 +41,7 @@ def register(main: click.Group) -> None:
     def build(app: AppContext, full: bool, output: str | None) -> None:
         """Write RSS, Atom and JSON feeds, feeds/index.opml and index.html."""
         config = with_output(app.config, output)
-        report = FeedBuilder(config, app.db, app.clock).build(full=full)
+        report = cluster.build(config, app.db, app.clock, full=full)
         click.echo(f"{report.summary()} ({config.feeds.output})")
 
     @main.command("serve")

@@ -109,13 +109,15 @@ def _print(r: StatusReport) -> None:
     if r.running and beat:
         console.print(
             f"run process: [green]alive[/green] (pid {beat.pid} on {beat.host}, "
-            f"since {_when(beat.started)}, port {beat.port})"
+            f"since {_when(beat.started)}, port {beat.port}"
+            f"{', ' + beat.role if beat.role else ''})"
         )
     else:
         console.print(
             f"run process: [yellow]not running[/yellow] "
             f"(last beat {_when(beat.beat) if beat else 'never'})"
         )
+    _print_leader(console, r.leader)
     console.print(
         f"articles: {r.articles_total} ({r.articles_last_24h} in the last 24 h, "
         f"newest {_when(r.newest_article)})"
@@ -124,6 +126,17 @@ def _print(r: StatusReport) -> None:
     _print_sources(console, r.sources)
     _print_outbox(console, r.outbox)
     _print_groups(console, r)
+
+
+def _print_leader(console: Console, leader: dict[str, Any] | None) -> None:
+    if not leader:
+        return
+    console.print(
+        f"scheduler role (leader): pid {leader.get('pid')} on {leader.get('host')} "
+        f"since {leader.get('since')}, last beat {leader.get('beat')}",
+        markup=False,
+        highlight=False,
+    )
 
 
 def _print_reload(console: Console, reload: dict[str, Any] | None) -> None:

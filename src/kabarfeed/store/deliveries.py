@@ -23,17 +23,15 @@ from sqlalchemy import (
     bindparam,
     case,
     func,
-    insert,
     or_,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 
 from kabarfeed.delivery.engine import Claim, Outcome
 from kabarfeed.models import DeliveryState, SubscriberStatus
 from kabarfeed.store.db import Database
+from kabarfeed.store.dialect import evaluated_once, insert_ignoring_conflicts
 from kabarfeed.store.schema import deliveries, subscribers
 
 _CHUNK = 400
@@ -137,33 +135,10 @@ def insert_editions(conn: Connection, items: Sequence[NewDelivery], now: datetim
     if not items:
         return 0
     values = [_new_values(i, now) for i in items]
-    dialect = conn.dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        module: Any = sqlite if dialect == "sqlite" else postgresql
-        stmt = module.insert(deliveries).on_conflict_do_nothing(
-            index_elements=["subscriber_id", "local_date"]
-        )
-        return _bulk_insert_count(conn, stmt, values)
-    return _insert_one_by_one(conn, values)
-
-
-def _bulk_insert_count(conn: Connection, stmt: Any, values: list[dict[str, Any]]) -> int:
     keys = [(v["subscriber_id"], v["local_date"]) for v in values]
     before = existing_editions(conn, [k[0] for k in keys], [k[1] for k in keys])
-    conn.execute(stmt, values)
+    insert_ignoring_conflicts(conn, deliveries, values, ("subscriber_id", "local_date"))
     return len([k for k in set(keys) if k not in before])
-
-
-def _insert_one_by_one(conn: Connection, values: list[dict[str, Any]]) -> int:
-    new = 0
-    for v in values:
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(deliveries), [v])
-            new += 1
-        except IntegrityError:
-            continue
-    return new
 
 
 # -- the engine's outbox -------------------------------------------------------
@@ -177,14 +152,8 @@ def claim(
         d.state == DeliveryState.QUEUED.value,
         and_(d.state == DeliveryState.DEFERRED.value, d.next_attempt_at <= now),
     )
-    ids = (
-        select(d.id)
-        .where(due)
-        .order_by(d.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
+    picked = select(d.id).where(due).order_by(d.id).limit(limit).with_for_update(skip_locked=True)
+    ids = evaluated_once(picked, conn.dialect.name)
     stmt = (
         update(deliveries)
         .where(d.id.in_(ids), due)
@@ -308,19 +277,37 @@ def recover(conn: Connection, now: datetime, *, is_dead: Callable[[str], bool]) 
 
     Whether such a message reached the server is unknown; it is sent again,
     which duplicates it only if its ``250`` arrived just before the crash.
+
+    Each update re-checks the claimant it read (and, for a live claimant, that
+    the lease is still expired): a row that another worker claimed or renewed
+    in between is left alone, so concurrent workers never steal live claims.
     """
     rows = conn.execute(
         select(d.id, d.claimed_by, d.lease_until).where(d.state == DeliveryState.SENDING.value)
     ).all()
-    stale = [
-        r.id
-        for r in rows
-        if r.lease_until is None or r.lease_until <= now or is_dead(r.claimed_by or "")
-    ]
-    for chunk in _chunks(stale):
-        conn.execute(
+    stale: dict[str | None, list[int]] = {}
+    dead: dict[str | None, bool] = {}
+    for r in rows:
+        who = r.claimed_by
+        if who not in dead:
+            dead[who] = who is None or is_dead(who)
+        if dead[who] or r.lease_until is None or r.lease_until <= now:
+            stale.setdefault(who, []).append(r.id)
+    return sum(_requeue_stale(conn, who, ids, now, dead[who]) for who, ids in stale.items())
+
+
+def _requeue_stale(
+    conn: Connection, who: str | None, ids: Sequence[int], now: datetime, dead: bool
+) -> int:
+    same = d.claimed_by.is_(None) if who is None else d.claimed_by == who
+    where = [d.state == DeliveryState.SENDING.value, same]
+    if not dead:
+        where.append(or_(d.lease_until.is_(None), d.lease_until <= now))
+    count = 0
+    for chunk in _chunks(list(ids)):
+        result = conn.execute(
             update(deliveries)
-            .where(d.id.in_(chunk), d.state == DeliveryState.SENDING.value)
+            .where(d.id.in_(chunk), *where)
             .values(
                 state=DeliveryState.QUEUED.value,
                 claimed_by=None,
@@ -329,7 +316,18 @@ def recover(conn: Connection, now: datetime, *, is_dead: Callable[[str], bool]) 
                 last_reply="re-queued: the run sending it was interrupted",
             )
         )
-    return len(stale)
+        count += int(result.rowcount)
+    return count
+
+
+def renew(conn: Connection, worker: str, until: datetime) -> int:
+    """Extend the lease of every row ``worker`` holds to ``until``; return how many."""
+    result = conn.execute(
+        update(deliveries)
+        .where(d.state == DeliveryState.SENDING.value, d.claimed_by == worker)
+        .values(lease_until=until)
+    )
+    return int(result.rowcount)
 
 
 def worker_name(run: str) -> str:
