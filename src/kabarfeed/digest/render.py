@@ -47,6 +47,9 @@ _ZONE_ABBR = {
     "Asia/Jayapura": "WIT",
 }
 _HOLES = ("name", "email", "token")
+_QP_AS_IS = re.compile(rb"[\t -<>-~]{0,75}[!-<>-~]")
+"""Lines quoted-printable leaves unchanged: printable ASCII but ``=``, at most
+76 characters, not ending in white space (see :func:`email.quoprimime.body_encode`)."""
 _GROUP_CACHE = 512
 
 
@@ -407,8 +410,15 @@ class DigestRenderer:
                 out.append(item)
                 continue
             line = "".join(values[p] if i % 2 else p for i, p in enumerate(item))
-            out.extend(self._qp.line(r) for r in line.encode("utf-8").splitlines() or [b""])
+            out.extend(map(self._qp_line, line.encode("utf-8").splitlines() or [b""]))
         return b"".join(out)
+
+    def _qp_line(self, raw: bytes) -> bytes:
+        """One quoted-printable line; a short line of safe ASCII is its own encoding
+        (per-recipient lines would only fill the cache with one-offs)."""
+        if _QP_AS_IS.fullmatch(raw):
+            return raw + b"\r\n"
+        return self._qp.line(raw)
 
     # -- headers ---------------------------------------------------------------
 
