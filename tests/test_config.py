@@ -112,3 +112,26 @@ def test_durations(text: str | int, seconds: float) -> None:
 def test_bad_durations(text: object) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
         parse_duration(text)
+
+
+def test_reference_problems_are_reported_with_schema_problems(tmp_path: Path) -> None:
+    data = {
+        "feeds": {"websub_hub": "hub.example"},
+        "sources": [
+            {
+                "name": "a",
+                "kind": "feed",
+                "url": "https://x",
+                "interval": "soon",
+                "category": "sport",
+            }
+        ],
+        "categories": [{"slug": "ekonomi", "name": "Ekonomi"}],
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, path=tmp_path / "c.toml", environ={})
+    assert sorted(p.split(":")[1].strip() for p in info.value.problems) == [
+        "feeds.websub_hub",
+        "sources[0].category",
+        "sources[0].interval",
+    ]

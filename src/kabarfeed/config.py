@@ -78,6 +78,12 @@ def _check_hhmm(value: str) -> str:
     return value
 
 
+def _check_http_url(value: str) -> str:
+    if value and not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f'"{value}" is not an http(s) URL')
+    return value
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
 Slug = Annotated[str, AfterValidator(_check_slug)]
@@ -172,7 +178,7 @@ class FeedsConfig(_Section):
     items: int = Field(default=50, gt=0, le=1000)
     formats: tuple[Literal["rss", "atom", "json"], ...] = ("rss", "atom", "json")
     full_content: bool = True
-    websub_hub: str = ""
+    websub_hub: Annotated[str, AfterValidator(_check_http_url)] = ""
     cache_max_age: Duration = timedelta(minutes=5)
     build_delay: Duration = timedelta(seconds=10)
 
@@ -327,36 +333,61 @@ def build_taxonomy(config: Config) -> Taxonomy:
     return Taxonomy(regions, categories)
 
 
-def _cross_checks(config: Config) -> list[tuple[str, str]]:
-    """Problems that span several keys: duplicates, unknown references, cycles."""
+def _tables(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    """The ``[[key]]`` tables of raw config data (non-tables become empty)."""
+    items = data.get(key)
+    if not isinstance(items, list | tuple):
+        return []
+    return [item if isinstance(item, Mapping) else {} for item in items]
+
+
+def _str(table: Mapping[str, Any], key: str) -> str | None:
+    value = table.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _cross_checks(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Problems that span several keys: duplicates, unknown references, cycles.
+
+    Works on the raw data, so they are reported together with per-key
+    problems instead of only after those are fixed.
+    """
     problems: list[tuple[str, str]] = []
-    for key, idents in (
-        ("sources", [s.name for s in config.sources]),
-        ("regions", [r.slug for r in config.regions]),
-        ("categories", [c.slug for c in config.categories]),
-    ):
+    for key, ident in (("sources", "name"), ("regions", "slug"), ("categories", "slug")):
         seen: set[str] = set()
-        for i, ident in enumerate(idents):
-            if ident in seen:
-                problems.append((f"{key}[{i}]", f'"{ident}" is defined twice'))
-            seen.add(ident)
-    region_slugs = {r.slug for r in config.regions}
-    category_slugs = {c.slug for c in config.categories}
-    for i, r in enumerate(config.regions):
-        if r.parent and r.parent not in region_slugs:
-            problems.append((f"regions[{i}].parent", _unknown("region", r.parent, region_slugs)))
-        elif r.parent and r.slug in build_taxonomy(config).ancestors(r.slug):
-            problems.append((f"regions[{i}].parent", f'"{r.parent}" makes a cycle'))
-    for i, s in enumerate(config.sources):
-        if s.region and s.region not in region_slugs:
-            problems.append((f"sources[{i}].region", _unknown("region", s.region, region_slugs)))
-        if s.category and s.category not in category_slugs:
-            problems.append(
-                (f"sources[{i}].category", _unknown("category", s.category, category_slugs))
-            )
-    if config.feeds.websub_hub and not config.feeds.websub_hub.startswith(("http://", "https://")):
-        problems.append(("feeds.websub_hub", "must be an http(s) URL"))
+        for i, table in enumerate(_tables(data, key)):
+            value = _str(table, ident)
+            if value in seen:
+                problems.append((f"{key}[{i}]", f'"{value}" is defined twice'))
+            if value:
+                seen.add(value)
+    regions = _tables(data, "regions")
+    parents = {_str(r, "slug"): _str(r, "parent") for r in regions}
+    region_slugs = {slug for slug in parents if slug}
+    category_slugs = {c for c in (_str(t, "slug") for t in _tables(data, "categories")) if c}
+    for i, region in enumerate(regions):
+        parent = _str(region, "parent")
+        if parent and parent not in region_slugs:
+            problems.append((f"regions[{i}].parent", _unknown("region", parent, region_slugs)))
+        elif parent and _in_cycle(_str(region, "slug"), parents):
+            problems.append((f"regions[{i}].parent", f'"{parent}" makes a cycle'))
+    for i, source in enumerate(_tables(data, "sources")):
+        for key, valid in (("region", region_slugs), ("category", category_slugs)):
+            value = _str(source, key)
+            if value and value not in valid:
+                problems.append((f"sources[{i}].{key}", _unknown(key, value, valid)))
     return problems
+
+
+def _in_cycle(slug: str | None, parents: Mapping[str | None, str | None]) -> bool:
+    seen: set[str] = set()
+    node = parents.get(slug)
+    while node and node not in seen:
+        if node == slug:
+            return True
+        seen.add(node)
+        node = parents.get(node)
+    return False
 
 
 def _unknown(kind: str, value: str, valid: set[str]) -> str:
@@ -447,12 +478,12 @@ def parse_config(
     """Validate already-loaded TOML data; raise :class:`ConfigError` listing every problem."""
     label = path.name if path else DEFAULT_CONFIG_NAME
     merged = _env_overrides(dict(data), os.environ if environ is None else environ)
+    cross = _cross_checks(merged)
     try:
         config = Config.model_validate(merged)
     except ValidationError as e:
-        problems = [_format_error(err) for err in e.errors()]
+        problems = [_format_error(err) for err in e.errors()] + cross
         raise ConfigError([f"{label}: {loc}: {msg}" for loc, msg in problems]) from e
-    cross = _cross_checks(config)
     if cross:
         raise ConfigError([f"{label}: {loc}: {msg}" for loc, msg in cross])
     base = path.parent if path else Path.cwd()
