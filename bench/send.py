@@ -3,9 +3,10 @@
     .venv/bin/python bench/send.py                       # 10,000 subscribers + RSS at 100,000
     .venv/bin/python bench/send.py --subscribers 2000 --rss-subscribers 0   # quick
 
-Data: 300 articles of one day over 40 regions and 15 categories, N subscribers
-spread over 200 preference combinations (1-2 regions, 0-2 categories), digests
-of 30-40 KB. The sink is Postfix's C ``smtp-sink`` when installed (else an
+Data: 600 articles of one day over 40 regions and 15 categories, N subscribers
+spread over 200 preference combinations (1-2 regions; a category filter only on
+wide choices), at most 12 articles an edition: digests of 30-40 KB (average
+33 KB). The sink is Postfix's C ``smtp-sink`` when installed (else an
 aiosmtpd sink in a separate process). In the same run:
 
 - kabarfeed: ``kabarfeed digest send --force --date D --processes P`` (P = 1, 2)
