@@ -2,12 +2,17 @@
 
 One build:
 
-1. reads a light index of every article (id, revision, regions, categories)
-   and plans every feed: its article count and newest ``items`` tokens;
+1. plans every feed: its article count and newest ``items`` tokens. A full
+   build (``--all``, first build, changed render fingerprint) walks a light
+   index of every article; otherwise the last build's plan (item tokens in
+   ``feed_builds``, counts in the marker) is carried forward over the
+   articles changed since the marker (see :func:`selection.replan`): only
+   the selections they touch are re-planned, with per-selection SQL where
+   the old items are not enough. When the article count does not add up
+   (a deleted article, a late insert) the full index walk plans instead;
 2. renders only the feeds whose tokens differ from the last build's (a new,
    edited, reclassified or dropped article changes them), whose file is
-   missing, or all of them on ``full`` or when the render fingerprint (config,
-   taxonomy, version) changed;
+   missing, or all of them on a full build;
 3. writes each document atomically with a ``.gz`` sibling, leaving identical
    bytes untouched, and removes feeds that no longer exist;
 4. records the build state (``feed_builds``) and a marker (``state``) in one
@@ -25,10 +30,12 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import feedgen.version
 import httpx
+from sqlalchemy import Connection
 
 from kabarfeed import __version__
 from kabarfeed.config import Config
@@ -36,8 +43,18 @@ from kabarfeed.feeds import queries, writer
 from kabarfeed.feeds.catalog import build_catalog
 from kabarfeed.feeds.index import INDEX_PATH, IndexPage
 from kabarfeed.feeds.opml import OPML_PATH, render_opml
-from kabarfeed.feeds.render import FeedSite, Renderer
-from kabarfeed.feeds.selection import FORMATS, Plan, Selection, plan
+from kabarfeed.feeds.render import FeedSite, Renderer, split_entries
+from kabarfeed.feeds.selection import (
+    FORMATS,
+    Matcher,
+    Plan,
+    Selection,
+    Slice,
+    plan,
+    replan,
+    token_id,
+    touched,
+)
 from kabarfeed.models import Article, Clock
 from kabarfeed.store import Database
 
@@ -46,6 +63,9 @@ BATCH = 64
 """Selections rendered per article-loading round (bounds memory)."""
 LOCK_NAME = ".kabarfeed-build.lock"
 PING_BATCH = 50
+LOOKBACK = timedelta(minutes=5)
+"""Changes stamped this long before the last build's newest are re-read: a
+writer on another machine may commit a change stamped before that build."""
 FEED_SUFFIXES = frozenset("." + ext for ext in FORMATS.values())
 
 
@@ -119,8 +139,20 @@ def to_remove(the_plan: Plan, formats: Sequence[str], known: Collection[str]) ->
     return tuple(sorted(p for p in known if p not in wanted))
 
 
-def _article_id(token: str) -> str:
-    return token.split(":", 1)[0]
+def previous_plan(
+    marker: queries.Marker, builds: Mapping[str, queries.StoredBuild], formats: Sequence[str]
+) -> Plan | None:
+    """The last build's plan from its marker (counts) and build state (items);
+    ``None`` when they do not fit together."""
+    if marker.counts is None or not formats:
+        return None
+    slices: dict[Selection, Slice] = {}
+    for selection, count in marker.counts.items():
+        stored = builds.get(selection.path(formats[0]))
+        if stored is None:
+            return None
+        slices[selection] = Slice(count, list(stored.items))
+    return Plan(slices)
 
 
 def content_hash(data: bytes) -> str:
@@ -181,19 +213,21 @@ class FeedBuilder:
             full = full or marker is None or marker.fingerprint != fp
             if not full and self._up_to_date(marker, head, builds):
                 return BuildReport(unchanged=len(builds))
-            the_plan = plan(
+            carried = None if full or marker is None else self._replan(conn, marker, builds, head)
+            the_plan = carried or plan(
                 self.config.taxonomy, queries.index_rows(conn), items=self.config.feeds.items
             )
-        stale = to_remove(the_plan, self.formats, set(builds) | set(self._scan()))
+        known = set(builds) | (set(self._scan()) if full else set())
+        stale = to_remove(the_plan, self.formats, known)
         selections = to_render(
             the_plan, builds, self.formats, full=full, exists=lambda p: (self.output / p).is_file()
         )
-        written, saved = self._render_all(the_plan, selections)
+        written, saved = self._render_all(the_plan, selections, {} if full else builds)
         removed = self._remove(stale)
         pages = self._pages(the_plan)
         with self.db.begin() as conn:
             queries.save_builds(conn, saved, stale, now=now)
-            queries.save_marker(conn, queries.Marker(now, head, fp))
+            queries.save_marker(conn, queries.Marker(now, head, fp, the_plan.counts()))
         unchanged = len(the_plan.selections) * len(self.formats) - len(written)
         return BuildReport(
             len(written),
@@ -206,8 +240,41 @@ class FeedBuilder:
             tuple(removed),
         )
 
+    def _replan(
+        self,
+        conn: Connection,
+        marker: queries.Marker,
+        builds: Mapping[str, queries.StoredBuild],
+        head: queries.Head,
+    ) -> Plan | None:
+        """The last build's plan carried forward over the changes since, or
+        ``None`` when only a full index walk can tell (see the module doc)."""
+        previous = previous_plan(marker, builds, self.formats)
+        if previous is None:
+            return None
+        changes = queries.changes_since(conn, marker.head, lookback=LOOKBACK)
+        if head.total != marker.head.total + sum(c.kind == "new" for c in changes):
+            return None  # deleted articles, or inserts stamped before the marker
+        taxonomy, items = self.config.taxonomy, self.config.feeds.items
+        matcher = Matcher(taxonomy)
+        selections = touched(previous, changes, matcher)
+        old = {token_id(t) for s in selections for t in previous.ids(s)}
+        published = queries.published_of(conn, old)
+        draft = replan(previous, changes, selections, published, matcher, items=items)
+        ids = {
+            s: found if found is not None else queries.top_items(conn, taxonomy, s, items=items)
+            for s, found in draft.ids.items()
+        }
+        counts = draft.counts
+        if counts is None:
+            counts = queries.count_selections(conn, taxonomy)
+        return previous.updated(taxonomy, ids, counts)
+
     def _up_to_date(
-        self, marker: queries.Marker | None, head: object, builds: Mapping[str, queries.StoredBuild]
+        self,
+        marker: queries.Marker | None,
+        head: queries.Head,
+        builds: Mapping[str, queries.StoredBuild],
     ) -> bool:
         if marker is None or marker.head != head or not builds:
             return False
@@ -215,22 +282,31 @@ class FeedBuilder:
         return all((self.output / p).is_file() for p in (*builds, *pages))
 
     def _render_all(
-        self, the_plan: Plan, selections: Sequence[Selection]
+        self,
+        the_plan: Plan,
+        selections: Sequence[Selection],
+        builds: Mapping[str, queries.StoredBuild],
     ) -> tuple[list[str], list[queries.StoredBuild]]:
         """Render in this thread (feedgen is not thread-safe); compare, write and
-        gzip in two worker threads (file I/O and zlib release the GIL)."""
+        gzip in two worker threads (file I/O and zlib release the GIL).
+
+        Entries found in the files the last build wrote (``builds``: checked by
+        content hash, same render fingerprint) are reused, not rendered again."""
         pending: list[tuple[str, tuple[str, ...], Future[tuple[bool, str]]]] = []
         renderer = Renderer(self._site)
-        cache: dict[str, Article] = {}
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="kf-write") as pool:
             for start in range(0, len(selections), BATCH):
                 batch = selections[start : start + BATCH]
-                cache = self._load(the_plan, batch, cache)
+                self._reuse(renderer, the_plan, batch, builds)
+                self._load(renderer, the_plan, batch)
                 done = len(pending)
                 for selection in batch:
                     tokens = the_plan.ids(selection)
-                    items = [cache[_article_id(t)] for t in tokens if _article_id(t) in cache]
-                    for fmt, data in renderer.render(selection, items, self.formats).items():
+                    # an article deleted since planning is left out; the
+                    # next build sees the count drop and plans afresh
+                    ids = [i for i in map(token_id, tokens) if renderer.has(i)]
+                    docs = renderer.render_ids(selection, ids, self.formats)
+                    for fmt, data in docs.items():
                         path = selection.path(fmt)
                         job = pool.submit(_write, self.output / path, data)
                         pending.append((path, tokens, job))
@@ -239,15 +315,50 @@ class FeedBuilder:
         saved = [queries.StoredBuild(p, job.result()[1], tokens) for p, tokens, job in pending]
         return [path for path, _, job in pending if job.result()[0]], saved
 
-    def _load(
-        self, the_plan: Plan, batch: Sequence[Selection], cache: dict[str, Article]
-    ) -> dict[str, Article]:
-        """Articles of ``batch``: kept ones from ``cache``, the rest from the store."""
-        ids = {_article_id(t) for s in batch for t in the_plan.ids(s)}
-        kept = {i: cache[i] for i in ids if i in cache}
+    def _reuse(
+        self,
+        renderer: Renderer,
+        the_plan: Plan,
+        batch: Sequence[Selection],
+        builds: Mapping[str, queries.StoredBuild],
+    ) -> None:
+        """Seed ``renderer`` with the entries of ``batch``'s previous files whose
+        article is still at the same revision."""
+        wanted = {t for s in batch for t in the_plan.ids(s)}
+        found: dict[str, dict[str, bytes]] = {}
+        for selection in batch:
+            for fmt in self.formats:
+                stored = builds.get(selection.path(fmt))
+                if stored is not None:
+                    entries = self._entries_of(stored, fmt)
+                    for token, data in zip(stored.items, entries, strict=False):
+                        if token in wanted:
+                            found.setdefault(token, {})[fmt] = data
+        ready = {token_id(t): e for t, e in found.items() if len(e) == len(self.formats)}
+        ready = {i: e for i, e in ready.items() if not renderer.has(i)}
+        if not ready:
+            return
         with self.db.connect() as conn:
-            kept.update(queries.load_by_id(conn, ids - kept.keys()))
-        return kept
+            updated = queries.updated_of(conn, ready)
+        for article_id, when in updated.items():
+            renderer.seed(article_id, when, ready[article_id])
+
+    def _entries_of(self, stored: queries.StoredBuild, fmt: str) -> list[bytes]:
+        """The entries of a file exactly as the build state recorded it, else none."""
+        data = writer.read_or_none(self.output / stored.path)
+        if data is None or content_hash(data) != stored.content_hash:
+            return []
+        entries = split_entries(data, fmt)
+        return entries if entries is not None and len(entries) == len(stored.items) else []
+
+    def _load(self, renderer: Renderer, the_plan: Plan, batch: Sequence[Selection]) -> None:
+        """Render the entries of ``batch``'s articles not rendered yet."""
+        ids = {token_id(t) for s in batch for t in the_plan.ids(s)}
+        renderer.trim(keep=ids)
+        missing = [i for i in ids if not renderer.has(i)]
+        if missing:
+            with self.db.connect() as conn:
+                renderer.add(queries.load_by_id(conn, missing).values(), self.formats)
 
     def _scan(self) -> Iterator[str]:
         """Feed documents (and orphaned ``.gz`` siblings) present under ``feeds/``."""
@@ -278,7 +389,7 @@ class FeedBuilder:
         if not first:
             return None
         with self.db.connect() as conn:
-            found = queries.load_by_id(conn, [first[0].split(":", 1)[0]])
+            found = queries.load_by_id(conn, [token_id(first[0])])
         return next(iter(found.values()), None)
 
     @contextmanager

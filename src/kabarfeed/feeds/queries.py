@@ -1,19 +1,38 @@
-"""Store queries of the feed builder: the light article index, build state and
-the last-build marker. Plain SQLAlchemy Core, the same on SQLite and PostgreSQL."""
+"""Store queries of the feed builder: the light article index, the changes
+since the last build, per-selection counts and newest items, article rows,
+build state and the last-build marker. Plain SQLAlchemy Core (and portable
+driver SQL), the same on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 
-from kabarfeed.feeds.selection import IndexRow
-from kabarfeed.models import Article
-from kabarfeed.store.articles import load_articles
-from kabarfeed.store.schema import articles, feed_builds
+from kabarfeed.feeds.selection import (
+    ALL,
+    Change,
+    IndexRow,
+    Selection,
+    base_selections,
+    sort_key,
+)
+from kabarfeed.models import Article, Image, Taxonomy
+from kabarfeed.store.schema import article_categories, article_regions, articles, feed_builds
 from kabarfeed.store.schema import state as state_table
 
 MARKER_KEY = "feeds.last_build"
@@ -30,13 +49,28 @@ class StoredBuild:
 
 
 @dataclass(frozen=True, slots=True)
+class Head:
+    """The store's version: newest change time and article count. Moves on
+    every insert, edit or delete."""
+
+    newest: datetime | None
+    total: int
+
+    @property
+    def key(self) -> str:
+        """The version as one comparable string."""
+        return f"{self.newest.isoformat() if self.newest else '-'}/{self.total}"
+
+
+@dataclass(frozen=True, slots=True)
 class Marker:
-    """The last build: when, the store version it saw (see :func:`store_version`)
-    and the render fingerprint (config and version) it used."""
+    """The last build: when, the store version it saw, the render fingerprint
+    (config and version) it used and every selection's article count."""
 
     built_at: datetime
-    head: str
+    head: Head
     fingerprint: str
+    counts: Mapping[Selection, int] | None = None
 
 
 def item_token(article_id: str, revision: str) -> str:
@@ -44,10 +78,10 @@ def item_token(article_id: str, revision: str) -> str:
     return f"{article_id}:{revision[:16]}"
 
 
-def store_version(conn: Connection) -> str:
-    """Newest change time and article count: moves on every insert, edit or delete."""
+def store_version(conn: Connection) -> Head:
+    """Newest change time and article count."""
     newest, count = conn.execute(select(func.max(articles.c.changed_at), func.count())).one()
-    return f"{newest.isoformat() if newest else '-'}/{count}"
+    return Head(newest, int(count))
 
 
 def index_rows(conn: Connection) -> list[IndexRow]:
@@ -75,14 +109,230 @@ def index_rows(conn: Connection) -> list[IndexRow]:
     ]
 
 
+def changes_since(conn: Connection, head: Head, *, lookback: timedelta) -> list[Change]:
+    """Articles changed after ``head`` (and, re-read for safety, in the
+    ``lookback`` before it: a writer may commit a change stamped earlier)."""
+    if head.newest is None:
+        return []
+    cols = (
+        articles.c.id,
+        articles.c.revision,
+        articles.c.published_at,
+        articles.c.first_seen_at,
+        articles.c.changed_at,
+    )
+    rows = list(conn.execute(select(*cols).where(articles.c.changed_at > head.newest - lookback)))
+    regions, categories = _links(conn, [r.id for r in rows])
+    return [
+        Change(
+            item_token(r.id, r.revision),
+            r.published_at,
+            regions.get(r.id, ()),
+            categories.get(r.id, ()),
+            _kind(r.first_seen_at, r.changed_at, head),
+        )
+        for r in rows
+    ]
+
+
+def _kind(first_seen: datetime, changed: datetime, head: Head) -> str:
+    if changed != first_seen:
+        return "edited"
+    return "new" if head.newest is None or changed > head.newest else "seen"
+
+
+def _links(
+    conn: Connection, ids: Sequence[str]
+) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """Sorted region and category slugs of ``ids``."""
+    found: tuple[dict[str, list[str]], dict[str, list[str]]] = ({}, {})
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        for table, column, out in (
+            (article_regions, article_regions.c.region, found[0]),
+            (article_categories, article_categories.c.category, found[1]),
+        ):
+            query = select(table.c.article_id, column).where(table.c.article_id.in_(chunk))
+            for article_id, slug in conn.execute(query):
+                out.setdefault(article_id, []).append(slug)
+    return (
+        {k: tuple(sorted(v)) for k, v in found[0].items()},
+        {k: tuple(sorted(v)) for k, v in found[1].items()},
+    )
+
+
+def published_of(conn: Connection, ids: Iterable[str]) -> dict[str, datetime]:
+    """The publication time of every stored article among ``ids``."""
+    return _times(conn, ids, articles.c.published_at)
+
+
+def updated_of(conn: Connection, ids: Iterable[str]) -> dict[str, datetime]:
+    """The ``updated`` time of every stored article among ``ids``."""
+    return _times(conn, ids, articles.c.updated_at)
+
+
+def _times(conn: Connection, ids: Iterable[str], column: Any) -> dict[str, datetime]:
+    wanted = sorted(set(ids))
+    out: dict[str, datetime] = {}
+    for i in range(0, len(wanted), _CHUNK):
+        query = select(articles.c.id, column).where(articles.c.id.in_(wanted[i : i + _CHUNK]))
+        out.update((i, when) for i, when in conn.execute(query))
+    return out
+
+
+def _member_of(taxonomy: Taxonomy, selection: Selection) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = []
+    if selection.region:
+        slugs = taxonomy.with_descendants(selection.region)
+        conds.append(
+            exists().where(
+                article_regions.c.article_id == articles.c.id,
+                article_regions.c.region.in_(slugs),
+            )
+        )
+    if selection.category:
+        conds.append(
+            exists().where(
+                article_categories.c.article_id == articles.c.id,
+                article_categories.c.category == selection.category,
+            )
+        )
+    return conds
+
+
+def top_items(
+    conn: Connection, taxonomy: Taxonomy, selection: Selection, *, items: int
+) -> tuple[str, ...]:
+    """The item tokens of ``selection``'s newest ``items`` articles."""
+    query = (
+        select(articles.c.id, articles.c.revision)
+        .where(*_member_of(taxonomy, selection))
+        .order_by(articles.c.published_at.desc(), articles.c.id.desc())
+        .limit(items)
+    )
+    return tuple(item_token(i, rev) for i, rev in conn.execute(query))
+
+
+def count_selections(conn: Connection, taxonomy: Taxonomy) -> dict[Selection, int]:
+    """Every selection's article count: the always-present feeds (0 or more)
+    and every region x category pair with articles. A few grouped queries:
+    one per region that has sub-regions, three for everything else."""
+    categories = {c.slug for c in taxonomy.categories}
+    counts = dict.fromkeys(base_selections(taxonomy), 0)
+    counts[ALL] = int(conn.execute(select(func.count()).select_from(articles)).scalar_one())
+    query: Select[Any] = select(article_categories.c.category, func.count()).group_by(
+        article_categories.c.category
+    )
+    for slug, count in conn.execute(query):
+        if slug in categories:
+            counts[Selection(category=slug)] = int(count)
+    pairs = article_regions.join(
+        article_categories, article_categories.c.article_id == article_regions.c.article_id
+    )
+    leaves = [r.slug for r in taxonomy.regions if not taxonomy.descendants(r.slug)]
+    found = list(_grouped(conn, pairs, leaves, as_one=None))
+    for r in taxonomy.regions:
+        if taxonomy.descendants(r.slug):
+            found += _grouped(conn, pairs, taxonomy.with_descendants(r.slug), as_one=r.slug)
+    for region, category, count in found:
+        if category is None or category in categories:
+            counts[Selection(region, category)] = count
+    return {s: n for s, n in counts.items() if n or s.kind != "pair"}
+
+
+def _grouped(
+    conn: Connection, pairs: Any, regions: Sequence[str], *, as_one: str | None
+) -> list[tuple[str, str | None, int]]:
+    """Counts per (region, None) and (region, category) over ``regions``; with
+    ``as_one``, the regions count as that one region (each article once)."""
+    if not regions:
+        return []
+    where = article_regions.c.region.in_(regions)
+    if as_one is None:
+        key: tuple[Any, ...] = (article_regions.c.region,)
+        counter = func.count()
+    else:
+        key, counter = (), func.count(article_regions.c.article_id.distinct())
+    single = select(*key, counter).where(where).group_by(*key)
+    double = (
+        select(*key, article_categories.c.category, counter)
+        .select_from(pairs)
+        .where(where)
+        .group_by(*key, article_categories.c.category)
+    )
+    out: list[tuple[str, str | None, int]] = []
+    for row in conn.execute(single):
+        out.append((as_one or row[0], None, int(row[-1])))
+    for row in conn.execute(double):
+        out.append((as_one or row[0], row[-2], int(row[-1])))
+    return out
+
+
+_ARTICLE_COLUMNS = (
+    articles.c.id,
+    articles.c.source,
+    articles.c.guid,
+    articles.c.url,
+    articles.c.title,
+    articles.c.author,
+    articles.c.published_at,
+    articles.c.updated_at,
+    articles.c.first_seen_at,
+    articles.c.summary,
+    articles.c.content_html,
+    articles.c.image_url,
+    articles.c.image_caption,
+    articles.c.image_type,
+    articles.c.image_length,
+    articles.c.advertorial,
+    articles.c.language,
+    articles.c.local_tz,
+    articles.c.content_hash,
+)
+
+
 def load_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, Article]:
-    """Full articles for ``ids`` (in chunks), keyed by id."""
+    """Full articles for ``ids`` (in chunks), keyed by id: only the columns
+    a feed shows, each row read once."""
     wanted = sorted(set(ids))
     out: dict[str, Article] = {}
     for i in range(0, len(wanted), _CHUNK):
-        for article in load_articles(conn, ids=wanted[i : i + _CHUNK]):
+        chunk = wanted[i : i + _CHUNK]
+        regions, categories = _links(conn, chunk)
+        query = select(*_ARTICLE_COLUMNS).where(articles.c.id.in_(chunk))
+        for row in conn.execute(query):
+            article = _article(row, regions.get(row[0], ()), categories.get(row[0], ()))
             out[article.id] = article
     return out
+
+
+def _article(
+    row: tuple[Any, ...], regions: tuple[str, ...], categories: tuple[str, ...]
+) -> Article:
+    (ident, source, guid, url, title, author, published, updated, first_seen, summary,
+     content, image_url, caption, image_type, length, advertorial, language, local_tz,
+     content_hash) = row  # fmt: skip
+    image = Image(image_url, caption, image_type, length) if image_url else None
+    return Article(
+        id=ident,
+        source=source,
+        url=url,
+        title=title,
+        published=published,
+        updated=updated,
+        first_seen=first_seen,
+        content_hash=content_hash,
+        guid=guid,
+        author=author,
+        summary=summary,
+        content_html=content,
+        image=image,
+        regions=regions,
+        categories=categories,
+        advertorial=bool(advertorial),
+        language=language,
+        local_tz=local_tz,
+    )
 
 
 def load_builds(conn: Connection) -> dict[str, StoredBuild]:
@@ -127,11 +377,14 @@ def load_marker(conn: Connection) -> Marker | None:
     if not value:
         return None
     try:
-        data: Mapping[str, str | None] = json.loads(value)
+        data: Mapping[str, Any] = json.loads(value)
+        newest = data.get("newest")
+        counts = data.get("counts")
         return Marker(
             datetime.fromisoformat(str(data["built_at"])),
-            str(data.get("head") or ""),
+            Head(datetime.fromisoformat(newest) if newest else None, int(data.get("total", -1))),
             str(data.get("fingerprint") or ""),
+            {Selection(r, c): int(n) for r, c, n in counts} if counts is not None else None,
         )
     except (ValueError, KeyError, TypeError):
         return None  # unreadable marker: the next build is a full one
@@ -139,11 +392,17 @@ def load_marker(conn: Connection) -> Marker | None:
 
 def save_marker(conn: Connection, marker: Marker) -> None:
     """Record the build just finished (portable upsert)."""
+    counts = marker.counts or {}
     value = json.dumps(
         {
             "built_at": marker.built_at.isoformat(),
-            "head": marker.head,
+            "newest": marker.head.newest.isoformat() if marker.head.newest else None,
+            "total": marker.head.total,
             "fingerprint": marker.fingerprint,
+            "counts": [
+                [s.region, s.category, n]
+                for s, n in sorted(counts.items(), key=lambda kv: sort_key(kv[0]))
+            ],
         }
     )
     done = conn.execute(

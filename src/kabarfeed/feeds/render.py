@@ -17,9 +17,10 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -28,10 +29,11 @@ from feedgen.entry import FeedEntry
 from feedgen.ext.base import BaseEntryExtension, BaseExtension
 from feedgen.feed import FeedGenerator
 from feedgen.util import xml_elem
+from lxml import etree  # type: ignore[import-untyped]
 
 from kabarfeed import __version__
 from kabarfeed.config import Config
-from kabarfeed.feeds.selection import Selection
+from kabarfeed.feeds.selection import ALL, Selection
 from kabarfeed.feeds.strings import list_join, strings
 from kabarfeed.models import Article, Image, Taxonomy
 
@@ -59,6 +61,15 @@ def xml_safe(text: str | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Term:
+    """One category of an entry: ``term`` (slug), ``label`` (name), ``scheme`` URL."""
+
+    term: str
+    label: str
+    scheme: str
+
+
+@dataclass(frozen=True, slots=True)
 class FeedSite:
     """Everything rendering needs from the config, frozen."""
 
@@ -73,6 +84,19 @@ class FeedSite:
     description: str = ""
     domain: str = "localhost"
     """The host name of ``base_url`` (for tag: URIs)."""
+    known_terms: Mapping[tuple[str, str], Term] = field(init=False, repr=False, compare=False)
+    """``(kind, slug)`` -> :class:`Term` for every region and category."""
+
+    def __post_init__(self) -> None:
+        known = {
+            ("region", r.slug): Term(r.slug, xml_safe(r.name), self.scheme("region"))
+            for r in self.taxonomy.regions
+        }
+        known.update(
+            (("category", c.slug), Term(c.slug, xml_safe(c.name), self.scheme("category")))
+            for c in self.taxonomy.categories
+        )
+        object.__setattr__(self, "known_terms", known)
 
     @classmethod
     def from_config(cls, config: Config) -> FeedSite:
@@ -179,26 +203,11 @@ def summary_text(site: FeedSite, article: Article) -> str:
     return summary
 
 
-@dataclass(frozen=True, slots=True)
-class Term:
-    """One category of an entry: ``term`` (slug), ``label`` (name), ``scheme`` URL."""
-
-    term: str
-    label: str
-    scheme: str
-
-
 def terms(site: FeedSite, article: Article) -> tuple[Term, ...]:
     """Region and category terms (known to the taxonomy) plus the advertorial label."""
-    out: list[Term] = []
-    for slug in article.regions:
-        region = site.taxonomy.region(slug)
-        if region:
-            out.append(Term(slug, xml_safe(region.name), site.scheme("region")))
-    for slug in article.categories:
-        category = site.taxonomy.category(slug)
-        if category:
-            out.append(Term(slug, xml_safe(category.name), site.scheme("category")))
+    known = site.known_terms
+    out = [known[k] for k in (("region", s) for s in article.regions) if k in known]
+    out += [known[k] for k in (("category", s) for s in article.categories) if k in known]
     if article.advertorial:
         out.append(Term("advertorial", site.advertorial_label, site.scheme("label")))
     return tuple(out)
@@ -270,7 +279,15 @@ class _EntryExtension(BaseEntryExtension):  # type: ignore[misc]
             desc.text = caption
 
 
-def _feed_generator(site: FeedSite, selection: Selection, articles: Sequence[Article]) -> Any:
+def _feed_generator(
+    site: FeedSite,
+    selection: Selection,
+    articles: Sequence[Article],
+    *,
+    updated: datetime | None = None,
+) -> Any:
+    """A generator with the feed's head set; ``updated`` defaults to the newest
+    of ``articles``."""
     names = describe(site, selection)
     fg = FeedGenerator()
     fg.register_extension("kabarfeed", _FeedExtension, _EntryExtension)
@@ -280,9 +297,9 @@ def _feed_generator(site: FeedSite, selection: Selection, articles: Sequence[Art
     fg.language(site.language)
     fg.author(name=site.title, uri=site.home)
     fg.generator("kabarfeed", version=__version__)
-    updated = feed_updated(articles).astimezone(ZoneInfo(site.timezone))
-    fg.updated(updated)
-    fg.pubDate(updated)
+    moment = (updated or feed_updated(articles)).astimezone(ZoneInfo(site.timezone))
+    fg.updated(moment)
+    fg.pubDate(moment)
     return fg
 
 
@@ -295,34 +312,9 @@ def _links(site: FeedSite, fg: Any, selection: Selection, fmt: str) -> None:
     fg.link(href=site.home, rel="alternate", type="text/html")
 
 
-class _ReusableEntry(FeedEntry):  # type: ignore[misc]
-    """A feedgen entry that builds its RSS item and Atom entry elements once.
-
-    Documents are serialised one after the other, so the same element can be
-    moved from the last document's tree into the next one (lxml reconciles
-    namespaces on the move) instead of being rebuilt for every feed.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._kf_elements: dict[str, Any] = {}
-
-    def rss_entry(self, extensions: bool = True) -> Any:
-        found = self._kf_elements.get("rss")
-        if found is None:
-            found = self._kf_elements["rss"] = super().rss_entry(extensions)
-        return found
-
-    def atom_entry(self, extensions: bool = True) -> Any:
-        found = self._kf_elements.get("atom")
-        if found is None:
-            found = self._kf_elements["atom"] = super().atom_entry(extensions)
-        return found
-
-
 def feed_entry(site: FeedSite, article: Article) -> Any:
-    """A feedgen entry for ``article``, reusable in any number of feeds."""
-    fe = _ReusableEntry()
+    """A feedgen entry for ``article``."""
+    fe = FeedEntry()
     fe.register_extension("kabarfeed", _EntryExtension)
     ident = entry_id(site, article)
     fe.guid(ident, permalink=ident == article.url)
@@ -414,53 +406,196 @@ def json_document(site: FeedSite, selection: Selection, items: Sequence[str]) ->
     return f'{head[:-1]},"items":[{",".join(items)}]}}\n'.encode()
 
 
+_CLOSE = {"rss": b"  </channel>\n</rss>", "atom": b"</feed>"}
+"""Where entries go in a pretty-printed feedgen document: before these bytes."""
+
+
+def _xml(fg: Any, fmt: str) -> bytes:
+    return bytes(fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True))
+
+
+def splice(head: bytes, fmt: str, entries: Sequence[bytes]) -> bytes:
+    """Insert serialised ``entries`` into ``head``, a document without entries.
+
+    lxml's pretty printer indents an element by its depth alone, so an entry
+    serialised once at its depth (see :class:`_EntryWriter`) has the very bytes
+    it would have inside any document of the same site.
+    """
+    cut = head.rindex(_CLOSE[fmt])
+    return b"".join((head[:cut], *entries, head[cut:]))
+
+
+_ENTRY_START = {"rss": b"\n    <item>\n", "atom": b"\n  <entry>\n"}
+_JSON_ITEMS = b',"items":['
+_JSON_NEXT = b'},{"id":'
+
+
+def split_entries(data: bytes, fmt: str) -> list[bytes] | None:
+    """The serialised entries of a document :func:`splice` (or
+    :func:`json_document`) made, in order; ``None`` if ``data`` is not one.
+
+    The markers cannot occur inside an entry: markup in text and attribute
+    values is escaped, and so are quotes in JSON strings.
+    """
+    if fmt == "json":
+        return _split_json(data)
+    try:
+        end = data.rindex(_CLOSE[fmt])
+    except ValueError:
+        return None
+    marker = _ENTRY_START[fmt]
+    starts = []
+    at = data.find(marker)
+    while 0 <= at < end:
+        starts.append(at + 1)
+        at = data.find(marker, at + 1)
+    bounds = [*starts, end]
+    return [data[a:b] for a, b in pairwise(bounds)]
+
+
+def _split_json(data: bytes) -> list[bytes] | None:
+    start = data.find(_JSON_ITEMS)
+    if start < 0 or not data.endswith(b"]}\n"):
+        return None
+    body = data[start + len(_JSON_ITEMS) : -3]
+    if not body:
+        return []
+    parts = body.split(_JSON_NEXT)
+    last = len(parts) - 1
+    return [
+        (b"" if i == 0 else b'{"id":') + part + (b"" if i == last else b"}")
+        for i, part in enumerate(parts)
+    ]
+
+
+class _EntryWriter:
+    """Serialises feedgen entries exactly as they appear inside a document.
+
+    A probe document with the site's namespaces (from feedgen itself) holds
+    one entry at a time at its real depth; the entry's lines are cut out of
+    the probe's pretty-printed bytes.
+    """
+
+    def __init__(self, site: FeedSite) -> None:
+        fg = _feed_generator(site, ALL, ())
+        self._probes: dict[str, tuple[Any, Any]] = {}
+        for fmt in ("rss", "atom"):
+            _links(site, fg, ALL, fmt)
+            root = fg._create_rss()[0] if fmt == "rss" else fg._create_atom()[0]
+            container = root[0] if fmt == "rss" else root
+            for child in list(container):
+                container.remove(child)
+            self._probes[fmt] = root, container
+
+    def write(self, entry: Any, fmt: str) -> bytes:
+        """One entry's lines (indented, newline-terminated) in format ``fmt``."""
+        root, container = self._probes[fmt]
+        element = entry.rss_entry() if fmt == "rss" else entry.atom_entry()
+        container.append(element)
+        try:
+            data = bytes(etree.tostring(root, pretty_print=True, encoding="UTF-8"))
+        finally:
+            container.remove(element)
+        start = data.index(b">\n", data.index(b"<channel>" if fmt == "rss" else b"<feed")) + 2
+        return data[start : data.rindex(_CLOSE[fmt])]
+
+
+@dataclass(frozen=True, slots=True)
+class _Parts:
+    """One article rendered for every feed it appears in."""
+
+    updated: datetime
+    xml: Mapping[str, bytes]
+    json: str
+
+
 class Renderer:
-    """Renders feeds of one site, building each article's entry once per build.
+    """Renders feeds of one site, rendering each article's entry once per build.
 
     An article appears in several feeds (all, its city, its province, its
-    categories, the pairs): its feedgen entry and JSON item are made once and
-    reused. Create one per build; not thread-safe (feedgen switches the process
-    locale while formatting RSS dates).
+    categories, the pairs): its RSS item, Atom entry and JSON item are
+    serialised once and spliced into every document that carries it, so a
+    document costs its head plus a join. Create one per build; not
+    thread-safe (feedgen switches the process locale while formatting RSS
+    dates).
     """
 
     def __init__(self, site: FeedSite, *, max_cached: int = 50_000) -> None:
         self.site = site
         self.max_cached = max_cached
-        self._entries: dict[str, Any] = {}
-        self._items: dict[str, str] = {}
+        self._parts: dict[str, _Parts] = {}
+        self._writer = _EntryWriter(site)
+
+    def has(self, article_id: str) -> bool:
+        """Whether ``article_id`` is rendered already (its row need not be loaded)."""
+        return article_id in self._parts
+
+    def trim(self, keep: Collection[str]) -> None:
+        """Forget rendered entries but those of ``keep`` once over ``max_cached``."""
+        if len(self._parts) > self.max_cached:
+            self._parts = {k: v for k, v in self._parts.items() if k in keep}
+
+    def seed(self, article_id: str, updated: datetime, entries: Mapping[str, bytes]) -> None:
+        """Take an article's entries as an earlier build serialised them (``entries``
+        by format, from :func:`split_entries`) instead of rendering them again."""
+        xml = {f: data for f, data in entries.items() if f != "json"}
+        self._parts[article_id] = _Parts(updated, xml, entries.get("json", b"").decode())
+
+    def add(self, articles: Iterable[Article], formats: Sequence[str]) -> None:
+        """Render the entries of ``articles`` not rendered yet."""
+        xml_formats = [f for f in formats if f in ("rss", "atom")]
+        for article in articles:
+            if article.id in self._parts:
+                continue
+            entry = feed_entry(self.site, article) if xml_formats else None
+            xml = {fmt: self._writer.write(entry, fmt) for fmt in xml_formats}
+            item = json_item(self.site, article) if "json" in formats else ""
+            self._parts[article.id] = _Parts(article.updated, xml, item)
+
+    def render_ids(
+        self, selection: Selection, ids: Sequence[str], formats: Sequence[str]
+    ) -> dict[str, bytes]:
+        """Every requested format of one feed from already rendered articles
+        (see :meth:`add`); ``ids`` newest first."""
+        parts = [self._parts[i] for i in ids]
+        updated = max((p.updated for p in parts), default=EMPTY_FEED_UPDATED)
+        out: dict[str, bytes] = {}
+        xml_formats = [f for f in formats if f in ("rss", "atom")]
+        if xml_formats:
+            fg = _feed_generator(self.site, selection, (), updated=updated)
+            for fmt in xml_formats:
+                _links(self.site, fg, selection, fmt)
+                out[fmt] = splice(_xml(fg, fmt), fmt, [p.xml[fmt] for p in parts])
+        if "json" in formats:
+            out["json"] = json_document(self.site, selection, [p.json for p in parts])
+        return out
 
     def render(
         self, selection: Selection, articles: Sequence[Article], formats: Sequence[str]
     ) -> dict[str, bytes]:
         """Every requested format of one feed; ``articles`` newest first."""
-        if len(self._entries) > self.max_cached:
-            self._entries.clear()
-            self._items.clear()
-        out: dict[str, bytes] = {}
-        xml_formats = [f for f in formats if f in ("rss", "atom")]
-        if xml_formats:
-            fg = _feed_generator(self.site, selection, articles)
-            for article in articles:
-                fg.add_entry(self._entry(article), order="append")
-            for fmt in xml_formats:
-                _links(self.site, fg, selection, fmt)
-                raw = fg.rss_str(pretty=True) if fmt == "rss" else fg.atom_str(pretty=True)
-                out[fmt] = bytes(raw)
-        if "json" in formats:
-            out["json"] = json_document(self.site, selection, [self._item(a) for a in articles])
-        return out
+        self.add(articles, formats)
+        return self.render_ids(selection, [a.id for a in articles], formats)
 
-    def _entry(self, article: Article) -> Any:
-        found = self._entries.get(article.id)
-        if found is None:
-            found = self._entries[article.id] = feed_entry(self.site, article)
-        return found
 
-    def _item(self, article: Article) -> str:
-        found = self._items.get(article.id)
-        if found is None:
-            found = self._items[article.id] = json_item(self.site, article)
-        return found
+def render_whole(
+    site: FeedSite, selection: Selection, articles: Sequence[Article], formats: Sequence[str]
+) -> dict[str, bytes]:
+    """The same documents as :class:`Renderer`, the plain feedgen way: every
+    entry added to the generator and the whole document serialised. Slower;
+    the reference the spliced documents are checked against."""
+    out: dict[str, bytes] = {}
+    for fmt in formats:
+        if fmt == "json":
+            items = [json_item(site, a) for a in articles]
+            out[fmt] = json_document(site, selection, items)
+            continue
+        fg = _feed_generator(site, selection, articles)
+        for article in articles:
+            fg.add_entry(feed_entry(site, article), order="append")
+        _links(site, fg, selection, fmt)
+        out[fmt] = _xml(fg, fmt)
+    return out
 
 
 def render(

@@ -8,13 +8,21 @@ path is the same on disk and on the web (``feeds/region/balikpapan.rss``).
 it counts the articles of every selection and keeps the ids of the newest
 ``items`` of each. The builder renders from that plan and decides which feeds
 changed by comparing item ids, so a full and an incremental build agree.
+
+Between builds, :func:`touched` and :func:`replan` carry the previous plan
+forward from the articles changed since (a :class:`Change` each) instead of
+walking every article again: new articles are merged into the item lists
+of the selections they belong to and counted; a list that lost an edited or
+reclassified article while more articles exist behind it is left for the
+caller to query afresh, and edits ask for a recount.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import chain
 from typing import NamedTuple
 
@@ -96,6 +104,27 @@ class Plan:
         """Every existing selection, in a stable order."""
         return tuple(sorted(self.slices, key=sort_key))
 
+    def counts(self) -> dict[Selection, int]:
+        """Every selection's article count."""
+        return {s: found.count for s, found in self.slices.items()}
+
+    def updated(
+        self,
+        taxonomy: Taxonomy,
+        ids: Mapping[Selection, Sequence[str]],
+        counts: Mapping[Selection, int],
+    ) -> Plan:
+        """This plan with new ``ids`` for some selections and new ``counts``
+        (every selection's); pairs whose count fell to 0 are gone."""
+        base = set(base_selections(taxonomy))
+        slices: dict[Selection, Slice] = {}
+        for selection, count in counts.items():
+            if count or selection in base:
+                found = ids.get(selection)
+                kept = list(found) if found is not None else list(self.ids(selection))
+                slices[selection] = Slice(count, kept)
+        return Plan(slices)
+
 
 def sort_key(selection: Selection) -> tuple[int, str, str]:
     """All first, then regions, categories and pairs, each alphabetical."""
@@ -171,6 +200,112 @@ def plan(taxonomy: Taxonomy, rows: Iterable[IndexRow], *, items: int) -> Plan:
         newest = heapq.nsmallest(items, heads)
         slices[selection] = Slice(sum(map(len, lists)), [ids[p] for p in newest])
     return Plan(slices)
+
+
+def token_id(token: str) -> str:
+    """The article id of an item token (``id:revision``)."""
+    return token.partition(":")[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """An article inserted or edited since the last build, as the planner sees it.
+
+    ``kind`` is ``"new"`` (inserted since), ``"edited"`` (edited since: it may
+    have left selections, so counts must be recounted) or ``"seen"`` (an
+    insert the last build already saw, re-read for safety).
+    """
+
+    token: str
+    published: datetime
+    regions: tuple[str, ...]
+    categories: tuple[str, ...]
+    kind: str = "new"
+
+    @property
+    def id(self) -> str:
+        """The article id."""
+        return token_id(self.token)
+
+
+def touched(previous: Plan, changes: Sequence[Change], matcher: Matcher) -> set[Selection]:
+    """Selections a change may alter: those the changed articles belong to now,
+    and those whose items hold an older revision of one of them."""
+    current = {c.id: c.token for c in changes}
+    out = {s for c in changes for s in matcher.selections(c.regions, c.categories)}
+    for selection, found in previous.slices.items():
+        if any(current.get(token_id(t), t) != t for t in found.ids):
+            out.add(selection)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Replan:
+    """The outcome of :func:`replan`.
+
+    ``ids`` holds the new items of every touched selection, ``None`` where
+    the previous items are not enough to know (the caller queries those);
+    ``counts`` every selection's count, ``None`` when edits ask for a recount.
+    """
+
+    ids: Mapping[Selection, tuple[str, ...] | None]
+    counts: Mapping[Selection, int] | None
+
+
+def replan(
+    previous: Plan,
+    changes: Sequence[Change],
+    selections: Collection[Selection],
+    published: Mapping[str, datetime],
+    matcher: Matcher,
+    *,
+    items: int,
+) -> Replan:
+    """Carry ``previous`` forward over ``changes`` for the touched ``selections``.
+
+    ``published`` gives the publication time of every article id in those
+    selections' previous items (a missing id is an article gone from the
+    store). Items are ordered newest published first, then by id, like the
+    store's queries.
+    """
+    current = {c.id: c for c in changes}
+    members: dict[Selection, list[Change]] = {s: [] for s in selections}
+    for change in changes:
+        for selection in matcher.selections(change.regions, change.categories):
+            members.setdefault(selection, []).append(change)
+    ids = {s: _merge(previous, s, members[s], current, published, items=items) for s in members}
+    if any(c.kind == "edited" for c in changes):
+        return Replan(ids, None)
+    counts = previous.counts()
+    for selection, found in members.items():
+        counts[selection] = counts.get(selection, 0) + sum(c.kind == "new" for c in found)
+    return Replan(ids, counts)
+
+
+def _merge(
+    previous: Plan,
+    selection: Selection,
+    fresh: Sequence[Change],
+    current: Mapping[str, Change],
+    published: Mapping[str, datetime],
+    *,
+    items: int,
+) -> tuple[str, ...] | None:
+    old = previous.ids(selection)
+    kept: dict[str, tuple[datetime, str]] = {}
+    for token in old:
+        article_id = token_id(token)
+        change = current.get(article_id)
+        if (change is not None and change.token != token) or article_id not in published:
+            if previous.count(selection) > len(old):
+                return None  # an article behind the previous items may move up
+            continue
+        if change is None:
+            kept[article_id] = (published[article_id], token)
+    for change in fresh:
+        kept[change.id] = (change.published, change.token)
+    order = sorted(kept.items(), key=lambda kv: (kv[1][0], kv[0]), reverse=True)
+    return tuple(token for _, (_, token) in order[:items])
 
 
 def region_order(taxonomy: Taxonomy) -> tuple[tuple[str, int], ...]:
