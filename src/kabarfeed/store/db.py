@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from kabarfeed.errors import StoreError
@@ -62,11 +60,17 @@ class Database:
             raise StoreError(f"database error: {e.__class__.__name__}: {e}") from e
 
     def upgrade(self) -> None:
-        """Apply every pending Alembic migration (no-op when current)."""
+        """Apply every pending Alembic migration (no-op when current).
+
+        The common case (schema already current) is one query and does not
+        import Alembic at all, which keeps every command's start-up short.
+        """
         try:
             with self.engine.begin() as conn:
-                if _is_current(conn):
+                if _stored_revision(conn) == _head_revision():
                     return
+                from alembic import command
+
                 cfg = _alembic_config(self.url)
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
@@ -76,7 +80,7 @@ class Database:
     def current_revision(self) -> str | None:
         """The schema revision the database is at, or ``None`` when empty."""
         with self.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            return _stored_revision(conn)
 
     def dispose(self) -> None:
         """Close pooled connections (before fork, at exit)."""
@@ -102,16 +106,37 @@ def _create_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-def _alembic_config(url: str) -> AlembicConfig:
+def _alembic_config(url: str) -> Any:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 
 
-def _is_current(conn: Connection) -> bool:
-    head = ScriptDirectory.from_config(_alembic_config("sqlite://")).get_current_head()
-    return MigrationContext.configure(conn).get_current_revision() == head
+def _stored_revision(conn: Connection) -> str | None:
+    """What ``alembic_version`` says, without loading Alembic."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
+
+
+@functools.cache
+def _head_revision() -> str:
+    """The newest revision shipped: the migration file no other one revises."""
+    revisions: dict[str, str | None] = {}
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        rev = re.search(r"^revision\s*=\s*['\"]([^'\"]+)['\"]", source, re.M)
+        down = re.search(r"^down_revision\s*=\s*(?:['\"]([^'\"]+)['\"]|None)", source, re.M)
+        if rev:
+            revisions[rev[1]] = down[1] if down else None
+    revised = set(revisions.values())
+    heads = [r for r in revisions if r not in revised]
+    if len(heads) != 1:
+        raise StoreError(f"migrations have {len(heads)} heads ({heads}); expected one")
+    return heads[0]
 
 
 def _redact(url: str) -> str:
