@@ -20,19 +20,29 @@ from urllib.parse import parse_qsl
 import feedparser
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import delete
 
 from kabarfeed.cli import main
 from kabarfeed.config import Config, load_config
+from kabarfeed.feeds import queries
 from kabarfeed.feeds.build import FeedBuilder
-from kabarfeed.feeds.render import FeedSite, entry_id
-from kabarfeed.feeds.selection import Selection
+from kabarfeed.feeds.render import FeedSite, entry_id, render_whole
+from kabarfeed.feeds.selection import Selection, plan
 from kabarfeed.ingest import Ingestor
 from kabarfeed.models import Article, Taxonomy
 from kabarfeed.store import Database
 from kabarfeed.store.articles import load_articles
-from kabarfeed.store.schema import feed_builds, state
+from kabarfeed.store.schema import (
+    article_categories,
+    article_keys,
+    article_regions,
+    articles,
+    feed_builds,
+    state,
+)
 from tests.conftest import REPO, ConfigFactory
 from tests.feeds_support import (
+    BASE,
     check_atom,
     check_json,
     check_rss,
@@ -407,3 +417,69 @@ def test_cli_build(sample: tuple[Config, Database], tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "0 feeds written" in result.output and "removed" in result.output
     assert os.path.isfile(tmp_path / "o" / "index.html")
+
+
+def _assert_matches_store(config: Config, db: Database) -> None:
+    """Every feed file is the plain feedgen rendering of the store's newest items
+    for its selection, exactly the selections of a full plan have files, and the
+    recorded counts are a full plan's."""
+    site = FeedSite.from_config(config)
+    with db.connect() as conn:
+        full = plan(config.taxonomy, queries.index_rows(conn), items=config.feeds.items)
+        marker = queries.load_marker(conn)
+    assert marker is not None and marker.counts == full.counts()
+    files = _feed_files(config.feeds.output)
+    assert set(files) == {s.path(f) for s in full.selections for f in ("rss", "atom", "json")}
+    for relative, path in files.items():
+        selection, fmt = _selection(relative), path.suffix[1:]
+        expected = _expected(db, config.taxonomy, selection, config.feeds.items)
+        data = path.read_bytes()
+        assert data == render_whole(site, selection, expected, [fmt])[fmt], relative
+        assert gzip.decompress(path.with_name(path.name + ".gz").read_bytes()) == data
+
+
+def test_incremental_builds_equal_full_renders_after_every_kind_of_change(
+    make_config: ConfigFactory, db: Database
+) -> None:
+    config = make_config("[feeds]\nitems = 2\n")
+    old = [make_article(n, regions=("samarinda",), categories=("hukum",)) for n in range(1, 5)]
+    old += [make_article(n, regions=("bontang",), categories=("ekonomi",)) for n in range(5, 8)]
+    store(db, old)
+    builder = FeedBuilder(config, db, clock)
+    assert builder.build().full
+    _assert_matches_store(config, db)
+
+    store(db, [make_article(20, regions=("samarinda",), categories=("ekonomi",))])
+    report = builder.build()
+    assert not report.full and report.rendered == 6  # all, 2 regions, category, 2 pairs
+    _assert_matches_store(config, db)
+
+    # an edit that only moves the oldest samarinda article to the top of its feeds
+    edited = replace(old[0], title="Ralat", published=BASE + timedelta(minutes=30))
+    store(db, [edited], now=NOW)
+    assert not builder.build().full
+    _assert_matches_store(config, db)
+
+    # a reclassification behind the two newest items: only the counts change there
+    store(db, [replace(old[1], regions=("balikpapan",))], now=NOW + timedelta(minutes=1))
+    report = builder.build()
+    assert "feeds/region/samarinda.rss" not in report.written_paths
+    assert "feeds/region/balikpapan/hukum.rss" in report.written_paths
+    _assert_matches_store(config, db)
+
+    # a deleted article (no store API deletes yet; an admin might): gone from its feeds
+    with db.begin() as conn:
+        for table in (article_regions, article_categories, article_keys):
+            conn.execute(delete(table).where(table.c.article_id == old[6].id))
+        conn.execute(delete(articles).where(articles.c.id == old[6].id))
+    report = builder.build()
+    assert "feeds/region/bontang.atom" in report.written_paths
+    _assert_matches_store(config, db)
+
+    # the last article of a pair moves away: the pair's files are removed
+    store(db, [replace(old[4], categories=("hukum",))], now=NOW + timedelta(minutes=2))
+    store(db, [replace(old[5], categories=("hukum",))], now=NOW + timedelta(minutes=2))
+    report = builder.build()
+    assert "feeds/region/bontang/ekonomi.rss" in report.removed_paths
+    _assert_matches_store(config, db)
+    assert builder.build().written == 0

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import random
+from datetime import UTC, datetime, timedelta
+
 from kabarfeed.feeds.build import to_remove, to_render
 from kabarfeed.feeds.queries import StoredBuild
-from kabarfeed.feeds.selection import ALL, IndexRow, Matcher, Selection, plan, region_order
+from kabarfeed.feeds.selection import (
+    ALL,
+    Change,
+    IndexRow,
+    Matcher,
+    Plan,
+    Selection,
+    plan,
+    region_order,
+    replan,
+    token_id,
+    touched,
+)
 from kabarfeed.models import Category, Region, Taxonomy
 
 TAXONOMY = Taxonomy(
@@ -115,3 +130,108 @@ def test_removal_of_feeds_no_longer_planned() -> None:
         "feeds/region/papua/ekonomi.rss",
         "feeds/region/papua/hukum.json",
     )
+
+
+# ---------------------------------------------------------------- carrying a plan forward
+
+Stored = dict[str, tuple[str, datetime, tuple[str, ...], tuple[str, ...]]]
+REGION_CHOICES: tuple[tuple[str, ...], ...] = (
+    (),
+    ("balikpapan",),
+    ("samarinda",),
+    ("kaltim",),
+    ("papua",),
+    ("balikpapan", "papua"),
+)
+CATEGORY_CHOICES: tuple[tuple[str, ...], ...] = ((), ("ekonomi",), ("hukum",), ("ekonomi", "hukum"))
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def _rows(
+    store: dict[str, tuple[str, datetime, tuple[str, ...], tuple[str, ...]]],
+) -> list[IndexRow]:
+    newest = sorted(store.items(), key=lambda kv: (kv[1][1], kv[0]), reverse=True)
+    return [IndexRow(token, regions, cats) for _, (token, _, regions, cats) in newest]
+
+
+def _carry(
+    before: Plan, changes: list[Change], after: Plan, published: dict[str, datetime]
+) -> Plan:
+    """What the builder does, with ``after`` standing in for its SQL queries."""
+    matcher = Matcher(TAXONOMY)
+    hit = touched(before, changes, matcher)
+    old = {token_id(t) for s in hit for t in before.ids(s)}
+    draft = replan(
+        before, changes, hit, {i: published[i] for i in old if i in published}, matcher, items=3
+    )
+    ids = {s: found if found is not None else after.ids(s) for s, found in draft.ids.items()}
+    counts = draft.counts if draft.counts is not None else after.counts()
+    return before.updated(TAXONOMY, ids, counts)
+
+
+def test_carried_plans_equal_full_plans_after_inserts_edits_and_reclassification() -> None:
+    """Random stores and random changes: carrying the last plan forward over the
+    changes gives exactly the plan of a full walk over the changed store."""
+    for seed in range(300):
+        rng = random.Random(seed)
+        store: Stored = {}
+        for n in range(rng.randrange(0, 15)):
+            when = T0 + timedelta(minutes=rng.randrange(40))
+            store[f"a{n:03d}"] = (
+                f"a{n:03d}:r0",
+                when,
+                rng.choice(REGION_CHOICES),
+                rng.choice(CATEGORY_CHOICES),
+            )
+        before = plan(TAXONOMY, _rows(store), items=3)
+        changes = []
+        for k in range(rng.randrange(1, 5)):
+            if store and rng.random() < 0.5:  # edit: title, time or classification
+                article_id = rng.choice(sorted(store))
+                _, when, regions, cats = store[article_id]
+                if rng.random() < 0.5:
+                    when = T0 + timedelta(minutes=rng.randrange(40))
+                if rng.random() < 0.5:
+                    regions, cats = rng.choice(REGION_CHOICES), rng.choice(CATEGORY_CHOICES)
+                kind = "edited"
+                article_id_token = f"{article_id}:r{k + 1}"
+            else:
+                article_id = f"n{seed:03d}{k}"
+                when = T0 + timedelta(minutes=rng.randrange(60))
+                regions, cats = rng.choice(REGION_CHOICES), rng.choice(CATEGORY_CHOICES)
+                kind = "new"
+                article_id_token = f"{article_id}:r0"
+            store[article_id] = (article_id_token, when, regions, cats)
+            changes.append(Change(article_id_token, when, regions, cats, kind))
+        latest = {c.id: c for c in changes}  # an article edited twice shows once
+        after = plan(TAXONOMY, _rows(store), items=3)
+        published = {i: when for i, (_, when, _, _) in store.items()}
+        carried = _carry(before, list(latest.values()), after, published)
+        assert carried.slices == after.slices, seed
+
+
+def test_inserts_alone_are_merged_and_counted_without_queries() -> None:
+    rows = [IndexRow(f"a{n}:r", ("balikpapan",), ("hukum",)) for n in range(5, 0, -1)]
+    before = plan(TAXONOMY, rows, items=3)
+    fresh = Change("a9:r", T0 + timedelta(days=1), ("samarinda",), ("hukum",))
+    published = {f"a{n}": T0 + timedelta(minutes=n) for n in range(1, 6)}
+    matcher = Matcher(TAXONOMY)
+    hit = touched(before, [fresh], matcher)
+    assert Selection("balikpapan") not in hit and Selection("samarinda", "hukum") in hit
+    draft = replan(before, [fresh], hit, published, matcher, items=3)
+    assert all(found is not None for found in draft.ids.values())
+    assert draft.counts is not None and draft.counts[Selection(None, "hukum")] == 6
+    assert draft.ids[ALL] == ("a9:r", "a5:r", "a4:r")
+
+
+def test_losing_a_listed_article_with_more_behind_asks_for_a_query() -> None:
+    rows = [IndexRow(f"a{n}:r", ("balikpapan",), ("hukum",)) for n in range(5, 0, -1)]
+    before = plan(TAXONOMY, rows, items=3)
+    moved = Change("a5:r2", T0 + timedelta(minutes=5), ("papua",), ("hukum",), "edited")
+    published = {f"a{n}": T0 + timedelta(minutes=n) for n in range(1, 6)}
+    matcher = Matcher(TAXONOMY)
+    hit = touched(before, [moved], matcher)
+    draft = replan(before, [moved], hit, published, matcher, items=3)
+    assert draft.ids[Selection("balikpapan")] is None  # a2 moves up: only a query knows
+    assert draft.ids[Selection("papua")] == ("a5:r2",)
+    assert draft.counts is None  # an edit: recount
