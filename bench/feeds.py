@@ -1,6 +1,6 @@
 """Feed build benchmark: full and incremental builds against a feedgen baseline.
 
-    .venv/bin/python bench/feeds.py                 # 100,000 articles (about 4 minutes)
+    .venv/bin/python bench/feeds.py                 # 100,000 articles (about 40 s)
     .venv/bin/python bench/feeds.py --articles 20000
 
 A synthetic store of N articles over 40 regions (8 provinces x 4 cities) and

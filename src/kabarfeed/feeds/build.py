@@ -35,6 +35,7 @@ from pathlib import Path
 
 import feedgen.version
 import httpx
+from lxml import etree  # type: ignore[import-untyped]
 from sqlalchemy import Connection
 
 from kabarfeed import __version__
@@ -103,6 +104,7 @@ def fingerprint(config: Config) -> str:
     parts = (
         __version__,
         feedgen.version.version_str,
+        repr(etree.LXML_VERSION),  # entries are reused from files it serialised
         config.site.model_dump_json(exclude={"secret"}),
         config.feeds.model_dump_json(exclude={"cache_max_age", "build_delay"}),
         config.digest.advertorial_label,

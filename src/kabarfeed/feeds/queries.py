@@ -87,24 +87,32 @@ def store_version(conn: Connection) -> Head:
 def index_rows(conn: Connection) -> list[IndexRow]:
     """Every article as (token, regions, categories), newest published first.
 
-    Plain driver SQL (portable SELECTs, no parameters): this reads every row
-    on every build, and skipping Core's result processing makes it 3x faster.
+    Plain driver SQL (portable SELECTs, no parameters) fetched in one go:
+    this reads every row on a full build, and skipping Core's per-row
+    processing makes it several times faster.
     """
-    regions: dict[str, list[str]] = {}
-    for article_id, region in conn.exec_driver_sql(
-        "SELECT article_id, region FROM article_regions ORDER BY article_id, region"
+    links: list[dict[str, list[str]]] = [{}, {}]
+    for out, table, column in (
+        (links[0], "article_regions", "region"),
+        (links[1], "article_categories", "category"),
     ):
-        regions.setdefault(article_id, []).append(region)
-    categories: dict[str, list[str]] = {}
-    for article_id, category in conn.exec_driver_sql(
-        "SELECT article_id, category FROM article_categories ORDER BY article_id, category"
-    ):
-        categories.setdefault(article_id, []).append(category)
+        rows = conn.exec_driver_sql(
+            f"SELECT article_id, {column} FROM {table} ORDER BY article_id, {column}"
+        ).fetchall()
+        for article_id, slug in rows:
+            found = out.get(article_id)
+            if found is None:
+                out[article_id] = [slug]
+            else:
+                found.append(slug)
+    regions = {k: tuple(v) for k, v in links[0].items()}
+    categories = {k: tuple(v) for k, v in links[1].items()}
     rows = conn.exec_driver_sql(
         "SELECT id, revision FROM articles ORDER BY published_at DESC, id DESC"
-    )
+    ).fetchall()
+    empty: tuple[str, ...] = ()
     return [
-        IndexRow(item_token(i, rev), tuple(regions.get(i, ())), tuple(categories.get(i, ())))
+        IndexRow(f"{i}:{rev[:16]}", regions.get(i, empty), categories.get(i, empty))
         for i, rev in rows
     ]
 
