@@ -245,8 +245,8 @@ class AdvisoryLeadership:
     def _beat(self, conn: Connection, now: datetime) -> None:
         """Prove the session (and so the lock) is alive, and publish the role."""
         since = self._since or now
-        with conn.begin():
-            _write(conn, LeaderRecord(self.me, since, now, now + self.ttl))
+        _write(conn, LeaderRecord(self.me, since, now, now + self.ttl))
+        conn.commit()  # autocommit: ends only SQLAlchemy's bookkeeping transaction
 
     def _drop(self) -> None:
         conn, self._conn, self._since = self._conn, None, None

@@ -361,13 +361,15 @@ class ServiceScheduler:
         *,
         run_now: bool = False,
     ) -> None:
+        # APScheduler 3 adds a job *paused* when given next_run_time=None: omit it instead
+        first = {"next_run_time": self.clock()} if run_now else {}
         self._aps.add_job(
             self._guarded(job_id, func),
             IntervalTrigger(seconds=_secs(every)),
             id=job_id,
             name=job_id,
             replace_existing=True,
-            next_run_time=self.clock() if run_now else None,
+            **first,
         )
 
     def _guarded(
