@@ -33,7 +33,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -68,11 +68,28 @@ POOL = 4
 LEASE_SECONDS = 6
 
 
-def _kabarfeed(config: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "kabarfeed", "--config", str(config), *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with log.open("ab") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+Launch = Callable[..., "subprocess.Popen[bytes]"]
+
+
+@pytest.fixture
+def launch() -> Iterator[Launch]:
+    """``launch(config, log, *args)`` runs ``kabarfeed``; whatever is still
+    running when the test ends (a failed wait) is killed."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def run(config: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "kabarfeed", "--config", str(config), *args]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with log.open("ab") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        started.append(proc)
+        return proc
+
+    yield run
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _wait(
@@ -112,7 +129,7 @@ def _message_ids(rows: list[tuple[str, str]], duplicated: set[str]) -> dict[str,
 
 
 def test_four_workers_one_killed_every_edition_once(
-    db: Database, make_config, tmp_path: Path, fixed_now: datetime
+    db: Database, make_config, tmp_path: Path, launch: Launch, fixed_now: datetime
 ) -> None:
     save(db, [article(1), article(2)])
     ids = add_subscribers(db, EDITIONS, CUTOFF)
@@ -127,7 +144,7 @@ def test_four_workers_one_killed_every_edition_once(
         )
         config = tmp_path / "config.toml"
         logs = [tmp_path / f"worker{i}.log" for i in range(WORKERS)]
-        procs = [_kabarfeed(config, log, "worker", "--poll", "0.3") for log in logs]
+        procs = [launch(config, log, "worker", "--poll", "0.3") for log in logs]
         started = time.monotonic()
         _wait("a third sent", lambda: states(db).get("sent", 0) >= EDITIONS // 3, 120, procs, logs)
         victim = procs[1]
@@ -196,7 +213,7 @@ def _leader_pid(db: Database) -> int | None:
 
 
 def test_scheduler_fails_over_and_the_days_editions_go_out_once(
-    db: Database, make_config, tmp_path: Path
+    db: Database, make_config, tmp_path: Path, launch: Launch
 ) -> None:
     now = datetime.now(UTC)
     zone, first_at, second_at = _zone_and_times(now)
@@ -211,9 +228,9 @@ def test_scheduler_fails_over_and_the_days_editions_go_out_once(
         )
         config = tmp_path / "config.toml"
         logs = [tmp_path / "run-a.log", tmp_path / "run-b.log"]
-        a = _kabarfeed(config, logs[0], "run", "--port", "0")
+        a = launch(config, logs[0], "run", "--port", "0")
         _wait("A leads", lambda: _leader_pid(db) == a.pid, 60, [a], logs)
-        b = _kabarfeed(config, logs[1], "run", "--port", "0")
+        b = launch(config, logs[1], "run", "--port", "0")
         _wait(
             "B serves", lambda: "scheduler role: follower" in logs[1].read_text(), 60, [a, b], logs
         )
@@ -347,7 +364,12 @@ def test_rate_limit_holds_across_processes(db: Database, db_url: str, tmp_path: 
         subprocess.Popen([sys.executable, str(script), db_url, "40", str(start), str(out)])
         for out in outs
     ]
-    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
+    try:
+        assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
     times = sorted(t for out in outs for t in json.loads(out.read_text()))
     assert len(times) == 120
     span = times[-1] - times[0]
@@ -399,7 +421,7 @@ def _files(folder: Path) -> list[str]:
 
 
 def test_concurrent_builds_on_two_nodes_write_identical_bytes(
-    db: Database, make_config, tmp_path: Path
+    db: Database, make_config, tmp_path: Path, launch: Launch
 ) -> None:
     make_config()
     save(db, [article(n) for n in range(1, 30)])
@@ -407,7 +429,7 @@ def test_concurrent_builds_on_two_nodes_write_identical_bytes(
     logs = [tmp_path / f"build{i}.log" for i in range(3)]
     targets = [tmp_path / "node-a", tmp_path / "node-b", tmp_path / "node-a"]
     procs = [
-        _kabarfeed(config, log, "build", "--output", str(target))
+        launch(config, log, "build", "--output", str(target))
         for log, target in zip(logs, targets, strict=True)
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0], [x.read_text() for x in logs]

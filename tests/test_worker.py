@@ -298,6 +298,24 @@ def test_stoppable_outbox_claims_nothing_after_stop(db: Database, fixed_now: dat
     assert states(db) == {"sending": 1, "queued": 1}
 
 
+def test_worker_outbox_recovers_dead_claims_between_batches(
+    db: Database, fixed_now: datetime
+) -> None:
+    """Not only at the start of a run: every ``recover_every`` before a claim."""
+    _claimed(db, "elsewhere:9:gone", 3, fixed_now)  # lease until now + 1 min
+    outbox = StoppableOutbox(
+        store.SqlOutbox(db, worker="here:1:w", lease=timedelta(minutes=1), bounce_threshold=3),
+        asyncio.Event(),
+        recover_every=timedelta(minutes=2),
+    )
+    assert outbox.claim(10, fixed_now) == []  # recovered nothing: the lease still runs
+    assert outbox.claim(10, fixed_now + timedelta(seconds=61)) == []  # expired; not due to look
+    later = fixed_now + timedelta(seconds=121)
+    assert len(outbox.claim(10, later)) == 3
+    assert outbox.recovered == 3
+    assert _leases(db) == {"here:1:w": {later + timedelta(minutes=1)}}
+
+
 def test_reports_add_and_merge() -> None:
     from kabarfeed.delivery.engine import Progress
 
@@ -399,12 +417,17 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(
             "pool_size = 2\nbatch_size = 10\nrate_per_second = 40\n"
         )
         proc = _worker(tmp_path / "config.toml", tmp_path / "worker.log", "--poll", "0.2")
-        deadline = time.monotonic() + 60
-        while len(server.received) < 10 and time.monotonic() < deadline:
-            assert proc.poll() is None, (tmp_path / "worker.log").read_text()
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=60)
+        try:
+            deadline = time.monotonic() + 60
+            while len(server.received) < 10 and time.monotonic() < deadline:
+                assert proc.poll() is None, (tmp_path / "worker.log").read_text()
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         received = len(server.received)
     log = (tmp_path / "worker.log").read_text()
     assert code == 0, log

@@ -175,20 +175,36 @@ class LeaseKeeper:
 
 
 class StoppableOutbox:
-    """The SQL outbox, but claiming nothing once ``stop`` is set: the engine then
-    finishes the batch in hand and returns."""
+    """The SQL outbox, but claiming nothing once ``stop`` is set (the engine then
+    finishes the batch in hand and returns), and recovering dead workers' rows
+    every ``recover_every`` between claims — not only when a run starts, which
+    under a long backlog could be hours away."""
 
-    def __init__(self, outbox: SqlOutbox, stop: asyncio.Event) -> None:
+    def __init__(
+        self, outbox: SqlOutbox, stop: asyncio.Event, *, recover_every: timedelta | None = None
+    ) -> None:
         self.outbox = outbox
         self.stop = stop
+        self.recover_every = recover_every
+        self.recovered = 0
+        self._last_recover: datetime | None = None
 
     def recover(self, now: datetime) -> int:
         """See :class:`~kabarfeed.delivery.engine.Store`."""
+        self._last_recover = now
         return self.outbox.recover(now)
 
     def claim(self, limit: int, now: datetime) -> list[Claim]:
         """Nothing after ``stop``; otherwise see :class:`~kabarfeed.delivery.engine.Store`."""
-        return [] if self.stop.is_set() else self.outbox.claim(limit, now)
+        if self.stop.is_set():
+            return []
+        every, last = self.recover_every, self._last_recover
+        if every is not None and (last is None or now - last >= every):
+            found = self.recover(now)
+            if found:
+                self.recovered += found
+                log.info("re-queued %d deliveries of stopped workers", found)
+        return self.outbox.claim(limit, now)
 
     def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
         """See :class:`~kabarfeed.delivery.engine.Store`."""
@@ -236,6 +252,7 @@ class DeliveryWorker:
                 bounce_threshold=smtp.bounce_threshold,
             ),
             self.stop,
+            recover_every=smtp.lease / 2,
         )
         self._limiter = self.limiter or make_limiter(self.config, self.db)
 
