@@ -17,20 +17,39 @@ from kabarfeed import __version__
 from kabarfeed.cli.context import AppContext
 from kabarfeed.errors import ConfigError, KabarfeedError
 
-COMMAND_MODULES = (
-    "kabarfeed.cli.admin",
-    "kabarfeed.cli.ingest",
-    "kabarfeed.cli.subscribers",
-    "kabarfeed.cli.digest",
-    "kabarfeed.cli.feeds",
-    "kabarfeed.cli.service",
-    "kabarfeed.cli.delivery",
-    "kabarfeed.cli.worker",
-)
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "config": ("kabarfeed.cli.admin",),
+    "db": ("kabarfeed.cli.admin",),
+    "ingest": ("kabarfeed.cli.ingest",),
+    "articles": ("kabarfeed.cli.ingest",),
+    "sources": ("kabarfeed.cli.ingest",),
+    "subscribers": ("kabarfeed.cli.subscribers",),
+    "digest": ("kabarfeed.cli.digest", "kabarfeed.cli.delivery"),
+    "deliveries": ("kabarfeed.cli.delivery",),
+    "build": ("kabarfeed.cli.feeds",),
+    "serve": ("kabarfeed.cli.feeds",),
+    "run": ("kabarfeed.cli.service",),
+    "status": ("kabarfeed.cli.service",),
+    "worker": ("kabarfeed.cli.worker",),
+}
+"""Top-level command -> the modules whose ``register(group)`` define it, in
+order. Modules are imported only when their command runs, so ``kabarfeed
+status`` does not pay for the web server, SMTP and feed libraries."""
 
 
 class _Group(click.Group):
-    """Maps kabarfeed errors to friendly messages and exit codes."""
+    """Loads commands lazily; maps kabarfeed errors to friendly messages and exit codes."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            scratch = click.Group()
+            for module in COMMANDS[cmd_name]:
+                importlib.import_module(module).register(scratch)
+            self.add_command(scratch.commands[cmd_name])
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -69,7 +88,3 @@ def main(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """kabarfeed: regional news as RSS/Atom/JSON feeds and daily email digests."""
     ctx.obj = AppContext.create(config_path, verbose=verbose)
     ctx.call_on_close(ctx.obj.close)
-
-
-for _name in COMMAND_MODULES:
-    importlib.import_module(_name).register(main)
