@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from kabarfeed.clock import system_clock
 from kabarfeed.config import Config, default_config_path, load_config
+from kabarfeed.errors import InputError
 from kabarfeed.logsetup import setup_logging
 from kabarfeed.models import Clock
 from kabarfeed.store import Database, open_database
@@ -55,3 +57,13 @@ class AppContext:
         """Release database connections."""
         if self._db is not None:
             self._db.dispose()
+
+
+def parse_date_option(value: str | None, option: str = "--date") -> date | None:
+    """A ``YYYY-MM-DD`` command-line value, or ``None`` when not given."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError as e:
+        raise InputError(f'{option} "{value}" is not a date like 2025-11-17') from e

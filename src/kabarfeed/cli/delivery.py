@@ -7,7 +7,6 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
 from typing import Any
 
 import click
@@ -15,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kabarfeed.cli.context import AppContext
+from kabarfeed.cli.context import AppContext, parse_date_option
 from kabarfeed.delivery import enqueue, run
 from kabarfeed.delivery.engine import Progress as SendProgress
 from kabarfeed.delivery.engine import ProgressCallback
@@ -27,15 +26,6 @@ pass_app = click.make_pass_decorator(AppContext)
 log = logging.getLogger("kabarfeed.delivery")
 _LOG_EVERY = 10.0
 _STATES = [s.value for s in DeliveryState]
-
-
-def _parse_date(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError as e:
-        raise InputError(f'--date "{value}" is not a date like 2025-11-17') from e
 
 
 def _check_zone(value: str | None) -> str | None:
@@ -210,7 +200,7 @@ def register(main: click.Group) -> None:
         edition twice. Exits 1 when a message failed permanently or the mail
         server was unreachable.
         """
-        options = enqueue.DueOptions(_parse_date(date_text), _check_zone(zone), force, limit)
+        options = enqueue.DueOptions(parse_date_option(date_text), _check_zone(zone), force, limit)
         if dry_run:
             _dry_run(app, options)
             return
@@ -232,7 +222,7 @@ def register(main: click.Group) -> None:
             return
         app = ctx.find_object(AppContext)
         assert app is not None
-        day = _parse_date(date_text)
+        day = parse_date_option(date_text)
         local_date = day.isoformat() if day else None
         state = DeliveryState(status) if status else None
         with app.db.connect() as conn:
@@ -255,7 +245,7 @@ def register(main: click.Group) -> None:
     def retry(app: AppContext, date_text: str | None, status: str) -> None:
         """Put failed (or deferred) deliveries back in the queue with fresh attempts;
         the next `digest send` sends them."""
-        day = _parse_date(date_text)
+        day = parse_date_option(date_text)
         with app.db.begin() as conn:
             n = store.requeue(
                 conn,

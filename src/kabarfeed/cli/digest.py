@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from kabarfeed.cli.context import AppContext
+from kabarfeed.cli.context import AppContext, parse_date_option
 from kabarfeed.config import Config
 from kabarfeed.digest.render import DigestRenderer, EditionInput
 from kabarfeed.digest.schedule import local_date_for, send_moment
@@ -60,15 +60,6 @@ def build_preview(
     )
     edition = EditionInput(sub, local_date, selection.articles, selection.total_matching)
     return Preview(edition, selection)
-
-
-def _parse_date(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError as e:
-        raise InputError(f'--date "{value}" is not a date like 2025-11-17') from e
 
 
 def _open(html: str, path: Path | None) -> None:
@@ -123,7 +114,7 @@ def register(main: click.Group) -> None:
             sub = store.get_by_email(conn, email)
         if sub is None:
             raise NotFoundError(f"no subscriber with address {email.strip()}")
-        built = build_preview(app.db, app.config, sub, now=app.clock(), on=_parse_date(on))
+        built = build_preview(app.db, app.config, sub, now=app.clock(), on=parse_date_option(on))
         renderer = DigestRenderer(app.config, clock=app.clock)
         _report(app.config, built)
         html = renderer.render_html(built.edition) if html_path or open_browser else ""
