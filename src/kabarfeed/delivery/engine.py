@@ -292,6 +292,7 @@ class DeliveryEngine:
         self._monotonic = monotonic or time.monotonic
         self._rand = rand
         self._on_progress = on_progress
+        self._stop: asyncio.Event | None = None
         self._state = _RunState()
         self._checkpoints = _Checkpointer(
             store, clock, settings.checkpoint_window, lambda: self._state.in_flight
@@ -299,9 +300,17 @@ class DeliveryEngine:
         self._started = 0.0
         self._reported = float("-inf")
 
-    async def run(self, limit: int | None = None) -> RunReport:
+    async def run(
+        self, limit: int | None = None, *, stop: asyncio.Event | None = None
+    ) -> RunReport:
         """Recover, then claim/render/send batches until nothing is due, ``limit``
-        rows were claimed, or the transport is unreachable (pause)."""
+        rows were claimed, the transport is unreachable (pause), or ``stop`` is set.
+
+        On ``stop`` no new batch is claimed and no new SMTP transaction starts;
+        transactions already in flight finish and are recorded, and every claimed
+        row not yet sent goes back to ``queued`` (graceful shutdown).
+        """
+        self._stop = stop
         self._state = _RunState()
         self._started = self._monotonic()
         self._bump(recovered=self.store.recover(self._clock()))
@@ -326,7 +335,7 @@ class DeliveryEngine:
 
     async def _produce(self, queue: asyncio.Queue[Envelope | None], limit: int | None) -> None:
         claimed = 0
-        while not self._state.paused and (limit is None or claimed < limit):
+        while not self._halted() and (limit is None or claimed < limit):
             size = (
                 self.settings.batch_size
                 if limit is None
@@ -360,7 +369,7 @@ class DeliveryEngine:
             queue.put_nowait(envelope)
 
     async def _drain_to(self, queue: asyncio.Queue[Envelope | None], low_water: int) -> None:
-        while queue.qsize() > low_water and not self._state.paused:
+        while queue.qsize() > low_water and not self._halted():
             await asyncio.sleep(0.005)
 
     async def _worker(self, queue: asyncio.Queue[Envelope | None]) -> None:
@@ -371,7 +380,7 @@ class DeliveryEngine:
                 return
             self._state.in_flight += 1
             try:
-                if not self._state.paused:
+                if not self._halted():
                     await self._deliver(envelope, queue)
             except Exception as e:  # a store failure: stop cleanly, re-raise after
                 self._state.error = self._state.error or e
@@ -387,7 +396,7 @@ class DeliveryEngine:
         )
         if result.kind is ResultKind.CONNECTION:
             self._connection_fault(result)
-            if not self._state.paused:
+            if not self._halted():
                 queue.put_nowait(envelope)
             return
         self._state.consecutive_faults = 0
@@ -406,6 +415,10 @@ class DeliveryEngine:
             self._pause(
                 f"{state.consecutive_faults} consecutive connection failures; last: {result.reply}"
             )
+
+    def _halted(self) -> bool:
+        """Paused by faults, or asked to stop: take no new work."""
+        return self._state.paused or (self._stop is not None and self._stop.is_set())
 
     def _pause(self, reason: str) -> None:
         if not self._state.paused:
