@@ -407,9 +407,9 @@ def test_worker_once_sends_everything_at_the_shared_rate(
 def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(
     db: Database, make_config, tmp_path: Path, fixed_now: datetime
 ) -> None:
-    """A worker paced at 40/s is stopped after 10 messages: it sends what it
-    claimed, claims nothing more, exits 0; every row is sent (exactly what the
-    server got) or still queued — none left ``sending``."""
+    """A worker paced at 40/s is stopped after 10 messages: it finishes the
+    transactions in flight, releases the rest of its batch, exits 0; every row
+    is sent (exactly what the server got) or queued again — none left ``sending``."""
     _queue(db, 120, fixed_now)
     with ScriptedSMTPServer() as server:
         make_config(
@@ -431,12 +431,12 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(
         received = len(server.received)
     log = (tmp_path / "worker.log").read_text()
     assert code == 0, log
-    assert "SIGTERM: finishing the messages in hand" in log
+    assert "SIGTERM: finishing the messages in flight" in log
     counts = states(db)
     assert "sending" not in counts
     assert counts["sent"] == received < 120
     assert counts["queued"] == 120 - received
-    assert received - 10 <= 2 * 10 + 2  # at most the batch in hand and the next one
+    assert received - 10 <= 10  # not the rest of the batch: released, not sent
 
 
 # ------------------------------------------------------------------ leadership

@@ -34,7 +34,7 @@ def register(main: click.Group) -> None:
     @pass_app
     def worker(app: AppContext, processes: int, once: bool, poll: float) -> None:
         """Send queued digests from the outbox until stopped (SIGTERM finishes the
-        messages in hand). Start as many as you like on as many machines as you
+        messages in flight). Start as many as you like on as many machines as you
         like against PostgreSQL; on SQLite only one worker may run."""
         config = app.config
         options = WorkerOptions(

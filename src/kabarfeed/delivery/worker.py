@@ -17,7 +17,9 @@ Any number of workers, on any machines, share one PostgreSQL outbox:
 A crash can duplicate only the messages whose ``250`` arrived before their
 checkpoint committed — at most one per open SMTP connection (``[smtp]
 pool_size``) per killed process, and a duplicate carries the same
-Message-ID. SIGTERM/SIGINT stop claiming, finish the messages in hand and exit
+Message-ID. SIGTERM/SIGINT stop gracefully: no new batch is claimed and no new
+SMTP transaction starts, transactions in flight finish and are recorded, the
+claimed-but-unsent rows go back to ``queued`` at once, and the process exits
 (a second signal, or ``shutdown_timeout`` later, exits at once: the rows in
 hand are then recovered as after a crash).
 
@@ -175,8 +177,8 @@ class LeaseKeeper:
 
 
 class StoppableOutbox:
-    """The SQL outbox, but claiming nothing once ``stop`` is set (the engine then
-    finishes the batch in hand and returns), and recovering dead workers' rows
+    """The SQL outbox, but claiming nothing once ``stop`` is set (a second guard
+    next to the engine's own ``stop``), and recovering dead workers' rows
     every ``recover_every`` between claims — not only when a run starts, which
     under a long backlog could be hours away."""
 
@@ -277,7 +279,7 @@ class DeliveryWorker:
             factory.engine_settings(self.config),
             clock=self.clock,
         )
-        report = await engine.run()
+        report = await engine.run(stop=self.stop)
         p = report.progress
         if p.claimed or p.recovered:
             log.info(
@@ -316,7 +318,7 @@ def install_stop_signals(
         if stop.is_set():
             log.warning("second %s: exiting now", signal.Signals(sig).name)
             os._exit(1)
-        log.info("%s: finishing the messages in hand", signal.Signals(sig).name)
+        log.info("%s: finishing the messages in flight", signal.Signals(sig).name)
         stop.set()
         loop.call_later(timeout.total_seconds(), _give_up)
 
