@@ -126,12 +126,12 @@ async def drain_outbox(
     config: Config, db: Database, clock: Clock, stop: asyncio.Event, *, run_id: str
 ) -> int:
     """Send due deliveries batch by batch until none is due, the transport
-    pauses, or ``stop`` is set (the batch in hand is finished first).
+    pauses, or ``stop`` is set (sends in flight finish; the rest of the batch
+    goes back to the queue).
     Returns the number of messages sent. The ``[smtp]`` rate is shared through
     the database with every other process sending from it."""
     from kabarfeed.delivery import factory
     from kabarfeed.delivery.engine import DeliveryEngine
-    from kabarfeed.delivery.worker import make_limiter, make_transport
     from kabarfeed.store.deliveries import SqlOutbox, worker_name
 
     settings = factory.engine_settings(config)
@@ -141,17 +141,17 @@ async def drain_outbox(
         lease=config.smtp.lease,
         bounce_threshold=config.smtp.bounce_threshold,
     )
-    limiter = make_limiter(config, db)
+    limiter = factory.make_limiter(config, db)
     sent = 0
     while not stop.is_set():
         engine = DeliveryEngine(
             store,
             _renderer(config, db, clock),
-            make_transport(config, limiter),
+            factory.make_transport(config, limiter),
             settings,
             clock=clock,
         )
-        report = await engine.run(limit=settings.batch_size)
+        report = await engine.run(limit=settings.batch_size, stop=stop)
         sent += report.progress.sent
         if report.progress.sent or report.progress.failed or report.progress.deferred:
             log.info(

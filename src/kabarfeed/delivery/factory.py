@@ -8,7 +8,9 @@ from kabarfeed.delivery.engine import EngineSettings, Transport
 from kabarfeed.delivery.maildir import MaildirTransport, MaildirWriter
 from kabarfeed.delivery.outbox import RetryPolicy
 from kabarfeed.delivery.ratelimit import RateLimiter
+from kabarfeed.delivery.sharedrate import shared_limiter
 from kabarfeed.delivery.smtp import SmtpSettings, SmtpTransport
+from kabarfeed.store import Database
 
 
 def uses_smtp(config: Config) -> bool:
@@ -45,11 +47,19 @@ def _claim_size(config: Config, processes: int) -> int:
     return max(1, min(smtp.batch_size, int(per_process * smtp.lease.total_seconds() / 4)))
 
 
-def make_transport(config: Config, *, processes: int = 1) -> Transport:
-    """The configured transport; with several sender processes each gets
-    ``1 / processes`` of the global rate so the sum stays exact."""
+def make_limiter(config: Config, db: Database) -> RateLimiter:
+    """The global ``[smtp]`` rate, shared through the database by every sender
+    (workers, ``run`` processes, ``digest send --processes N``); no database
+    work at all when no rate is configured."""
+    return shared_limiter(db, config.smtp.rate_per_second, config.smtp.rate_per_minute)
+
+
+def make_transport(config: Config, limiter: RateLimiter | None = None) -> Transport:
+    """The configured transport: the Maildir, or SMTP paced by ``limiter``.
+
+    Digests pass :func:`make_limiter`'s shared limiter; without one the
+    transport is unpaced (confirmation mails, which are one at a time).
+    """
     if not uses_smtp(config):
         return MaildirTransport(MaildirWriter(config.maildir.path))
-    share = max(processes, 1)
-    limiter = RateLimiter(config.smtp.rate_per_second / share, config.smtp.rate_per_minute / share)
-    return SmtpTransport(SmtpSettings.from_config(config.smtp), limiter)
+    return SmtpTransport(SmtpSettings.from_config(config.smtp), limiter or RateLimiter())

@@ -61,7 +61,7 @@ def make_engine(
     return DeliveryEngine(
         store,
         enqueue.OutboxRenderer(config, db, clock=clock),
-        factory.make_transport(config, processes=processes),
+        factory.make_transport(config, factory.make_limiter(config, db)),
         factory.engine_settings(config, processes=processes),
         clock=clock,
         on_progress=on_progress,

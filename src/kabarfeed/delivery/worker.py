@@ -52,11 +52,9 @@ from sqlalchemy.engine import make_url
 
 from kabarfeed.config import Config
 from kabarfeed.delivery import factory
-from kabarfeed.delivery.engine import Claim, DeliveryEngine, Outcome, Progress, Transport
+from kabarfeed.delivery.engine import Claim, DeliveryEngine, Outcome, Progress
 from kabarfeed.delivery.enqueue import OutboxRenderer
 from kabarfeed.delivery.ratelimit import RateLimiter
-from kabarfeed.delivery.sharedrate import shared_limiter
-from kabarfeed.delivery.smtp import SmtpSettings, SmtpTransport
 from kabarfeed.errors import KabarfeedError, StoreError
 from kabarfeed.models import Clock
 from kabarfeed.store import Database, open_database
@@ -217,18 +215,6 @@ class StoppableOutbox:
         self.outbox.release(ids, now)
 
 
-def make_limiter(config: Config, db: Database) -> RateLimiter:
-    """The database-shared limiter for ``[smtp]`` rates (unlimited when unset)."""
-    return shared_limiter(db, config.smtp.rate_per_second, config.smtp.rate_per_minute)
-
-
-def make_transport(config: Config, limiter: RateLimiter) -> Transport:
-    """SMTP paced by ``limiter`` (the global rate), or the Maildir."""
-    if not factory.uses_smtp(config):
-        return factory.make_transport(config)
-    return SmtpTransport(SmtpSettings.from_config(config.smtp), limiter)
-
-
 # ------------------------------------------------------------------ the loop
 
 
@@ -256,7 +242,7 @@ class DeliveryWorker:
             self.stop,
             recover_every=smtp.lease / 2,
         )
-        self._limiter = self.limiter or make_limiter(self.config, self.db)
+        self._limiter = self.limiter or factory.make_limiter(self.config, self.db)
 
     async def run(self) -> WorkerReport:
         """Drain until stopped (or, with ``once``, until nothing is due)."""
@@ -275,7 +261,7 @@ class DeliveryWorker:
         engine = DeliveryEngine(
             self._outbox,
             OutboxRenderer(self.config, self.db, clock=self.clock),
-            make_transport(self.config, self._limiter),
+            factory.make_transport(self.config, self._limiter),
             factory.engine_settings(self.config),
             clock=self.clock,
         )
