@@ -443,9 +443,7 @@ def _resolve_paths(config: Config, base: Path) -> Config:
     def fix(p: Path | None) -> Path | None:
         return p if p is None or p.is_absolute() else (base / p).resolve()
 
-    url = config.storage.url
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
-        url = "sqlite:///" + str((base / url.removeprefix("sqlite:///")).resolve())
+    url = resolve_storage_url(config.storage.url, base)
 
     def fix_url(u: str | None) -> str | None:
         if u and u.startswith("file:") and not u.startswith("file:///"):
@@ -467,6 +465,13 @@ def _resolve_paths(config: Config, base: Path) -> Config:
             "dkim": config.dkim.model_copy(update={"key_file": fix(config.dkim.key_file)}),
         }
     )
+
+
+def resolve_storage_url(url: str, base: Path) -> str:
+    """A relative SQLite path made absolute against ``base`` (the config's folder)."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////") and ":memory:" not in url:
+        return "sqlite:///" + str((base / url.removeprefix("sqlite:///")).resolve())
+    return url
 
 
 def parse_config(

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kabarfeed.cli.context import AppContext
-from kabarfeed.config import ENV_PREFIX, Config
+from kabarfeed.config import ENV_PREFIX, Config, resolve_storage_url
 from kabarfeed.errors import ConfigError
 from kabarfeed.service import run_service
 from kabarfeed.status import StatusReport, gather_status
@@ -88,9 +88,7 @@ def _raw_storage_url(path: Path) -> str:
         url = str(data["storage"]["url"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError([f"{path}: cannot find [storage] url for status"]) from e
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        url = "sqlite:///" + str((path.parent / url.removeprefix("sqlite:///")).resolve())
-    return url
+    return resolve_storage_url(url, path.parent)
 
 
 def _when(value: datetime | None) -> str:

@@ -9,21 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from kabarfeed.errors import StoreError
+from kabarfeed.store.dialect import create_engine_for
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
 
 
 class Database:
@@ -32,7 +24,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         try:
-            self.engine: Engine = _create_engine(url)
+            self.engine: Engine = create_engine_for(url)
         except (SQLAlchemyError, ImportError, ValueError) as e:
             raise StoreError(f"cannot open database {_redact(url)}: {e}") from e
 
@@ -93,17 +85,6 @@ def open_database(url: str, *, upgrade: bool = True) -> Database:
     if upgrade:
         db.upgrade()
     return db
-
-
-def _create_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        path = url.removeprefix("sqlite:///")
-        if path and ":memory:" not in path and not url.startswith("sqlite://:"):
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
 def _alembic_config(url: str) -> Any:

@@ -12,6 +12,8 @@ Everything else in kabarfeed is portable SQLAlchemy Core. What lives here:
   re-run per outer row (it would, and with ``SKIP LOCKED`` each re-run locks
   *other* rows, so ``UPDATE … WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP
   LOCKED)`` could update far more than ``n`` rows);
+* :func:`create_engine_for` — the engine with each dialect's connection
+  settings (SQLite: WAL, foreign keys, busy timeout; PostgreSQL: pool checks);
 * :func:`is_postgresql`, the question the callers ask before choosing a
   coordination strategy (SQLite has no advisory locks and no second host).
 """
@@ -20,15 +22,37 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Select, Table, insert, select, text
+from sqlalchemy import Connection, Engine, Select, Table, create_engine, event, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 POSTGRESQL = "postgresql"
 SQLITE = "sqlite"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_engine_for(url: str) -> Engine:
+    """An engine for ``url`` with the connection settings its dialect needs."""
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+        if path and ":memory:" not in path and not url.startswith("sqlite://:"):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
 def is_postgresql(conn_or_dialect: Connection | str) -> bool:
