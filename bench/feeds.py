@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/feeds.py                 # 100,000 articles (about 40 s)
     .venv/bin/python bench/feeds.py --articles 20000
+    .venv/bin/python bench/feeds.py --processes 0   # entries rendered in-process
+    .venv/bin/python bench/feeds.py --keep /tmp/out # keep the full build's files (to diff)
 
 A synthetic store of N articles over 40 regions (8 provinces x 4 cities) and
 15 categories is written with the store's bulk ``save_articles``. Then, in
@@ -189,7 +191,7 @@ class Figures:
     expected_touched: int
 
 
-def run(n: int, seed: int) -> Figures:
+def run(n: int, seed: int, processes: int | None = None, keep: Path | None = None) -> Figures:
     rng = random.Random(seed)
     folder = Path(tempfile.mkdtemp(prefix="kf-bench-"))
     try:
@@ -201,10 +203,13 @@ def run(n: int, seed: int) -> Figures:
         setup = time.perf_counter() - t0
         base, selections = baseline(config, articles)
         now = START + timedelta(minutes=n + 1)
-        builder = FeedBuilder(config, db, lambda: now)
+        builder = FeedBuilder(config, db, lambda: now, processes=processes)
         t0 = time.perf_counter()
         full = builder.build(full=True)
         full_time = time.perf_counter() - t0
+        if keep is not None:
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(config.feeds.output, keep)
         later = START + timedelta(minutes=n + 10)
         fresh = [make_article(n + i, rng, later) for i in range(10)]
         fill(db, fresh, now=later)
@@ -234,8 +239,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--processes", type=int, default=None, help="render workers (default: one per CPU)"
+    )
+    parser.add_argument(
+        "--keep", type=Path, default=None, help="copy the full build's output here (to diff)"
+    )
     args = parser.parse_args()
-    f = run(args.articles, args.seed)
+    f = run(args.articles, args.seed, args.processes, args.keep)
     print(f"store: {f.articles:,} articles, 40 regions, 15 categories (bulk insert {f.setup:.1f}s)")
     print(f"feeds: {f.selections} selections x 3 formats = {f.selections * 3} documents")
     print(f"baseline (feedgen + json, in memory): {f.baseline:8.2f}s")

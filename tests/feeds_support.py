@@ -16,7 +16,7 @@ from typing import Any
 import atoma
 import fastfeedparser
 import feedparser
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 
 from kabarfeed.models import Article, Image
 from kabarfeed.normalize import stable_key

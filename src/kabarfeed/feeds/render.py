@@ -543,14 +543,23 @@ class Renderer:
 
     def add(self, articles: Iterable[Article], formats: Sequence[str]) -> None:
         """Render the entries of ``articles`` not rendered yet."""
-        xml_formats = [f for f in formats if f in ("rss", "atom")]
         for article in articles:
-            if article.id in self._parts:
-                continue
-            entry = feed_entry(self.site, article) if xml_formats else None
-            xml = {fmt: self._writer.write(entry, fmt) for fmt in xml_formats}
-            item = json_item(self.site, article) if "json" in formats else ""
-            self._parts[article.id] = _Parts(article.updated, xml, item)
+            if article.id not in self._parts:
+                parts = self.entries(article, formats)
+                self.seed(article.id, article.updated, parts)
+
+    def entries(self, article: Article, formats: Sequence[str]) -> dict[str, bytes]:
+        """``article``'s serialised entries by format (the JSON item as UTF-8),
+        as :meth:`seed` takes them; not kept."""
+        out: dict[str, bytes] = {}
+        xml_formats = [f for f in formats if f in ("rss", "atom")]
+        if xml_formats:
+            entry = feed_entry(self.site, article)
+            for fmt in xml_formats:
+                out[fmt] = self._writer.write(entry, fmt)
+        if "json" in formats:
+            out["json"] = json_item(self.site, article).encode()
+        return out
 
     def render_ids(
         self, selection: Selection, ids: Sequence[str], formats: Sequence[str]

@@ -20,7 +20,7 @@ caller to query afresh, and edits ask for a recount.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
@@ -151,6 +151,7 @@ class Matcher:
         self._up = {r.slug: (r.slug, *taxonomy.ancestors(r.slug)) for r in taxonomy.regions}
         self._categories = frozenset(c.slug for c in taxonomy.categories)
         self._cache: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[Selection, ...]] = {}
+        self._made: dict[tuple[str | None, str | None], Selection] = {}
 
     def selections(
         self, regions: Iterable[str], categories: Iterable[str]
@@ -166,13 +167,25 @@ class Matcher:
     def _compute(
         self, regions: tuple[str, ...], categories: tuple[str, ...]
     ) -> tuple[Selection, ...]:
-        expanded = sorted({up for r in regions for up in self._up.get(r, ())})
-        cats = sorted({c for c in categories if c in self._categories})
-        out = [ALL]
-        out += [Selection(region=r) for r in expanded]
-        out += [Selection(category=c) for c in cats]
-        out += [Selection(region=r, category=c) for r in expanded for c in cats]
-        return tuple(out)
+        expanded: list[str | None] = [None]
+        expanded += sorted({up for r in regions for up in self._up.get(r, ())})
+        cats: list[str | None] = [None]
+        cats += sorted({c for c in categories if c in self._categories})
+        # all, regions, categories, pairs: the order ``sort_key`` gives
+        keys = [(r, None) for r in expanded] + [(r, c) for r in expanded for c in cats[1:]]
+        keys.sort(key=lambda k: (k[0] is not None) + 2 * (k[1] is not None))
+        return tuple(self._selection(*k) for k in keys)
+
+    def _selection(self, region: str | None, category: str | None) -> Selection:
+        """One shared instance per slug pair (building frozen dataclasses is slow)."""
+        found = self._made.get((region, category))
+        if found is None:
+            found = self._made[(region, category)] = Selection(region, category)
+        return found
+
+
+GroupKey = tuple[tuple[str, ...], tuple[str, ...]]
+"""An article's (region slugs, category slugs): articles sharing one share feeds."""
 
 
 def plan(taxonomy: Taxonomy, rows: Iterable[IndexRow], *, items: int) -> Plan:
@@ -180,25 +193,43 @@ def plan(taxonomy: Taxonomy, rows: Iterable[IndexRow], *, items: int) -> Plan:
 
     ``rows`` must come newest first. The result holds the always-present
     feeds (possibly empty) plus every region x category pair with articles.
-    Articles are grouped by their slug combination first, so the per-article
-    work is one dictionary append; each selection then merges the heads of its
-    groups' position lists.
     """
     ids: list[str] = []
-    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
+    groups: dict[GroupKey, list[int]] = {}
     for position, (token, regions, categories) in enumerate(rows):
         ids.append(token)
         groups.setdefault((regions, categories), []).append(position)
+    return plan_groups(taxonomy, groups, ids.__getitem__, items=items)
+
+
+def plan_groups(
+    taxonomy: Taxonomy,
+    groups: Mapping[GroupKey, Sequence[int]],
+    token: Callable[[int], str],
+    *,
+    items: int,
+) -> Plan:
+    """:func:`plan` from articles already grouped by slug combination: each
+    group lists its articles' positions in the newest-first order, ``token``
+    gives the item token at a position.
+
+    The per-article work is done by the grouping; each selection merges the
+    heads of its groups' position lists.
+    """
     matcher = Matcher(taxonomy)
-    members: dict[Selection, list[list[int]]] = {s: [] for s in base_selections(taxonomy)}
+    members: dict[Selection, list[Sequence[int]]] = {s: [] for s in base_selections(taxonomy)}
     for key, positions in groups.items():
         for selection in matcher.selections(*key):
-            members.setdefault(selection, []).append(positions)
+            found = members.get(selection)
+            if found is None:
+                members[selection] = [positions]
+            else:
+                found.append(positions)
     slices: dict[Selection, Slice] = {}
     for selection, lists in members.items():
-        heads = chain.from_iterable(p[:items] for p in lists)
+        heads = chain.from_iterable(p if len(p) <= items else p[:items] for p in lists)
         newest = heapq.nsmallest(items, heads)
-        slices[selection] = Slice(sum(map(len, lists)), [ids[p] for p in newest])
+        slices[selection] = Slice(sum(map(len, lists)), [token(p) for p in newest])
     return Plan(slices)
 
 

@@ -56,6 +56,19 @@ def read_or_none(path: Path) -> bytes | None:
         raise OutputError(f"cannot read {path}: {e.strerror or e}") from e
 
 
+def differs(path: Path, data: bytes) -> bool:
+    """Whether ``path`` does not hold ``data``: a missing file or another size
+    is known from ``stat`` alone; only a file of the same size is read."""
+    try:
+        if path.stat().st_size != len(data):
+            return True
+    except FileNotFoundError:
+        return True
+    except OSError as e:
+        raise OutputError(f"cannot read {path}: {e.strerror or e}") from e
+    return read_or_none(path) != data
+
+
 def write_if_changed(path: Path, data: bytes, *, with_gzip: bool = True) -> bool:
     """Write ``data`` (and its ``.gz`` sibling) unless the file already holds it.
 
@@ -63,7 +76,7 @@ def write_if_changed(path: Path, data: bytes, *, with_gzip: bool = True) -> bool
     rewritten even when the main file is unchanged.
     """
     gz_path = path.with_name(path.name + ".gz")
-    changed = read_or_none(path) != data
+    changed = differs(path, data)
     if changed:
         atomic_write(path, data)
     if with_gzip and (changed or not gz_path.exists()):
