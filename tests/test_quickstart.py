@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,8 @@ def test_bundled_config_runs_once_end_to_end(tmp_path: Path) -> None:
     }
     first = kabarfeed(env, "run", "--once")
     assert first.returncode == 0, first.stderr
-    feed = feedparser.parse((tmp_path / "public" / "feeds" / "all.rss").read_bytes())
+    all_rss = (tmp_path / "public" / "feeds" / "all.rss").read_bytes()
+    feed = feedparser.parse(all_rss)
     assert not feed.bozo and len(feed.entries) >= 12
     assert (tmp_path / "public" / "index.html").exists()
     assert (tmp_path / "public" / "feeds" / "region" / "balikpapan.atom").exists()
@@ -46,5 +48,7 @@ def test_bundled_config_runs_once_end_to_end(tmp_path: Path) -> None:
     assert [s["status"] for s in sources] == ["ok", "ok"]
     status = kabarfeed(env, "status", "--json")
     assert status.returncode == 0, status.stderr
+    shutil.rmtree(tmp_path / "public")
     again = kabarfeed(env, "run", "--once")
     assert again.returncode == 0, again.stderr
+    assert (tmp_path / "public" / "feeds" / "all.rss").read_bytes() == all_rss, "restored as is"

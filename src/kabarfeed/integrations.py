@@ -20,7 +20,7 @@ from kabarfeed.digest.schedule import send_moment
 from kabarfeed.models import Clock, DeliveryState, SubscriberStatus
 from kabarfeed.scheduler import SendGroup
 from kabarfeed.store import Database
-from kabarfeed.store.schema import feed_builds, subscribers
+from kabarfeed.store.schema import subscribers
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,6 @@ def build_feeds(config: Config, db: Database, clock: Clock) -> str:
 
     report = cluster.build(config, db, clock)
     return str(report.summary())
-
-
-def feeds_built(db: Database) -> bool:
-    """Whether any feed was ever built into this database."""
-    with db.connect() as conn:
-        return conn.execute(select(feed_builds.c.path).limit(1)).first() is not None
 
 
 def create_app(config: Config, db: Database, clock: Clock) -> Any:

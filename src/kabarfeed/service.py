@@ -343,11 +343,11 @@ class Service:
         if await self.elector.poll() is not Role.LEADER:
             log.info("another process is the scheduler: run --once only drains the outbox")
         try:
-            changed = False
             for source in self.cases.sources():
-                changed = await asyncio.to_thread(self.cases.ingest, source) or changed
-            if changed or not integrations.feeds_built(self.rt.db):
-                await asyncio.to_thread(self.cases.build_feeds)
+                await asyncio.to_thread(self.cases.ingest, source)
+            # Always ask: the build is a no-op when nothing changed, and it
+            # restores an output folder that was deleted, moved or left stale.
+            await asyncio.to_thread(self.cases.build_feeds)
             for group in await asyncio.to_thread(self.cases.groups):
                 await asyncio.to_thread(self.cases.run_group, group, self.rt.clock())
         finally:

@@ -32,6 +32,11 @@ _ID = {
     "articles": "{count} artikel",
     "updated": "Terakhir diperbarui {date}",
     "opml": "Unduh semua umpan (OPML)",
+    "subscribe_title": "Berita harian lewat email",
+    "subscribe_text": "Setiap pagi, satu email berisi wilayah dan topik pilihan Anda. "
+    "Gratis; berhenti kapan saja.",
+    "subscribe_label": "Alamat email",
+    "subscribe_button": "Berlangganan",
     "formats": "Format",
     "no_articles": "Belum ada artikel.",
     "not_found_title": "Halaman tidak ditemukan",
@@ -62,6 +67,11 @@ _EN = {
     "articles": "{count} articles",
     "updated": "Last updated {date}",
     "opml": "Download every feed (OPML)",
+    "subscribe_title": "Daily news by email",
+    "subscribe_text": "Every morning, one email with the regions and topics you choose. "
+    "Free; leave at any time.",
+    "subscribe_label": "Email address",
+    "subscribe_button": "Subscribe",
     "formats": "Formats",
     "no_articles": "No articles yet.",
     "not_found_title": "Page not found",
