@@ -25,7 +25,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sinks import free_port, start_sink
 from sqlalchemy import create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
 
@@ -52,20 +52,7 @@ SENTENCE = (
     "untuk membahas program prioritas, anggaran dan pelayanan publik tahun depan. "
 )
 ARTICLE_IDS = tuple(f"a{n:03d}" for n in range(12))
-POSTFIX_HINT = (
-    "Postfix's smtp-sink not found: install it with "
-    "`DEBIAN_FRONTEND=noninteractive apt-get install -y postfix` (it lands in /usr/sbin); "
-    "falling back to an aiosmtpd sink process"
-)
-
-
 # -- PostgreSQL ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -180,49 +167,6 @@ def seed_template(url: str, editions: int) -> str:
 # -- sink ------------------------------------------------------------------------------
 
 
-def postfix_tool(name: str) -> str | None:
-    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/lib/postfix")
-
-
-def start_sink() -> tuple[subprocess.Popen[bytes], int, str]:
-    port = free_port()
-    sink = postfix_tool("smtp-sink")
-    if sink:
-        cmd = [sink, "-c", "-u", "nobody", "-m", "256", f"127.0.0.1:{port}", "256"]
-        kind = "postfix smtp-sink (C)"
-    else:
-        print(POSTFIX_HINT)
-        cmd = [sys.executable, __file__, "--sink-only", str(port)]
-        kind = "aiosmtpd sink (separate process)"
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, port, kind
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"sink did not start: {cmd}")
-
-
-def run_aiosmtpd_sink(port: int) -> None:
-    import asyncio
-
-    from aiosmtpd.smtp import SMTP
-
-    class Discard:
-        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
-            return "250 2.0.0 Ok: discarded"
-
-    async def serve() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: SMTP(Discard(), hostname="sink", loop=loop), "127.0.0.1", port
-        )
-        await server.serve_forever()
-
-    asyncio.run(serve())
-
-
 # -- measured runs -------------------------------------------------------------------------
 
 
@@ -298,9 +242,6 @@ def measure(
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--sink-only":
-        run_aiosmtpd_sink(int(sys.argv[2]))
-        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--editions", type=int, default=50_000)
     parser.add_argument("--workers", default="1,2,4")

@@ -27,7 +27,6 @@ import random
 import resource
 import shutil
 import smtplib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from sinks import postfix_tool, start_sink
 from sqlalchemy import insert
 
 from kabarfeed.config import load_config
@@ -52,11 +52,6 @@ CUTOFF = datetime(2025, 11, 16, 22, 0, tzinfo=UTC)  # 06:00 WITA
 SENTENCE = (
     "Pemerintah kota menggelar rapat koordinasi bersama organisasi perangkat daerah "
     "untuk membahas program prioritas, anggaran dan pelayanan publik tahun depan. "
-)
-POSTFIX_HINT = (
-    "Postfix's smtp-sink/smtp-source not found: install them with "
-    "`apt-get install postfix` (Debian/Ubuntu; they land in /usr/sbin) "
-    "for the C sink and the loopback limit"
 )
 
 
@@ -198,58 +193,6 @@ def build_db(folder: Path, subscriber_count: int, seed: int = 7) -> Path:
     return db_file
 
 
-# -- sinks --------------------------------------------------------------------------
-
-
-def postfix_tool(name: str) -> str | None:
-    """``smtp-sink``/``smtp-source`` on PATH or in Debian's /usr/sbin."""
-    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/lib/postfix")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_sink() -> tuple[subprocess.Popen[bytes], int, str]:
-    port = free_port()
-    sink = postfix_tool("smtp-sink")
-    if sink:
-        cmd = [sink, "-c", "-u", "nobody", "-m", "256", f"127.0.0.1:{port}", "256"]
-        kind = "postfix smtp-sink"
-    else:
-        cmd = [sys.executable, __file__, "--sink-only", str(port)]
-        kind = "aiosmtpd sink (separate process)"
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return proc, port, kind
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"sink did not start: {cmd}")
-
-
-def run_aiosmtpd_sink(port: int) -> None:
-    import asyncio
-
-    from aiosmtpd.smtp import SMTP
-
-    class Discard:
-        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
-            return "250 2.0.0 Ok: discarded"
-
-    async def serve() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: SMTP(Discard(), hostname="sink", loop=loop), "127.0.0.1", port
-        )
-        await server.serve_forever()
-
-    asyncio.run(serve())
-
-
 # -- measured runs -------------------------------------------------------------------
 
 
@@ -351,9 +294,6 @@ def smtp_source(port: int, count: int, size: int) -> float | None:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--sink-only":
-        run_aiosmtpd_sink(int(sys.argv[2]))
-        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--baseline-sample", type=int, default=1_000)
@@ -372,8 +312,6 @@ def main() -> None:
 
 def _run(args: argparse.Namespace, folder: Path, port: int, kind: str) -> None:
     print(f"sink: {kind} on 127.0.0.1:{port}")
-    if not postfix_tool("smtp-sink"):
-        print(POSTFIX_HINT)
     template = build_db(folder, args.subscribers)
     base_rate, avg_size = baseline(template, folder, port, args.baseline_sample)
     print(
