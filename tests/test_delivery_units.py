@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import email
-import heapq
 import mailbox
 import os
-from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import dkim
 import pytest
@@ -33,6 +30,7 @@ from kabarfeed.delivery.ratelimit import RateLimiter, TokenBucket
 from kabarfeed.delivery.smtp import classify_reply, wire_data
 from kabarfeed.errors import ConfigError
 from kabarfeed.models import DeliveryState
+from tests.faketime import FakeTime
 
 NOW = datetime(2025, 11, 17, 0, 30, tzinfo=UTC)
 POLICY = RetryPolicy(5, timedelta(minutes=1), timedelta(minutes=10), jitter=0.2)
@@ -111,37 +109,6 @@ def test_wire_data_roundtrips_the_message() -> None:
 
 
 # -- rate limiter ----------------------------------------------------------------
-
-
-class FakeTime:
-    """Virtual time: sleepers wake in order of their wake-up time, and the clock
-    jumps to it only when every task is blocked (no real time passes)."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.sends: list[float] = []
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = 0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._seq += 1
-        heapq.heappush(self._sleepers, (self.now + delay, self._seq, future))
-        await future
-
-    async def run(self, *coros: Coroutine[Any, Any, None]) -> None:
-        tasks = [asyncio.create_task(c) for c in coros]
-        while not all(t.done() for t in tasks):
-            for _ in range(20):
-                await asyncio.sleep(0)
-            if self._sleepers:
-                wake, _, future = heapq.heappop(self._sleepers)
-                self.now = max(self.now, wake)
-                future.set_result(None)
-        await asyncio.gather(*tasks)
 
 
 async def _consumer(limiter: RateLimiter, fake: FakeTime, count: int) -> None:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import filecmp
-import heapq
 import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -66,6 +65,7 @@ from kabarfeed.store import deliveries as store
 from kabarfeed.store.dialect import insert_ignoring_conflicts, lock_key
 from kabarfeed.store.schema import deliveries, state
 from smtpserver import ScriptedSMTPServer
+from tests.faketime import FakeTime
 
 T0 = 1_763_337_600.0  # 2025-11-17 00:00 UTC as epoch seconds
 
@@ -117,36 +117,6 @@ def test_block_is_about_a_tenth_of_a_second(rates: Rates, block: int) -> None:
     assert rates.block() == block
 
 
-class FakeTime:
-    """A virtual clock whose ``sleep`` jumps straight to the earliest sleeper."""
-
-    def __init__(self, start: float = T0) -> None:
-        self.now = start
-        self.sends: list[float] = []
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = 0
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, delay: float) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._seq += 1
-        heapq.heappush(self._sleepers, (self.now + delay, self._seq, future))
-        await future
-
-    async def run(self, *coros: Coroutine[Any, Any, None]) -> None:
-        tasks = [asyncio.create_task(c) for c in coros]
-        while not all(t.done() for t in tasks):
-            for _ in range(20):
-                await asyncio.sleep(0)
-            if self._sleepers:
-                wake, _, future = heapq.heappop(self._sleepers)
-                self.now = max(self.now, wake)
-                future.set_result(None)
-        await asyncio.gather(*tasks)
-
-
 async def _consume(limiter: SharedRateLimiter, fake: FakeTime, count: int) -> None:
     for _ in range(count):
         await limiter.acquire()
@@ -160,7 +130,7 @@ def _max_in_window(times: Sequence[float], window: float) -> int:
 
 async def test_two_limiters_sharing_a_source_hold_the_total_rate() -> None:
     """Two "processes" with 4 connections each, one bucket: 10/s in total."""
-    fake = FakeTime()
+    fake = FakeTime(T0)
     rates = Rates(per_second=10)
     source = LocalSlots(rates)
     limiters = [
@@ -175,7 +145,7 @@ async def test_two_limiters_sharing_a_source_hold_the_total_rate() -> None:
 
 
 async def test_stale_slots_are_dropped_not_sent_late() -> None:
-    fake = FakeTime()
+    fake = FakeTime(T0)
     rates = Rates(per_second=100)  # blocks of 10, grace 0.1 s
     limiter = SharedRateLimiter(
         LocalSlots(rates), rates, clock=fake.clock, sleep=fake.sleep, offload=False
