@@ -49,6 +49,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/feeds.py
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/send.py
+	$(BIN)/python bench/web.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) var public test-artifacts .pytest_cache .mypy_cache .ruff_cache
