@@ -246,3 +246,16 @@ def test_policy_folds_list_unsubscribe_between_uris() -> None:
 
 def test_time_and_cutoff_helpers_are_aware() -> None:
     assert CUTOFF.tzinfo is UTC
+
+
+def test_region_labels_put_the_city_before_its_province(renderer: DigestRenderer) -> None:
+    tagged = article(1, regions=("kalimantan-timur", "samarinda"), categories=("ekonomi",))
+    edition = EditionInput(subscriber(1, regions=()), DAY, (tagged,), 1)
+    html = renderer.render_html(edition)
+    assert "Samarinda" in html
+    assert html.index("Samarinda") < html.index("Kalimantan Timur", html.index("Samarinda") - 200)
+    message = email.message_from_bytes(renderer.render_one(edition).data, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    text = message.get_body(("plain",))
+    assert text is not None
+    assert "Samarinda · Kalimantan Timur · Ekonomi" in text.get_content()

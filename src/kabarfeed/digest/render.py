@@ -233,7 +233,7 @@ class _Context:
         image = None
         if a.image and _safe_url(a.image.url, ""):
             image = {"url": a.image.url, "alt": a.image.caption or a.title}
-        labels = [self._region_name(r) for r in a.regions[:2]]
+        labels = [self._region_name(r) for r in self._specific_first(a.regions)[:2]]
         labels += [self._category_name(c) for c in a.categories[:2]]
         return {
             "title": a.title,
@@ -245,6 +245,18 @@ class _Context:
             "advertorial": a.advertorial,
             "author": a.author or "",
         }
+
+    def _specific_first(self, regions: Sequence[str]) -> list[str]:
+        """Cities before their provinces ("Samarinda · Kalimantan Timur"), then
+        taxonomy order; regions no longer configured go last."""
+        order = {r.slug: i for i, r in enumerate(self.taxonomy.regions)}
+
+        def key(slug: str) -> tuple[int, int]:
+            if slug not in order:
+                return (1, 0)
+            return (-len(self.taxonomy.ancestors(slug)), order[slug])
+
+        return sorted(regions, key=key)
 
     def _local_time(self, moment: datetime, sub: Subscriber) -> str:
         local = moment.astimezone(ZoneInfo(sub.timezone))
