@@ -274,3 +274,33 @@ def test_realworld_publisher_feeds_ingest_into_the_store(
         assert "<script" not in article.content_html.lower()
         assert "javascript:" not in article.content_html.lower()
         assert "â€" not in article.title
+
+
+def test_dates_without_zone_are_read_in_the_article_region_zone(
+    tmp_path: Path, make_config: ConfigFactory, db: Database, clock: Clock
+) -> None:
+    """19:00 in a Malang article is 19:00 WIB, although the site zone is WITA;
+    a date with an explicit offset is kept as written."""
+    folder, toml = directory_source(tmp_path)
+    (folder / "malang.md").write_text(
+        "---\ntitle: Festival di Malang\ndate: 2025-11-16 19:00\nregions: [malang]\n---\nIsi.\n",
+        encoding="utf-8",
+    )
+    (folder / "surabaya.md").write_text(
+        "---\ntitle: Rapat di Surabaya\ndate: 2025-11-16T19:00:00+08:00\n"
+        "regions: [surabaya]\n---\nIsi.\n",
+        encoding="utf-8",
+    )
+    (folder / "papua.json").write_text(
+        '{"title": "Kabar Jayapura", "date": "2025-11-16", "regions": ["jayapura"], "body": "x"}',
+        encoding="utf-8",
+    )
+    ingestor(make_config(toml), db, clock).run()
+    with db.connect() as conn:
+        found = {a.title: a for a in article_store.load_articles(conn)}
+    malang = found["Festival di Malang"]
+    assert malang.published == datetime(2025, 11, 16, 12, 0, tzinfo=UTC)
+    assert malang.local_tz == "Asia/Jakarta"
+    assert found["Rapat di Surabaya"].published == datetime(2025, 11, 16, 11, 0, tzinfo=UTC)
+    assert found["Kabar Jayapura"].published == datetime(2025, 11, 15, 15, 0, tzinfo=UTC)
+    assert found["Kabar Jayapura"].local_tz == "Asia/Jayapura"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -121,6 +122,13 @@ def _lead(content_html: str) -> str:
     return truncate(clean_text(content_html), LEAD_CHARS)
 
 
+def _rezone(moment: datetime | None, zone: str | None) -> datetime | None:
+    """The same wall-clock time in ``zone`` (for dates written without a zone)."""
+    if moment is None or zone is None:
+        return moment
+    return moment.replace(tzinfo=ZoneInfo(zone))
+
+
 def _guid_key(raw: RawArticle) -> str | None:
     """Globally unique guids (URLs, tag: URIs) dedupe across sources; others
     only within their own source."""
@@ -161,7 +169,6 @@ def prepare(
         raise ParseError(f"{raw.origin}: item {title[:60]!r} has no usable link")
     content = sanitize_html(raw.content_html or raw.summary, base_url=url)
     summary = truncate(clean_text(raw.summary or content), SUMMARY_CHARS)
-    published, updated, warnings = decide_dates(raw.published, raw.updated, now=now)
     lead = _lead(content)
     dateline = None if raw.dateline_city else find_dateline(lead)
     signals = Signals(
@@ -177,6 +184,12 @@ def prepare(
     )
     decided = classify(taxonomy, signals)
     region_tz = next((r.timezone for r in taxonomy.regions if r.slug in decided.regions[:1]), None)
+    floating = raw.floating_time and region_tz is not None
+    published, updated, warnings = decide_dates(
+        _rezone(raw.published, region_tz) if floating else raw.published,
+        _rezone(raw.updated, region_tz) if floating else raw.updated,
+        now=now,
+    )
     chash = content_hash(title, content or summary)
     article = Article(
         id=stable_key("article", raw.source, raw.guid or canonical_url(url))[:24],
@@ -196,7 +209,7 @@ def prepare(
         categories=decided.categories,
         advertorial=decided.advertorial,
         language=(raw.language or language).lower()[:16],
-        local_tz=raw.local_tz or region_tz or default_tz,
+        local_tz=(region_tz if floating else raw.local_tz) or region_tz or default_tz,
     )
     revision = stable_key(
         article.url,

@@ -55,6 +55,10 @@ class RawArticle:
     language: str | None = None
     local_tz: str | None = None
     warnings: tuple[str, ...] = ()
+    floating_time: bool = False
+    """``published``/``updated`` were written without a zone and read in the
+    source's default zone; ingest re-reads their wall-clock time in the zone of
+    the region the article is classified into (19:00 in Malang is WIB)."""
 
 
 @dataclass(frozen=True, slots=True)

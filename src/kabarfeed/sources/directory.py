@@ -396,7 +396,9 @@ def _article(
         raise ParseError(f"{origin}: missing 'title'")
     notes = [f"{origin}: {w}" for w in warnings]
     notes.extend(f"{origin}: unknown key {k!r} ignored" for k in sorted(set(meta) - _KNOWN_KEYS))
-    published = _date(meta, "date", origin, ctx) or _date(meta, "published", origin, ctx)
+    date_key = "date" if meta.get("date") not in (None, "") else "published"
+    published = _date(meta, date_key, origin, ctx)
+    floating = published is not None and _written_without_zone(meta.get(date_key))
     if published is None:
         notes.append(f"{origin}: no 'date'; publication date unknown")
     url = _opt_str(meta, "url", origin)
@@ -423,7 +425,20 @@ def _article(
         language=_opt_str(meta, "language", origin),
         local_tz=_local_tz(published, ctx.default_tz),
         warnings=tuple(notes),
+        floating_time=floating,
     )
+
+
+def _written_without_zone(value: object) -> bool:
+    """Whether a front-matter date names no zone or offset (a plain date counts)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return False
+    if isinstance(value, datetime):
+        return value.tzinfo is None
+    return isinstance(value, date)
 
 
 def _local_tz(published: datetime | None, default_tz: str) -> str:
