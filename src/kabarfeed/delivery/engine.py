@@ -29,7 +29,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Protocol
 
@@ -236,18 +236,8 @@ class _Checkpointer:
                 future.set_result(None)
 
 
-@dataclass
-class _Counters:
-    """The mutable tally behind :class:`Progress` snapshots."""
-
-    claimed: int = 0
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-    skipped: int = 0
-    connection_faults: int = 0
-    recovered: int = 0
-
+_COUNTERS = tuple(f.name for f in fields(Progress) if f.name != "elapsed")
+"""The tallies a run keeps (every :class:`Progress` field but ``elapsed``)."""
 
 _COUNTER_OF = {
     DeliveryState.SENT: "sent",
@@ -260,7 +250,7 @@ _PROGRESS_EVERY = 0.1
 
 @dataclass
 class _RunState:
-    counts: _Counters = field(default_factory=_Counters)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_COUNTERS, 0))
     consecutive_faults: int = 0
     in_flight: int = 0
     paused: bool = False
@@ -442,7 +432,7 @@ class DeliveryEngine:
     def _bump(self, **counts: int) -> None:
         tally = self._state.counts
         for name, n in counts.items():
-            setattr(tally, name, getattr(tally, name) + n)
+            tally[name] += n
         self._report()
 
     def _report(self, force: bool = False) -> None:
@@ -455,4 +445,4 @@ class DeliveryEngine:
             self._on_progress(self._snapshot())
 
     def _snapshot(self) -> Progress:
-        return Progress(**asdict(self._state.counts), elapsed=self._monotonic() - self._started)
+        return Progress(**self._state.counts, elapsed=self._monotonic() - self._started)
