@@ -54,10 +54,10 @@ from kabarfeed.status import (
     active_group_list,
     group_marker,
     set_group_marker,
-    write_state,
 )
 from kabarfeed.store import Database
 from kabarfeed.store import sources as source_store
+from kabarfeed.store.state import write_state
 from kabarfeed.templating import bundled_templates, make_environment
 
 log = logging.getLogger(__name__)

@@ -12,13 +12,12 @@ outbox counts into one frozen :class:`StatusReport`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, select
 
 from kabarfeed import __version__
 from kabarfeed.config import Config
@@ -28,7 +27,8 @@ from kabarfeed.models import SubscriberStatus
 from kabarfeed.scheduler import SendGroup, groups_from_rows, next_send_time
 from kabarfeed.store import Database
 from kabarfeed.store import sources as source_store
-from kabarfeed.store.schema import articles, deliveries, feed_builds, state, subscribers
+from kabarfeed.store.schema import articles, deliveries, feed_builds, subscribers
+from kabarfeed.store.state import read_state, write_state
 
 HEARTBEAT_KEY = "service.heartbeat"
 RELOAD_KEY = "config.last_reload"
@@ -38,28 +38,6 @@ ALIVE_FACTOR = 3
 
 
 # ------------------------------------------------------------------ state rows
-
-
-def read_state(conn: Connection, key: str) -> dict[str, Any] | None:
-    """The JSON object stored under ``key``, or ``None``."""
-    value = conn.execute(select(state.c.value).where(state.c.key == key)).scalar()
-    if not value:
-        return None
-    try:
-        loaded = json.loads(value)
-    except ValueError:
-        return None
-    return loaded if isinstance(loaded, dict) else None
-
-
-def write_state(conn: Connection, key: str, value: dict[str, Any], now: datetime) -> None:
-    """Store ``value`` as JSON under ``key`` (portable upsert)."""
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    done = conn.execute(
-        update(state).where(state.c.key == key).values(value=text, updated_at=now)
-    ).rowcount
-    if not done:
-        conn.execute(insert(state).values(key=key, value=text, updated_at=now))
 
 
 def group_marker(conn: Connection, group: SendGroup) -> date | None:

@@ -22,9 +22,10 @@ from starlette.routing import BaseRoute, Route
 from kabarfeed import __version__
 from kabarfeed.errors import StoreError
 from kabarfeed.models import DeliveryState, SubscriberStatus
-from kabarfeed.status import HEARTBEAT_KEY, Heartbeat, read_state
+from kabarfeed.status import HEARTBEAT_KEY, Heartbeat
 from kabarfeed.store import Database
 from kabarfeed.store.schema import articles, deliveries, feed_builds, sources, subscribers
+from kabarfeed.store.state import read_state
 from kabarfeed.web.security import same_token
 
 log = logging.getLogger(__name__)

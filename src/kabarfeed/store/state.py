@@ -1,0 +1,34 @@
+"""The ``state`` table: small JSON records keyed by name (heartbeats, build
+markers, the last config reload, send-group progress, leader lease)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from kabarfeed.store.schema import state
+
+
+def read_state(conn: Connection, key: str) -> dict[str, Any] | None:
+    """The JSON object stored under ``key``, or ``None``."""
+    value = conn.execute(select(state.c.value).where(state.c.key == key)).scalar()
+    if not value:
+        return None
+    try:
+        loaded = json.loads(value)
+    except ValueError:
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def write_state(conn: Connection, key: str, value: dict[str, Any], now: datetime) -> None:
+    """Store ``value`` as JSON under ``key`` (portable upsert)."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    done = conn.execute(
+        update(state).where(state.c.key == key).values(value=text, updated_at=now)
+    ).rowcount
+    if not done:
+        conn.execute(insert(state).values(key=key, value=text, updated_at=now))
