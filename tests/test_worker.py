@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import filecmp
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -372,6 +373,14 @@ def test_worker_once_sends_everything_at_the_shared_rate(
     with db.connect() as conn:  # the slots came from the shared bucket
         raw = conn.execute(select(state.c.value).where(state.c.key == STATE_KEY)).scalar()
     assert raw is not None and '"second"' in raw
+    status = CliRunner().invoke(
+        main, ["--config", str(tmp_path / "config.toml"), "status", "--json"]
+    )
+    report = json.loads(status.stdout)
+    [worker] = report["workers"]
+    assert worker["role"] == "worker" and worker["stopped"] is True
+    assert worker["pid"] > 0 and worker["host"]
+    assert report["workers_alive"] == 0
 
 
 def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(

@@ -28,7 +28,12 @@ from kabarfeed.scheduler import SendGroup, groups_from_rows, next_send_time
 from kabarfeed.store import Database
 from kabarfeed.store import sources as source_store
 from kabarfeed.store.schema import articles, deliveries, feed_builds, subscribers
-from kabarfeed.store.state import read_state, write_state
+from kabarfeed.store.state import (
+    WORKER_HEARTBEAT_PREFIX,
+    read_prefixed,
+    read_state,
+    write_state,
+)
 
 HEARTBEAT_KEY = "service.heartbeat"
 RELOAD_KEY = "config.last_reload"
@@ -143,6 +148,8 @@ class StatusReport:
     last_once: dict[str, Any] | None = None
     leader: dict[str, Any] | None = None
     """The ``scheduler.leader`` row: which ``run`` process holds the scheduler role."""
+    workers: tuple[Heartbeat, ...] = ()
+    """``kabarfeed worker`` processes seen in the last day (alive or stopped)."""
 
     @property
     def running(self) -> bool:
@@ -153,6 +160,7 @@ class StatusReport:
         """A JSON-ready dict (``status --json``)."""
         data = asdict(self)
         data["running"] = self.running
+        data["workers_alive"] = sum(1 for w in self.workers if w.alive(self.now))
         out: dict[str, Any] = _jsonable(data)
         return out
 
@@ -194,7 +202,16 @@ def gather_status(
             heartbeat=Heartbeat.from_row(beat_row) if beat_row else None,
             last_once=read_state(conn, ONCE_KEY),
             leader=read_leader(conn),
+            workers=_workers(conn, now),
         )
+
+
+def _workers(conn: Connection, now: datetime) -> tuple[Heartbeat, ...]:
+    beats = (
+        Heartbeat.from_row(row) for row in read_prefixed(conn, WORKER_HEARTBEAT_PREFIX).values()
+    )
+    recent = [b for b in beats if b is not None and now - b.beat <= timedelta(days=1)]
+    return tuple(sorted(recent, key=lambda b: (b.host, b.pid)))
 
 
 def _sources(conn: Connection, config: Config | None) -> list[dict[str, Any]]:

@@ -116,6 +116,7 @@ def _print(r: StatusReport) -> None:
             f"(last beat {_when(beat.beat) if beat else 'never'})"
         )
     _print_leader(console, r.leader)
+    _print_workers(console, r)
     console.print(
         f"articles: {r.articles_total} ({r.articles_last_24h} in the last 24 h, "
         f"newest {_when(r.newest_article)})"
@@ -124,6 +125,21 @@ def _print(r: StatusReport) -> None:
     _print_sources(console, r.sources)
     _print_outbox(console, r.outbox)
     _print_groups(console, r)
+
+
+def _print_workers(console: Console, r: StatusReport) -> None:
+    alive = [w for w in r.workers if w.alive(r.now)]
+    if not r.workers:
+        return
+    console.print(f"delivery workers: {len(alive)} alive of {len(r.workers)} seen today")
+    for w in r.workers:
+        state = "alive" if w.alive(r.now) else "stopped"
+        console.print(
+            f"  pid {w.pid} on {w.host}: {state}, since {_when(w.started)}, "
+            f"last beat {_when(w.beat)}",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _print_leader(console: Console, leader: dict[str, Any] | None) -> None:

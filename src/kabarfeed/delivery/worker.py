@@ -39,6 +39,7 @@ import multiprocessing
 import os
 import queue as queue_module
 import signal
+import socket
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -60,6 +61,7 @@ from kabarfeed.models import Clock
 from kabarfeed.store import Database, open_database
 from kabarfeed.store import deliveries as outbox_store
 from kabarfeed.store.deliveries import SqlOutbox, worker_name
+from kabarfeed.store.state import WORKER_HEARTBEAT_PREFIX, write_state
 
 log = logging.getLogger(__name__)
 
@@ -248,14 +250,48 @@ class DeliveryWorker:
         """Drain until stopped (or, with ``once``, until nothing is due)."""
         total = WorkerReport()
         log.info("delivery worker %s started", self.name)
-        with LeaseKeeper(self.db, self.name, self.config.smtp.lease, self.clock):
-            while not self.stop.is_set():
-                total = total.add(*await self._round())
-                if self.options.once:
-                    break
-                await self._idle(self.options.poll.total_seconds())
+        started = self.clock()
+        beating = asyncio.create_task(self._beat_until_stopped(started))
+        try:
+            with LeaseKeeper(self.db, self.name, self.config.smtp.lease, self.clock):
+                while not self.stop.is_set():
+                    total = total.add(*await self._round())
+                    if self.options.once:
+                        break
+                    await self._idle(self.options.poll.total_seconds())
+        finally:
+            beating.cancel()
+            with suppress(asyncio.CancelledError):
+                await beating
+            await asyncio.to_thread(self._beat, started, total, stopped=True)
         log.info("delivery worker %s stopped: %s", self.name, total.summary())
         return total
+
+    async def _beat_until_stopped(self, started: datetime) -> None:
+        every = self.config.scheduler.heartbeat.total_seconds()
+        while True:
+            await asyncio.to_thread(self._beat, started, WorkerReport(), stopped=False)
+            await asyncio.sleep(every)
+
+    def _beat(self, started: datetime, total: WorkerReport, *, stopped: bool) -> None:
+        """Record this worker's liveness for ``kabarfeed status``."""
+        now = self.clock()
+        row = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": started.isoformat(),
+            "beat": now.isoformat(),
+            "interval": self.config.scheduler.heartbeat.total_seconds(),
+            "stopped": stopped,
+            "role": "worker",
+            "name": self.name,
+            "sent": total.sent,
+        }
+        try:
+            with self.db.begin() as conn:
+                write_state(conn, WORKER_HEARTBEAT_PREFIX + self.name, row, now)
+        except StoreError as e:  # liveness is best effort; delivery goes on
+            log.warning("worker %s: heartbeat not recorded: %s", self.name, e)
 
     async def _round(self) -> tuple[Progress, str]:
         engine = DeliveryEngine(

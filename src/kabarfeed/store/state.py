@@ -11,6 +11,9 @@ from sqlalchemy import Connection, insert, select, update
 
 from kabarfeed.store.schema import state
 
+WORKER_HEARTBEAT_PREFIX = "worker.heartbeat."
+"""Key prefix of each delivery worker's liveness record (``worker.heartbeat.<name>``)."""
+
 
 def read_state(conn: Connection, key: str) -> dict[str, Any] | None:
     """The JSON object stored under ``key``, or ``None``."""
@@ -32,3 +35,17 @@ def write_state(conn: Connection, key: str, value: dict[str, Any], now: datetime
     ).rowcount
     if not done:
         conn.execute(insert(state).values(key=key, value=text, updated_at=now))
+
+
+def read_prefixed(conn: Connection, prefix: str) -> dict[str, dict[str, Any]]:
+    """Every JSON record whose key starts with ``prefix``, by key."""
+    rows = conn.execute(select(state.c.key, state.c.value).where(state.c.key.startswith(prefix)))
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in rows:
+        try:
+            loaded = json.loads(value)
+        except ValueError:
+            continue
+        if isinstance(loaded, dict):
+            out[key] = loaded
+    return out
