@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from feedgen.feed import FeedGenerator
+from synthetic import taxonomy_toml
 
 from kabarfeed.config import Config, parse_config
 from kabarfeed.feeds.build import FeedBuilder
@@ -46,23 +47,6 @@ PARAGRAPH = (
     "Pemerintah kota menggelar rapat koordinasi bersama organisasi perangkat daerah "
     "untuk membahas program prioritas, anggaran dan pelayanan publik tahun depan. "
 )
-
-
-def taxonomy_toml() -> str:
-    lines = []
-    for p in range(8):
-        lines += ["[[regions]]", f'slug = "provinsi-{p}"', f'name = "Provinsi {p}"', ""]
-        for c in range(4):
-            lines += [
-                "[[regions]]",
-                f'slug = "kota-{p}-{c}"',
-                f'name = "Kota {p}-{c}"',
-                f'parent = "provinsi-{p}"',
-                "",
-            ]
-    for k in range(15):
-        lines += ["[[categories]]", f'slug = "kategori-{k}"', f'name = "Kategori {k}"', ""]
-    return "\n".join(lines)
 
 
 def make_config(folder: Path) -> Config:

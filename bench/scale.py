@@ -38,6 +38,7 @@ from pathlib import Path
 from sinks import free_port, start_sink
 from sqlalchemy import create_engine, func, insert, select, text
 from sqlalchemy.engine import make_url
+from synthetic import subscriber_row
 
 from kabarfeed.models import Article
 from kabarfeed.store import deliveries as outbox
@@ -136,23 +137,7 @@ def seed_template(url: str, editions: int) -> str:
         )
     for start in range(0, editions, 5000):
         ids = range(start + 1, min(start + 5000, editions) + 1)
-        rows = [
-            {
-                "id": i,
-                "email": f"r{i}@example.org",
-                "email_key": f"r{i}@example.org",
-                "name": f"Pembaca {i}",
-                "token": f"{i:032x}",
-                "timezone": "Asia/Makassar",
-                "send_at": "06:00",
-                "language": "id",
-                "status": "active",
-                "bounce_count": 0,
-                "created_at": CUTOFF,
-                "updated_at": CUTOFF,
-            }
-            for i in ids
-        ]
+        rows = [subscriber_row(i, CUTOFF) for i in ids]
         items = [outbox.NewDelivery(i, DAY, CUTOFF, CUTOFF, ARTICLE_IDS) for i in ids]
         with db.begin() as conn:
             conn.execute(insert(subscribers), rows)

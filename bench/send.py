@@ -36,6 +36,7 @@ from pathlib import Path
 
 from sinks import postfix_tool, start_sink
 from sqlalchemy import insert
+from synthetic import subscriber_row, taxonomy_toml
 
 from kabarfeed.config import load_config
 from kabarfeed.digest.render import DigestRenderer, EditionInput
@@ -55,29 +56,6 @@ SENTENCE = (
 )
 
 
-def taxonomy_toml() -> str:
-    lines: list[str] = []
-    for p in range(8):
-        lines += [
-            "[[regions]]",
-            f'slug = "provinsi-{p}"',
-            f'name = "Provinsi {p}"',
-            'timezone = "Asia/Makassar"',
-            "",
-        ]
-        for c in range(4):
-            lines += [
-                "[[regions]]",
-                f'slug = "kota-{p}-{c}"',
-                f'name = "Kota {p}-{c}"',
-                f'parent = "provinsi-{p}"',
-                "",
-            ]
-    for k in range(15):
-        lines += ["[[categories]]", f'slug = "kategori-{k}"', f'name = "Kategori {k}"', ""]
-    return "\n".join(lines)
-
-
 def write_config(folder: Path, db_file: Path, port: int) -> Path:
     path = folder / "config.toml"
     path.write_text(
@@ -87,7 +65,7 @@ def write_config(folder: Path, db_file: Path, port: int) -> Path:
         f'[digest]\nfrom_address = "redaksi@news.example.id"\nmax_articles = 12\n\n'
         f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\npool_size = 4\n'
         f"max_per_connection = 1000\nbatch_size = 500\n\n"
-        f'[logging]\nlevel = "WARNING"\n\n{taxonomy_toml()}\n',
+        f'[logging]\nlevel = "WARNING"\n\n{taxonomy_toml("Asia/Makassar")}\n',
         encoding="utf-8",
     )
     return path
@@ -162,22 +140,7 @@ def build_db(folder: Path, subscriber_count: int, seed: int = 7) -> Path:
         subs, regs, cats = [], [], []
         for i in ids:
             regions, categories = prefs[i % len(prefs)]
-            subs.append(
-                {
-                    "id": i,
-                    "email": f"r{i}@example.org",
-                    "email_key": f"r{i}@example.org",
-                    "name": f"Pembaca {i}",
-                    "token": f"{i:032x}",
-                    "timezone": "Asia/Makassar",
-                    "send_at": "06:00",
-                    "language": "id",
-                    "status": "active",
-                    "bounce_count": 0,
-                    "created_at": created,
-                    "updated_at": created,
-                }
-            )
+            subs.append(subscriber_row(i, created))
             regs += [
                 {"subscriber_id": i, "region": r, "position": k} for k, r in enumerate(regions)
             ]
