@@ -3,6 +3,7 @@ build in one process, and a build that still completes when the workers die."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from kabarfeed.config import Config
-from kabarfeed.feeds import build, pool
+from kabarfeed.feeds import build, pool, render
 from kabarfeed.feeds.build import FeedBuilder
+from kabarfeed.feeds.render import FeedSite, Renderer
+from kabarfeed.feeds.selection import Selection
 from kabarfeed.store import Database
 from tests.conftest import ConfigFactory
 from tests.feeds_support import make_article, store
@@ -98,3 +101,25 @@ def test_workers_only_where_they_can_open_the_database() -> None:
     assert not pool.usable("sqlite:///:memory:")
     assert pool.usable("sqlite:////srv/kabarfeed/kabarfeed.db")
     assert pool.usable("postgresql+psycopg://kabarfeed@db/kabarfeed")
+
+
+def test_rendering_makes_no_reference_cycles(make_config: ConfigFactory) -> None:
+    """Builds pause the cyclic garbage collector and workers run without it
+    (see ``build._gc_deferred``, ``pool.main``): sound only while rendering
+    leaves no cyclic garbage behind, which this checks."""
+    site = FeedSite.from_config(make_config())
+    articles = [
+        make_article(n, regions=REGIONS[n % 4], categories=CATEGORIES[n % 3], advertorial=n == 3)
+        for n in range(1, 25)
+    ]
+    gc.collect()
+    gc.disable()
+    try:
+        renderer = Renderer(site, max_cached=0)
+        for article in articles:
+            renderer.entries(article, ("rss", "atom", "json"))
+        render.render(site, Selection(), articles, ("rss", "atom", "json"))
+        del renderer
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

@@ -8,7 +8,7 @@ delivery engine sends. All datetimes are timezone-aware.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -111,14 +111,33 @@ class Taxonomy:
 
     regions: tuple[Region, ...] = ()
     categories: tuple[Category, ...] = ()
+    _regions: Mapping[str, Region] = field(init=False, repr=False, compare=False)
+    _categories: Mapping[str, Category] = field(init=False, repr=False, compare=False)
+    _children: Mapping[str, tuple[Region, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # lookups by slug are made per article and per feed: index them once
+        regions: dict[str, Region] = {}
+        for r in self.regions:
+            regions.setdefault(r.slug, r)
+        categories: dict[str, Category] = {}
+        for c in self.categories:
+            categories.setdefault(c.slug, c)
+        children: dict[str, list[Region]] = {}
+        for r in self.regions:
+            if r.parent:
+                children.setdefault(r.parent, []).append(r)
+        object.__setattr__(self, "_regions", regions)
+        object.__setattr__(self, "_categories", categories)
+        object.__setattr__(self, "_children", {k: tuple(v) for k, v in children.items()})
 
     def region(self, slug: str) -> Region | None:
         """The region with ``slug``, or ``None``."""
-        return next((r for r in self.regions if r.slug == slug), None)
+        return self._regions.get(slug)
 
     def category(self, slug: str) -> Category | None:
         """The category with ``slug``, or ``None``."""
-        return next((c for c in self.categories if c.slug == slug), None)
+        return self._categories.get(slug)
 
     def ancestors(self, slug: str) -> tuple[str, ...]:
         """Slugs of the parents of ``slug``, nearest first."""
@@ -135,8 +154,8 @@ class Taxonomy:
         frontier = [slug]
         while frontier:
             current = frontier.pop()
-            for r in self.regions:
-                if r.parent == current and r.slug not in out:
+            for r in self._children.get(current, ()):
+                if r.slug not in out:
                     out.append(r.slug)
                     frontier.append(r.slug)
         return tuple(out)
@@ -151,7 +170,7 @@ class Taxonomy:
 
     def children(self, slug: str) -> tuple[Region, ...]:
         """Direct children of ``slug``."""
-        return tuple(r for r in self.regions if r.parent == slug)
+        return self._children.get(slug, ())
 
 
 class SubscriberStatus(enum.StrEnum):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import jinja2
+from jinja2.bccache import Bucket
 
 _PACKAGED = Path(__file__).parent / "templates"
 _REPO = Path(__file__).resolve().parents[2] / "templates"
@@ -18,6 +19,36 @@ _REPO = Path(__file__).resolve().parents[2] / "templates"
 def bundled_templates() -> Path:
     """The folder of bundled templates (installed package or source checkout)."""
     return _PACKAGED if _PACKAGED.is_dir() else _REPO
+
+
+class _MemoryBytecodeCache(jinja2.BytecodeCache):
+    """Compiled templates kept for the life of the process, so that a new
+    environment (one per feed build, say) does not parse and compile its
+    templates again. Jinja checks each template's source checksum, so an
+    edited override template is compiled afresh."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        data = self._code.get(bucket.key)
+        if data is not None:
+            bucket.bytecode_from_string(data)
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+_CACHES: dict[tuple[str, str, bool], _MemoryBytecodeCache] = {}
+"""One cache per environment kind: compiled code depends on its options."""
+
+
+def _cache(subfolder: str, override: Path | None, html: bool) -> _MemoryBytecodeCache:
+    key = (subfolder, str(override or ""), html)
+    found = _CACHES.get(key)
+    if found is None:
+        found = _CACHES.setdefault(key, _MemoryBytecodeCache())
+    return found
 
 
 def make_environment(
@@ -41,4 +72,5 @@ def make_environment(
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        bytecode_cache=_cache(subfolder, override, html),
     )

@@ -8,17 +8,21 @@ Worker processes each load their share of articles from the store by id and
 return the serialised entries; the builder splices them into documents as
 if it had rendered them itself (rendering is pure, so the bytes are the same).
 
-Workers are plain ``python -c "...pool import main; main()"`` children talking
-pickle over their stdin/stdout: unlike ``multiprocessing`` (``fork`` is unsafe
-in a threaded scheduler or web process; ``spawn`` re-runs the caller's main
-script in every child), they never touch the caller's ``__main__``. They
-start as soon as a build knows it is large, so their start-up overlaps
-planning. Any failure to start or run them is logged and the build
-continues in-process.
+Workers are one plain ``python -c "...pool import main; main()"`` child that
+imports what rendering needs and then forks the others (a fresh
+single-threaded interpreter forks safely, and the imports are paid once),
+each talking pickle over its own pair of pipes. Unlike ``multiprocessing``
+(``fork`` is unsafe in a threaded scheduler or web process; ``spawn`` re-runs
+the caller's main script in every child), they never touch the caller's
+``__main__``. They start as soon as a build knows it is large and, while the
+builder plans, render the newest articles (:meth:`EntryPool.speculate`): the
+feeds of a full build show mostly those. Any failure to start or run them is
+logged and the build continues in-process.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pickle
@@ -32,8 +36,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
+from sqlalchemy import Connection
+
 from kabarfeed.feeds import queries
 from kabarfeed.feeds.render import FeedSite, Renderer
+from kabarfeed.models import Article
 from kabarfeed.store import Database
 
 log = logging.getLogger(__name__)
@@ -85,13 +92,16 @@ def _subset(links: Links | None, ids: Sequence[str]) -> Links | None:
     )
 
 
+Task = tuple[str, Any, Any]
+"""``("ids", article ids, their slugs or None)`` or ``("newest", offset, limit)``."""
+
+
 # ---------------------------------------------------------------- worker side
 
 
 def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     """A worker's loop: one ``(url, site, formats)`` set-up message, then
-    ``(article ids, their slugs or None)`` tasks, each answered with a list
-    of :class:`Rendered`."""
+    :data:`Task` messages, each answered with a list of :class:`Rendered`."""
     # pickle is safe here: both ends are this program, over the child's own pipes
     url, site, formats = pickle.load(requests)  # noqa: S301
     db = Database(url)
@@ -99,11 +109,11 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     try:
         while True:
             try:
-                ids, links = pickle.load(requests)  # noqa: S301
+                task: Task = pickle.load(requests)  # noqa: S301
             except EOFError:
                 return
             with db.connect() as conn:
-                articles = queries.load_by_id(conn, ids, links)
+                articles = _articles(conn, task)
             done = [
                 Rendered(a.id, a.updated, renderer.entries(a, formats)) for a in articles.values()
             ]
@@ -113,46 +123,140 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
         db.dispose()
 
 
+def _articles(conn: Connection, task: Task) -> dict[str, Article]:
+    kind, first, second = task
+    if kind == "newest":
+        return queries.load_by_id(conn, queries.newest_ids(conn, first, second))
+    return queries.load_by_id(conn, first, second)
+
+
+def _serve_fds(read_fd: int, write_fd: int) -> None:
+    with os.fdopen(read_fd, "rb") as requests, os.fdopen(write_fd, "wb") as replies:
+        serve(requests, replies)
+
+
+def main() -> None:
+    """A worker process's entry point: its arguments are ``"read_fd,write_fd"``
+    pipe pairs, one per worker; the first is served here, every other by a
+    forked copy of this process (see the module doc)."""
+    os.dup2(2, 1)  # anything printed goes to stderr
+    # No cyclic collector: rendering entries makes no reference cycles (see
+    # the tests), so it would only rescan live objects over and over.
+    gc.disable()
+    gc.freeze()  # the imported modules stay shared with the forks, page for page
+    pairs = [tuple(int(fd) for fd in arg.split(",")) for arg in sys.argv[1:]]
+    forked = []
+    for mine in pairs[1:]:
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                _close_all_but(pairs, mine)
+                _serve_fds(*mine)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        forked.append(pid)
+    _close_all_but(pairs, pairs[0])
+    try:
+        _serve_fds(*pairs[0])
+    finally:
+        for pid in forked:
+            os.waitpid(pid, 0)
+
+
+def _close_all_but(pairs: Sequence[tuple[int, ...]], keep: tuple[int, ...]) -> None:
+    for pair in pairs:
+        if pair != keep:
+            for fd in pair:
+                with suppress(OSError):
+                    os.close(fd)
+
+
 # ---------------------------------------------------------------- builder side
 
 
 class _Child:
-    """One worker process and its pipes."""
+    """The builder's end of one worker's pipes."""
 
-    def __init__(self, setup: bytes) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-        self.process = subprocess.Popen(  # noqa: S603 (our interpreter, our code)
-            [sys.executable, "-c", WORKER_CODE],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.requests, self.replies = self.process.stdin, self.process.stdout
-        self.requests.write(setup)
-        self.requests.flush()
+    def __init__(self, requests: IO[bytes], replies: IO[bytes], stop: Any) -> None:
+        self.requests, self.replies, self._stop = requests, replies, stop
 
-    def render(self, ids: Sequence[str], links: Links | None) -> list[Rendered]:
+    def render(self, task: Task) -> list[Rendered]:
         """Send one task and wait for its reply. Any failure leaves the pipes
-        out of step, so the worker is stopped: its later tasks fail at once."""
+        out of step, so the workers are stopped: later tasks fail at once."""
         try:
-            pickle.dump((list(ids), links), self.requests, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(task, self.requests, protocol=pickle.HIGHEST_PROTOCOL)
             self.requests.flush()
             done: list[Rendered] = pickle.load(self.replies)  # noqa: S301 (our own child)
         except BaseException:
-            self.process.kill()
+            self._stop()
             raise
         return done
 
     def close(self) -> None:
+        for pipe in (self.requests, self.replies):
+            with suppress(OSError):
+                pipe.close()
+
+
+class _Workers:
+    """The worker processes of one pool: one spawned, the others forked by
+    it, all in a process group of their own (stopped together)."""
+
+    def __init__(self, count: int, setup: bytes) -> None:
+        ours: list[tuple[int, int]] = []
+        theirs: list[tuple[int, int]] = []
+        try:
+            for _ in range(count):
+                request_read, request_write = os.pipe()
+                reply_read, reply_write = os.pipe()
+                ours.append((request_write, reply_read))
+                theirs.append((request_read, reply_write))
+            self.process = self._spawn(theirs)
+        except BaseException:
+            for fd in (fd for pair in (*ours, *theirs) for fd in pair):
+                os.close(fd)
+            raise
+        for fd in (fd for pair in theirs for fd in pair):
+            os.close(fd)
+        self.children = [_Child(os.fdopen(w, "wb"), os.fdopen(r, "rb"), self.stop) for w, r in ours]
+        try:
+            for child in self.children:
+                child.requests.write(setup)
+                child.requests.flush()
+        except OSError:
+            self.stop()
+            self.close()
+            raise
+
+    @staticmethod
+    def _spawn(pairs: Sequence[tuple[int, int]]) -> subprocess.Popen[bytes]:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        args = [f"{r},{w}" for r, w in pairs]
+        return subprocess.Popen(  # noqa: S603 (our interpreter, our code)
+            [sys.executable, "-c", WORKER_CODE, *args],
+            stdin=subprocess.DEVNULL,
+            pass_fds=[fd for pair in pairs for fd in pair],
+            env=env,
+            process_group=0,
+        )
+
+    def stop(self) -> None:
+        """Kill every worker (after a failure)."""
         with suppress(OSError):
-            self.requests.close()
+            os.killpg(self.process.pid, 9)
+
+    def close(self) -> None:
+        """Let the workers finish (EOF on their requests), then reap them."""
+        for child in self.children:
+            child.close()
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            self.stop()
             self.process.wait()
-        self.replies.close()
 
 
 class EntryPool:
@@ -162,13 +266,27 @@ class EntryPool:
     and waits for its reply (pipe I/O releases the GIL)."""
 
     def __init__(self, children: Sequence[_Child]) -> None:
-        self._children = list(children)
         self._idle: queue.SimpleQueue[_Child] = queue.SimpleQueue()
         for child in children:
             self._idle.put(child)
         self._threads = ThreadPoolExecutor(len(children), thread_name_prefix="kf-render")
         self._inflight: set[str] = set()
+        self._speculative: list[Future[list[Rendered]]] = []
         self.broken = False
+
+    def speculate(self, count: int) -> None:
+        """Start rendering the ``count`` newest articles before the plan is
+        known; :meth:`settle` ends it."""
+        for offset in range(0, count, CHUNK):
+            task: Task = ("newest", offset, min(CHUNK, count - offset))
+            self._speculative.append(self._threads.submit(self._run, task))
+
+    def settle(self, renderer: Renderer) -> None:
+        """Cancel the speculative tasks not started yet and hand the entries
+        of the others to ``renderer``."""
+        started = [future for future in self._speculative if not future.cancel()]
+        self._speculative.clear()
+        self.collect(started, renderer)
 
     def submit(
         self, ids: Sequence[str], links: Links | None = None
@@ -178,12 +296,15 @@ class EntryPool:
         todo = [i for i in ids if i not in self._inflight]
         self._inflight.update(todo)
         chunks = [todo[i : i + CHUNK] for i in range(0, len(todo), CHUNK)]
-        return [self._threads.submit(self._run, chunk, _subset(links, chunk)) for chunk in chunks]
+        return [
+            self._threads.submit(self._run, ("ids", chunk, _subset(links, chunk)))
+            for chunk in chunks
+        ]
 
-    def _run(self, ids: Sequence[str], links: Links | None) -> list[Rendered]:
+    def _run(self, task: Task) -> list[Rendered]:
         child = self._idle.get()
         try:
-            return child.render(ids, links)
+            return child.render(task)
         finally:
             self._idle.put(child)
 
@@ -205,10 +326,8 @@ class EntryPool:
             self._inflight.clear()
 
     def close(self) -> None:
-        """Stop the workers (after the tasks already submitted)."""
+        """Stop the task threads (after the tasks already submitted)."""
         self._threads.shutdown(wait=True, cancel_futures=True)
-        for child in self._children:
-            child.close()
 
 
 @contextmanager
@@ -221,26 +340,16 @@ def entry_pool(
         yield None
         return
     setup: Any = (db.url, site, tuple(formats))
-    children: list[_Child] = []
     try:
-        data = pickle.dumps(setup, protocol=pickle.HIGHEST_PROTOCOL)
-        children.extend(_Child(data) for _ in range(processes))
+        workers = _Workers(processes, pickle.dumps(setup, protocol=pickle.HIGHEST_PROTOCOL))
     except (OSError, pickle.PicklingError) as e:
         log.warning("cannot start feed render workers, rendering in-process: %s", e)
-        for child in children:
-            child.close()
         yield None
         return
-    pool = EntryPool(children)
+    pool = EntryPool(workers.children)
     log.debug("started %d feed render workers", processes)
     try:
         yield pool
     finally:
         pool.close()
-
-
-def main() -> None:
-    """A worker process's entry point (see :class:`_Child`)."""
-    replies = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything printed goes to stderr, not into the reply stream
-    serve(sys.stdin.buffer, replies)
+        workers.close()

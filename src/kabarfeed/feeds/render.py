@@ -150,11 +150,8 @@ def describe(site: FeedSite, selection: Selection) -> Describe:
     title = text[f"{kind}_title"].format(**names)
     subtitle = text[f"{kind}_subtitle"].format(**names)
     if kind == "region" and region is not None:
-        children = [
-            xml_safe(r.name)
-            for r in site.taxonomy.regions
-            if r.slug in site.taxonomy.descendants(region.slug)
-        ]
+        below = set(site.taxonomy.descendants(region.slug))
+        children = [xml_safe(r.name) for r in site.taxonomy.regions if r.slug in below]
         if children:
             includes = text["region_includes"].format(children=list_join(children, site.language))
             subtitle = f"{subtitle} ({includes})"

@@ -262,11 +262,14 @@ class Change:
 def touched(previous: Plan, changes: Sequence[Change], matcher: Matcher) -> set[Selection]:
     """Selections a change may alter: those the changed articles belong to now,
     and those whose items hold an older revision of one of them."""
-    current = {c.id: c.token for c in changes}
     out = {s for c in changes for s in matcher.selections(c.regions, c.categories)}
-    for selection, found in previous.slices.items():
-        if any(current.get(token_id(t), t) != t for t in found.ids):
-            out.add(selection)
+    # an article never edited has had one revision: where previous items
+    # hold it, they hold that one. Only edits can leave a stale token behind.
+    current = {c.id: c.token for c in changes if c.kind == "edited"}
+    if current:
+        for selection, found in previous.slices.items():
+            if any(current.get(token_id(t), t) != t for t in found.ids):
+                out.add(selection)
     return out
 
 

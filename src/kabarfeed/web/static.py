@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import mimetypes
 import os
@@ -26,6 +25,8 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+
+from kabarfeed.feeds.writer import gzip_bytes
 
 CONTENT_TYPES: Mapping[str, str] = {
     ".rss": "application/rss+xml",
@@ -203,7 +204,7 @@ class StaticFiles:
             pass
         if len(body) < MIN_GZIP:
             return _Variant(body, identity, False)
-        return _Variant(gzip.compress(body, compresslevel=6, mtime=0), _gz_tag(identity), True)
+        return _Variant(gzip_bytes(body), _gz_tag(identity), True)
 
     @staticmethod
     def _fresh(request: Request, mtime: float, *tags: str) -> bool:
