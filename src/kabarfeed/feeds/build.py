@@ -313,7 +313,13 @@ class FeedBuilder:
             selections = to_render(the_plan, builds, self.formats, full=full, exists=exists)
             render = _Render(planned, {} if full else builds, workers, files)
             pending = self._render_all(render, selections)
-            pages = self._pages(the_plan)  # while the last documents are written
+            same_feeds = (
+                not full
+                and not stale
+                and len(builds) == len(the_plan.selections) * len(self.formats)
+            )
+            # while the last documents are written:
+            pages = self._pages(the_plan, opml=not same_feeds)
         written = [path for path, _, job in pending if job.result()[0]]
         saved = [queries.StoredBuild(p, job.result()[1], tokens) for p, tokens, job in pending]
         removed = self._remove(stale)
@@ -561,11 +567,16 @@ class FeedBuilder:
                 path.rmdir()
         return removed
 
-    def _pages(self, the_plan: Plan) -> int:
+    def _pages(self, the_plan: Plan, *, opml: bool = True) -> int:
+        """Write the index page and, when ``opml`` or it is missing, the OPML
+        file (it lists feeds, not counts: it changes only with the set of
+        feeds or the config, and either means ``opml``)."""
         catalog = build_catalog(self._site, the_plan, self.formats)
         newest = self._newest(the_plan)
         page = IndexPage(self._site).render(catalog, newest.published if newest else None)
-        docs = {INDEX_PATH: page, OPML_PATH: render_opml(self._site, catalog)}
+        docs = {INDEX_PATH: page}
+        if opml or not (self.output / OPML_PATH).is_file():
+            docs[OPML_PATH] = render_opml(self._site, catalog)
         return sum(writer.write_if_changed(self.output / p, d) for p, d in docs.items())
 
     def _newest(self, the_plan: Plan) -> Article | None:
