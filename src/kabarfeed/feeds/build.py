@@ -307,10 +307,12 @@ class FeedBuilder:
                 workers.speculate(self._speculation(head))
             planned = self._plan(None if full else marker, builds, head)
             the_plan = planned.plan
-            known = set(builds) | (set(self._scan()) if full else set())
+            present = writer.files_under(self.output, "feeds")
+            known = set(builds) | (set(self._scan(present)) if full else set())
             stale = to_remove(the_plan, self.formats, known)
-            exists = self._exists
-            selections = to_render(the_plan, builds, self.formats, full=full, exists=exists)
+            selections = to_render(
+                the_plan, builds, self.formats, full=full, exists=present.__contains__
+            )
             render = _Render(planned, {} if full else builds, workers, files)
             pending = self._render_all(render, selections)
             same_feeds = (
@@ -349,10 +351,6 @@ class FeedBuilder:
         with self.db.connect() as conn:
             carried = None if marker is None else self._replan(conn, marker, builds, head)
             return carried or self._plan_all(conn)
-
-    def _exists(self, path: str) -> bool:
-        # os.path, not pathlib: called for every feed file on every build
-        return os.path.isfile(os.path.join(self.output, path))
 
     def _plan_all(self, conn: Connection) -> _Planned:
         """Plan from an index of every article; also every article's slugs."""
@@ -550,15 +548,14 @@ class FeedBuilder:
             with self.db.connect() as conn:
                 renderer.add(queries.load_by_id(conn, missing, links).values(), self.formats)
 
-    def _scan(self) -> Iterator[str]:
-        """Feed documents (and orphaned ``.gz`` siblings) present under ``feeds/``."""
-        root = self.output / "feeds"
-        if not root.is_dir():
-            return
-        for path in root.rglob("*"):
-            name = path.name[:-3] if path.name.endswith(".gz") else path.name
-            if Path(name).suffix in FEED_SUFFIXES and not name.startswith("."):
-                yield path.with_name(name).relative_to(self.output).as_posix()
+    @staticmethod
+    def _scan(present: Collection[str]) -> Iterator[str]:
+        """Feed documents (and orphaned ``.gz`` siblings) among ``present``."""
+        for path in present:
+            folder, _, name = path.rpartition("/")
+            name = name.removesuffix(".gz")
+            if os.path.splitext(name)[1] in FEED_SUFFIXES and not name.startswith("."):
+                yield f"{folder}/{name}"
 
     def _remove(self, paths: Sequence[str]) -> list[str]:
         removed = [p for p in paths if writer.remove(self.output / p)]

@@ -78,10 +78,34 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def files_under(root: Path, folder: str) -> set[str]:
+    """The regular files under ``root / folder``, as ``root``-relative POSIX
+    paths. One directory read per folder (``os.scandir`` tells files from
+    folders without a ``stat`` each): cheaper than asking for every file."""
+    found: set[str] = set()
+    pending = [(os.path.join(root, folder), folder)]
+    while pending:
+        path, relative = pending.pop()
+        try:
+            entries = os.scandir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as e:
+            raise OutputError(f"cannot read {path}: {e.strerror or e}") from e
+        with entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, f"{relative}/{entry.name}"))
+                elif entry.is_file():
+                    found.add(f"{relative}/{entry.name}")
+    return found
+
+
 def read_or_none(path: Path) -> bytes | None:
     """The bytes of ``path``, or ``None`` when it does not exist."""
     try:
-        return path.read_bytes()
+        with open(path, "rb", buffering=0) as handle:  # one read, no buffer copy
+            return handle.readall()
     except FileNotFoundError:
         return None
     except OSError as e:
