@@ -24,6 +24,7 @@ from sqlalchemy import delete
 
 from kabarfeed.cli import main
 from kabarfeed.config import Config, load_config
+from kabarfeed.feeds import build as feeds_build
 from kabarfeed.feeds import queries
 from kabarfeed.feeds.build import FeedBuilder
 from kabarfeed.feeds.render import FeedSite, entry_id, render_whole
@@ -440,9 +441,12 @@ def _assert_matches_store(config: Config, db: Database) -> None:
         assert gzip.decompress(path.with_name(path.name + ".gz").read_bytes()) == data
 
 
+@pytest.mark.parametrize("batch", [feeds_build.BATCH, 2])
 def test_incremental_builds_equal_full_renders_after_every_kind_of_change(
-    make_config: ConfigFactory, db: Database
+    make_config: ConfigFactory, db: Database, monkeypatch: pytest.MonkeyPatch, batch: int
 ) -> None:
+    # batch 2: more touched feeds than one batch, so no read-ahead of their files
+    monkeypatch.setattr(feeds_build, "BATCH", batch)
     config = make_config("[feeds]\nitems = 2\n")
     old = [make_article(n, regions=("samarinda",), categories=("hukum",)) for n in range(1, 5)]
     old += [make_article(n, regions=("bontang",), categories=("ekonomi",)) for n in range(5, 8)]

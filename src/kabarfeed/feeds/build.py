@@ -228,6 +228,8 @@ class _Planned:
     """Every article's slugs (from a full index walk)."""
     updated: Mapping[str, datetime] = field(default_factory=dict)
     """The ``updated`` time of the previous items a carried plan looked at."""
+    read: Mapping[str, Future[list[bytes]]] = field(default_factory=dict)
+    """Previous files (by path) already being read for their entries."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,7 +307,7 @@ class FeedBuilder:
         with self._entry_pool(full, head) as workers, files:
             if workers is not None:
                 workers.speculate(self._speculation(head))
-            planned = self._plan(None if full else marker, builds, head)
+            planned = self._plan(None if full else marker, builds, head, files)
             the_plan = planned.plan
             present = writer.files_under(self.output, "feeds")
             known = set(builds) | (set(self._scan(present)) if full else set())
@@ -345,11 +347,14 @@ class FeedBuilder:
         marker: queries.Marker | None,
         builds: Mapping[str, queries.StoredBuild],
         head: queries.Head,
+        files: ThreadPoolExecutor,
     ) -> _Planned:
         """The last build's plan carried forward, else a plan of every article
         (then with every article's slugs too)."""
         with self.db.connect() as conn:
-            carried = None if marker is None else self._replan(conn, marker, builds, head)
+            carried = None
+            if marker is not None:
+                carried = self._replan(conn, marker, builds, head, files)
             return carried or self._plan_all(conn)
 
     def _plan_all(self, conn: Connection) -> _Planned:
@@ -384,9 +389,11 @@ class FeedBuilder:
         marker: queries.Marker,
         builds: Mapping[str, queries.StoredBuild],
         head: queries.Head,
+        files: ThreadPoolExecutor,
     ) -> _Planned | None:
         """The last build's plan carried forward over the changes since, or
-        ``None`` when only a full index walk can tell (see the module doc)."""
+        ``None`` when only a full index walk can tell (see the module doc).
+        The touched feeds' previous files are read in ``files`` meanwhile."""
         previous = previous_plan(marker, builds, self.formats)
         if previous is None:
             return None
@@ -396,6 +403,7 @@ class FeedBuilder:
         taxonomy, items = self.config.taxonomy, self.config.feeds.items
         matcher = Matcher(taxonomy)
         selections = touched(previous, changes, matcher)
+        read = self._read_ahead(builds, selections, files)
         old = {token_id(t) for s in selections for t in previous.ids(s)}
         times = queries.times_of(conn, old)
         published = {i: when for i, (when, _) in times.items()}
@@ -408,7 +416,27 @@ class FeedBuilder:
         if counts is None:
             counts = queries.count_selections(conn, taxonomy)
         updated = {i: when for i, (_, when) in times.items()}
-        return _Planned(previous.updated(taxonomy, ids, counts), updated=updated)
+        return _Planned(previous.updated(taxonomy, ids, counts), updated=updated, read=read)
+
+    def _read_ahead(
+        self,
+        builds: Mapping[str, queries.StoredBuild],
+        selections: Collection[Selection],
+        files: ThreadPoolExecutor,
+    ) -> dict[str, Future[list[bytes]]]:
+        """Start reading the previous files of ``selections`` (the feeds a
+        carried plan re-renders reuse their entries), when they are few
+        enough to hold at once (one batch); else :meth:`_reuse` reads them
+        batch by batch."""
+        if len(selections) > BATCH:
+            return {}
+        out = {}
+        for selection in selections:
+            for fmt in self.formats:
+                stored = builds.get(selection.path(fmt))
+                if stored is not None:
+                    out[stored.path] = files.submit(self._entries_of, stored, fmt)
+        return out
 
     def _up_to_date(
         self,
@@ -490,8 +518,13 @@ class FeedBuilder:
         wanted = {t for s in batch for t in render.plan.ids(s) if not renderer.has(token_id(t))}
         sources = self._sources(render.builds, batch, wanted)
         found: dict[str, dict[str, bytes]] = {}
-        results = render.files.map(self._entries_of, *zip(*sources, strict=True))
-        for (stored, fmt), entries in zip(sources, results, strict=True):
+        read = render.planned.read
+        jobs = [
+            read.get(stored.path) or render.files.submit(self._entries_of, stored, fmt)
+            for stored, fmt in sources
+        ]
+        for (stored, fmt), job in zip(sources, jobs, strict=True):
+            entries = job.result()
             for token, data in zip(stored.items, entries, strict=False):
                 if token in wanted:
                     found.setdefault(token, {})[fmt] = data
