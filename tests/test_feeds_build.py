@@ -445,8 +445,10 @@ def _assert_matches_store(config: Config, db: Database) -> None:
 def test_incremental_builds_equal_full_renders_after_every_kind_of_change(
     make_config: ConfigFactory, db: Database, monkeypatch: pytest.MonkeyPatch, batch: int
 ) -> None:
-    # batch 2: more touched feeds than one batch, so no read-ahead of their files
+    # batch 2: more touched feeds than one batch, so no read-ahead of their
+    # files, and incremental rounds of one feed each
     monkeypatch.setattr(feeds_build, "BATCH", batch)
+    monkeypatch.setattr(feeds_build, "SMALL_BATCH", max(1, batch // 4))
     config = make_config("[feeds]\nitems = 2\n")
     old = [make_article(n, regions=("samarinda",), categories=("hukum",)) for n in range(1, 5)]
     old += [make_article(n, regions=("bontang",), categories=("ekonomi",)) for n in range(5, 8)]

@@ -75,7 +75,10 @@ from kabarfeed.store import Database
 
 log = logging.getLogger(__name__)
 BATCH = 64
-"""Selections rendered per article-loading round (bounds memory)."""
+"""Selections rendered per article-loading round in a full build (bounds memory)."""
+SMALL_BATCH = 16
+"""The same in an incremental build: its few documents then start being
+written while the next ones are prepared."""
 LOCK_NAME = ".kabarfeed-build.lock"
 PING_BATCH = 50
 LOOKBACK = timedelta(minutes=5)
@@ -241,6 +244,8 @@ class _Render:
     """The last build's files, whose entries may be reused (empty: none)."""
     workers: EntryPool | None
     files: ThreadPoolExecutor
+    batch: int = BATCH
+    """Selections per round (see :data:`BATCH`)."""
 
     @property
     def plan(self) -> Plan:
@@ -315,7 +320,8 @@ class FeedBuilder:
             selections = to_render(
                 the_plan, builds, self.formats, full=full, exists=present.__contains__
             )
-            render = _Render(planned, {} if full else builds, workers, files)
+            batch = BATCH if full else SMALL_BATCH
+            render = _Render(planned, {} if full else builds, workers, files, batch)
             pending = self._render_all(render, selections)
             same_feeds = (
                 not full
@@ -428,7 +434,7 @@ class FeedBuilder:
         carried plan re-renders reuse their entries), when they are few
         enough to hold at once (one batch); else :meth:`_reuse` reads them
         batch by batch."""
-        if len(selections) > BATCH:
+        if len(selections) > BATCH:  # not all at once: _reuse reads per batch
             return {}
         out = {}
         for selection in selections:
@@ -460,7 +466,8 @@ class FeedBuilder:
         GIL)."""
         pending: list[_Pending] = []
         renderer = Renderer(self._site)
-        batches = [selections[i : i + BATCH] for i in range(0, len(selections), BATCH)]
+        size = render.batch
+        batches = [selections[i : i + size] for i in range(0, len(selections), size)]
         for batch in self._prepared(renderer, render, batches):
             done = len(pending)
             for selection in batch:
