@@ -24,6 +24,7 @@ from conftest import ConfigFactory
 from feeds_support import make_article, store
 from kabarfeed.config import Config
 from kabarfeed.delivery.enqueue import enqueue_editions
+from kabarfeed.delivery.sharedrate import DatabaseSlots, Rates
 from kabarfeed.feeds.build import FeedBuilder
 from kabarfeed.models import Subscriber, SubscriberStatus
 from kabarfeed.store import Database
@@ -31,7 +32,9 @@ from kabarfeed.store import subscribers as sub_store
 from kabarfeed.store.schema import deliveries, state
 from kabarfeed.subscribers import SubscriberDraft, with_defaults
 from kabarfeed.web import create_app
+from kabarfeed.web.confirmations import ConfirmationMailer, Prepared
 from kabarfeed.web.pages import CSRF_COOKIE
+from kabarfeed.web.security import Signer
 from smtpserver import ScriptedSMTPServer
 
 BASE = "https://news.example.id"
@@ -677,6 +680,32 @@ def test_confirmation_goes_through_smtp(
     assert message["Auto-Submitted"] == "auto-generated"
     path = urlsplit("https://news.example.id" + confirm_path(message)).path
     assert client.get(path).status_code == 200
+
+
+def test_confirmation_mails_take_their_slot_of_the_global_rate(
+    make_config: ConfigFactory, db: Database, tmp_path: Path, smtp: ScriptedSMTPServer
+) -> None:
+    """Digest senders and confirmation mails share one bucket: with 5 slots
+    already reserved at 10/s, a confirmation waits for the 6th (0.5 s)."""
+    config = make_config(
+        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\nrate_per_second = 10\n'
+    )
+    start = 1_800_000_000.0
+    DatabaseSlots(db, Rates(10, 0)).take(5, start)
+    waits: list[float] = []
+    mailer = ConfirmationMailer(
+        config, Signer(b"k" * 32), db=db, clock=lambda: start, sleep=waits.append
+    )
+    data = b"From: a@news.example.id\r\nTo: ani@example.com\r\nSubject: x\r\n\r\nhi\r\n"
+    assert mailer.send_blocking(Prepared("ani@example.com", "<m@news.example.id>", data))
+    assert waits == [pytest.approx(0.5)] and len(smtp.received) == 1
+    # the bucket moved on: the next sender's slot comes after this mail's
+    assert DatabaseSlots(db, Rates(10, 0)).take(1, start) == [pytest.approx(start + 0.6)]
+
+    maildir = make_config(f'[maildir]\npath = "{tmp_path / "md"}"\n[smtp]\nrate_per_second = 10\n')
+    quiet = ConfirmationMailer(maildir, Signer(b"k" * 32), db=db, sleep=waits.append)
+    assert quiet.send_blocking(Prepared("ani@example.com", "<n@news.example.id>", data))
+    assert len(waits) == 1  # the Maildir is not paced
 
 
 def test_failed_send_can_be_retried_at_once(web: Web) -> None:

@@ -5,7 +5,10 @@ Built with the digest's header helpers (``From``/``To``/``Subject`` made
 safe, ``Date``, a fresh ``Message-ID``), multipart text + HTML, DKIM-signed
 when configured, and handed to the configured transport (Maildir or SMTP).
 Sending runs in a worker thread with its own event loop, so a slow SMTP
-server never blocks the web server's loop.
+server never blocks the web server's loop. Over SMTP each mail first takes
+one slot of the global ``[smtp]`` rate, the bucket digest senders share
+(:mod:`kabarfeed.delivery.sharedrate`), so the configured rate holds for
+all mail the site sends.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,9 +32,11 @@ from kabarfeed.delivery.dkim import DkimSigner
 from kabarfeed.delivery.engine import Transport
 from kabarfeed.delivery.factory import envelope_sender, make_transport
 from kabarfeed.delivery.outbox import ResultKind
+from kabarfeed.delivery.sharedrate import DatabaseSlots, Rates, SlotSource
 from kabarfeed.digest import message as mail
 from kabarfeed.errors import DeliveryError, RenderError
 from kabarfeed.models import Subscriber
+from kabarfeed.store import Database
 from kabarfeed.templating import make_environment
 from kabarfeed.web.i18n import strings
 from kabarfeed.web.security import Signer, confirm_token
@@ -39,6 +45,9 @@ from kabarfeed.web.signup import MailKind
 log = logging.getLogger(__name__)
 
 TransportFactory = Callable[[Config], Transport]
+MAX_RATE_WAIT = 60.0
+"""Seconds a confirmation mail waits at most for its slot of the global rate
+(a digest run reserves slots only ~0.1 s ahead, so this is a safety cap)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +78,10 @@ class ConfirmationMailer:
         config: Config,
         signer: Signer,
         *,
+        db: Database | None = None,
         transport_factory: TransportFactory | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.config = config
         self.signer = signer
@@ -77,6 +89,8 @@ class ConfirmationMailer:
         self._transport_factory = transport_factory or make_transport
         self._dkim = DkimSigner.from_config(config.dkim)
         self._domain = mail.site_domain(config.site.base_url)
+        self._slots = _rate_slots(config, db)
+        self._clock, self._sleep = clock, sleep
 
     def _render(self, name: str, context: dict[str, Any]) -> str:
         try:
@@ -139,10 +153,21 @@ class ConfirmationMailer:
     def send_blocking(self, prepared: Prepared) -> bool:
         """Send on a private event loop (call from a thread, never from the web loop)."""
         try:
+            self._wait_for_slot()
             return asyncio.run(self._send(prepared))
         except (DeliveryError, OSError) as e:
             log.warning("confirmation mail %s not sent: %s", prepared.message_id, e)
             return False
+
+    def _wait_for_slot(self) -> None:
+        """Take one slot of the global rate and sleep until it (SMTP with a
+        rate configured only)."""
+        if self._slots is None:
+            return
+        [at] = self._slots.take(1, self._clock())
+        delay = at - self._clock()
+        if delay > 0:
+            self._sleep(min(delay, MAX_RATE_WAIT))
 
     async def _send(self, prepared: Prepared) -> bool:
         transport = self._transport_factory(self.config)
@@ -162,3 +187,12 @@ class ConfirmationMailer:
             return False
         log.info("confirmation mail %s sent via %s", prepared.message_id, transport.name)
         return True
+
+
+def _rate_slots(config: Config, db: Database | None) -> SlotSource | None:
+    """Where a confirmation mail takes its slot of the global ``[smtp]`` rate:
+    ``None`` for the Maildir, without a rate, or without a database."""
+    rates = Rates(config.smtp.rate_per_second, config.smtp.rate_per_minute)
+    if db is None or not config.smtp.host or rates.unlimited:
+        return None
+    return DatabaseSlots(db, rates)

@@ -829,5 +829,5 @@ def create_pages(
 ) -> Pages:
     """The handlers for ``config``, keyed with the site secret (see :mod:`kabarfeed.secrets`)."""
     signer = Signer(site_secret(config, db, now=clock()))
-    mailer = ConfirmationMailer(config, signer, transport_factory=transport_factory)
+    mailer = ConfirmationMailer(config, signer, db=db, transport_factory=transport_factory)
     return Pages(config, db, clock, signer, mailer, Limits.from_config(config))
