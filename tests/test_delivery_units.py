@@ -7,6 +7,7 @@ import asyncio
 import email
 import mailbox
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -175,6 +176,20 @@ def test_maildir_writes_atomically_readable_messages(tmp_path: Path) -> None:
     got = sorted(m["To"] for m in box)
     assert got == ["r0@example.org", "r1@example.org", "r2@example.org"]
     assert {m["Return-Path"] for m in box} == {"<bounces@news.example.id>"}
+
+
+def test_maildir_names_sort_in_delivery_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # within one second, microseconds 95000 then 120000: unpadded, "M120000"
+    # would sort before "M95000"
+    times = iter([1_800_000_000_095_000_000, 1_800_000_000_120_000_000])
+    real = time.time_ns  # the patch is on the time module: anyone else gets real time
+    monkeypatch.setattr(time, "time_ns", lambda: next(times, None) or real())
+    writer = MaildirWriter(tmp_path / "mail")
+    first, second = (writer.deliver(b"Subject: %d\r\n\r\n" % i) for i in range(2))
+    assert sorted([second.name, first.name]) == [first.name, second.name]
+    assert ".M095000P" in first.name
 
 
 def test_maildir_unwritable_is_a_connection_fault(tmp_path: Path) -> None:

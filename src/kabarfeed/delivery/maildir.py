@@ -39,10 +39,11 @@ class MaildirWriter:
         self._ready = True
 
     def unique_name(self) -> str:
-        """``<seconds>.M<micro>P<pid>Q<n>.<host>`` — unique across processes and time."""
+        """``<seconds>.M<micro>P<pid>Q<n>.<host>``: unique across processes and time;
+        microseconds zero-padded, so a listing sorted by name is in delivery order."""
         now = time.time_ns()
         seconds, micro = divmod(now // 1000, 1_000_000)
-        return f"{seconds}.M{micro}P{os.getpid()}Q{next(self._counter)}.{self._host}"
+        return f"{seconds}.M{micro:06d}P{os.getpid()}Q{next(self._counter)}.{self._host}"
 
     def deliver(self, data: bytes, *, return_path: str = "") -> Path:
         """Store ``data`` (with a ``Return-Path`` line when given); return the new file."""
