@@ -165,6 +165,14 @@ def to_remove(the_plan: Plan, formats: Sequence[str], known: Collection[str]) ->
     return tuple(sorted(p for p in known if p not in wanted))
 
 
+def same_feeds(
+    the_plan: Plan, formats: Sequence[str], known: Collection[str], stale: Collection[str]
+) -> bool:
+    """Whether ``the_plan`` publishes exactly the ``known`` feed paths (none
+    ``stale``, none new): then lists of feeds, like the OPML file, stand."""
+    return not stale and len(known) == len(the_plan.selections) * len(formats)
+
+
 def previous_plan(
     marker: queries.Marker, builds: Mapping[str, queries.StoredBuild], formats: Sequence[str]
 ) -> Plan | None:
@@ -323,13 +331,9 @@ class FeedBuilder:
             batch = BATCH if full else SMALL_BATCH
             render = _Render(planned, {} if full else builds, workers, files, batch)
             pending = self._render_all(render, selections)
-            same_feeds = (
-                not full
-                and not stale
-                and len(builds) == len(the_plan.selections) * len(self.formats)
-            )
+            same = not full and same_feeds(the_plan, self.formats, builds, stale)
             # while the last documents are written:
-            pages = self._pages(the_plan, opml=not same_feeds)
+            pages = self._pages(the_plan, opml=not same)
         written = [path for path, _, job in pending if job.result()[0]]
         saved = [queries.StoredBuild(p, job.result()[1], tokens) for p, tokens, job in pending]
         removed = self._remove(stale)
