@@ -10,6 +10,7 @@ import pytest
 from kabarfeed.config import Config, RegionConfig
 from kabarfeed.errors import InputError
 from kabarfeed.models import Subscriber, SubscriberStatus
+from kabarfeed.texts import Texts
 from kabarfeed.web import forms
 from kabarfeed.web.i18n import STRINGS, choose_language, parse_accept_language
 from kabarfeed.web.ops import Snapshot, format_metrics
@@ -116,6 +117,17 @@ def test_both_languages_have_every_string() -> None:
     assert set(STRINGS["id"]) == set(STRINGS["en"])
     for table in STRINGS.values():
         assert all(value.strip() for value in table.values())
+
+
+def test_string_tables_refuse_a_missing_or_empty_translation() -> None:
+    texts = Texts(id={"a": "satu", "b": "dua"}, en={"a": "one", "b": "two"})
+    assert texts("en")["b"] == "two" and texts("jv")["b"] == "dua"  # fallback: Indonesian
+    with pytest.raises(ValueError, match=r"'en' strings differ from 'id': \['b'\]"):
+        Texts(id={"a": "satu", "b": "dua"}, en={"a": "one"})
+    with pytest.raises(ValueError, match=r"'en' strings are empty: \['b'\]"):
+        Texts(id={"a": "satu", "b": "dua"}, en={"a": "one", "b": " "})
+    with pytest.raises(ValueError, match="no 'id' strings"):
+        Texts(en={"a": "one"})
 
 
 def test_region_tree_and_collapse() -> None:

@@ -6,8 +6,7 @@ publisher restyling templates may use or replace any of them.
 
 from __future__ import annotations
 
-from types import MappingProxyType
-from typing import Final
+from kabarfeed.texts import Texts
 
 _ID = {
     "hello": "Halo",
@@ -47,15 +46,5 @@ _EN = {
     "photo": "Photo",
 }
 
-STRINGS: Final = MappingProxyType(
-    {
-        "id": MappingProxyType(_ID),
-        "en": MappingProxyType(_EN),
-    }
-)
-"""Language code -> string table."""
-
-
-def strings_for(language: str) -> MappingProxyType[str, str]:
-    """The table for ``language`` (Indonesian when unknown)."""
-    return STRINGS.get(language, STRINGS["id"])
+strings_for = Texts(id=_ID, en=_EN)
+"""The table for a subscriber's language (Indonesian when unknown)."""

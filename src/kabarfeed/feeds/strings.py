@@ -6,8 +6,7 @@ English). Kept as plain, immutable mappings: no gettext catalogues to build.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
+from kabarfeed.texts import Texts
 
 _ID = {
     "all_title": "{site}",
@@ -79,14 +78,8 @@ _EN = {
     "home": "home page",
 }
 
-STRINGS: Mapping[str, Mapping[str, str]] = MappingProxyType(
-    {"id": MappingProxyType(_ID), "en": MappingProxyType(_EN)}
-)
-
-
-def strings(language: str) -> Mapping[str, str]:
-    """The table for ``language`` (Indonesian when unknown)."""
-    return STRINGS.get(language, STRINGS["id"])
+strings = Texts(id=_ID, en=_EN)
+"""The table for a language (Indonesian when unknown): ``strings("en")["regions"]``."""
 
 
 def list_join(items: list[str], language: str) -> str:

@@ -8,8 +8,7 @@ The language of a page is, in order: an explicit ``?lang=`` (or the form's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
+from kabarfeed.texts import Texts
 
 LANGUAGES = ("id", "en")
 
@@ -199,14 +198,9 @@ _EN = {
     "notice_action": "Manage preferences",
 }
 
-STRINGS: Mapping[str, Mapping[str, str]] = MappingProxyType(
-    {"id": MappingProxyType(_ID), "en": MappingProxyType(_EN)}
-)
-
-
-def strings(language: str) -> Mapping[str, str]:
-    """The table for ``language`` (Indonesian when unknown)."""
-    return STRINGS.get(language, STRINGS["id"])
+strings = Texts(id=_ID, en=_EN)
+"""The table for a page's language (Indonesian when unknown)."""
+STRINGS = strings.tables
 
 
 def parse_accept_language(header: str) -> list[str]:
