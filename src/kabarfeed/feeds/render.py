@@ -219,6 +219,41 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+@dataclass(frozen=True, slots=True)
+class EntryValues:
+    """What an article's entries show, worked out once for every format."""
+
+    id: str
+    title: str
+    author: str
+    summary: str
+    content: str | None
+    """The full content (``None``: summary only, by config or for want of content)."""
+    published: datetime
+    updated: datetime
+    terms: tuple[Term, ...]
+    image_type: str = ""
+    caption: str = ""
+
+
+def entry_values(site: FeedSite, article: Article) -> EntryValues:
+    """The values of ``article``'s entries in ``site``'s feeds."""
+    shown = site.full_content and bool(article.content_html)
+    image = article.image
+    return EntryValues(
+        id=entry_id(site, article),
+        title=xml_safe(article.title),
+        author=xml_safe(article.author),
+        summary=summary_text(site, article),
+        content=content_html(site, article) if shown else None,
+        published=local(site, article, article.published),
+        updated=local(site, article, article.updated),
+        terms=terms(site, article),
+        image_type=image_type(image) if image else "",
+        caption=xml_safe(image.caption) if image else "",
+    )
+
+
 # ---------------------------------------------------------------- feedgen
 
 
@@ -241,6 +276,8 @@ class _EntryExtension(BaseEntryExtension):  # type: ignore[misc]
 
     creator: str = ""
     image: Image | None = None
+    image_type: str = ""
+    caption: str = ""
 
     def extend_rss(self, item: Any) -> Any:
         if self.creator:
@@ -249,7 +286,7 @@ class _EntryExtension(BaseEntryExtension):  # type: ignore[misc]
             attrs = {
                 "url": self.image.url,
                 "length": str(self.image.length or 0),
-                "type": image_type(self.image),
+                "type": self.image_type,
             }
             xml_elem("enclosure", item, **attrs)
             self._media(item)
@@ -257,7 +294,7 @@ class _EntryExtension(BaseEntryExtension):  # type: ignore[misc]
 
     def extend_atom(self, entry: Any) -> Any:
         if self.image:
-            attrs = {"rel": "enclosure", "href": self.image.url, "type": image_type(self.image)}
+            attrs = {"rel": "enclosure", "href": self.image.url, "type": self.image_type}
             if self.image.length:
                 attrs["length"] = str(self.image.length)
             xml_elem("link", entry, **attrs)  # feedgen's Atom uses a default xmlns
@@ -266,14 +303,13 @@ class _EntryExtension(BaseEntryExtension):  # type: ignore[misc]
 
     def _media(self, parent: Any) -> None:
         assert self.image is not None
-        attrs = {"url": self.image.url, "type": image_type(self.image), "medium": "image"}
+        attrs = {"url": self.image.url, "type": self.image_type, "medium": "image"}
         if self.image.length:
             attrs["fileSize"] = str(self.image.length)
         media = xml_elem(f"{{{MEDIA_NS}}}content", parent, **attrs)
-        caption = xml_safe(self.image.caption)
-        if caption:
+        if self.caption:
             desc = xml_elem(f"{{{MEDIA_NS}}}description", media, type="plain")
-            desc.text = caption
+            desc.text = self.caption
 
 
 def _feed_generator(
@@ -309,59 +345,52 @@ def _links(site: FeedSite, fg: Any, selection: Selection, fmt: str) -> None:
     fg.link(href=site.home, rel="alternate", type="text/html")
 
 
-def feed_entry(site: FeedSite, article: Article) -> Any:
-    """A feedgen entry for ``article``."""
+def feed_entry(site: FeedSite, article: Article, values: EntryValues | None = None) -> Any:
+    """A feedgen entry for ``article`` (``values``: its :func:`entry_values`)."""
+    v = values or entry_values(site, article)
     fe = FeedEntry()
     fe.register_extension("kabarfeed", _EntryExtension)
-    ident = entry_id(site, article)
-    fe.guid(ident, permalink=ident == article.url)
-    fe.title(xml_safe(article.title))
+    fe.guid(v.id, permalink=v.id == article.url)
+    fe.title(v.title)
     fe.link(href=article.url)
-    fe.published(local(site, article, article.published))
-    fe.updated(local(site, article, article.updated))
-    author = xml_safe(article.author)
-    if author:
-        fe.author(name=author)
-    summary = summary_text(site, article)
-    if summary:
-        fe.summary(summary)
-    if site.full_content and article.content_html:
-        fe.content(content_html(site, article), type="html")
-    for t in terms(site, article):
+    fe.published(v.published)
+    fe.updated(v.updated)
+    if v.author:
+        fe.author(name=v.author)
+    if v.summary:
+        fe.summary(v.summary)
+    if v.content is not None:
+        fe.content(v.content, type="html")
+    for t in v.terms:
         fe.category(term=t.term, label=t.label, scheme=t.scheme)
-    fe.kabarfeed.creator = author
-    fe.kabarfeed.image = article.image
+    ext = fe.kabarfeed
+    ext.creator, ext.image = v.author, article.image
+    ext.image_type, ext.caption = v.image_type, v.caption
     return fe
 
 
 # ---------------------------------------------------------------- JSON Feed
 
 
-def _json_item(site: FeedSite, article: Article) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "id": entry_id(site, article),
-        "url": article.url,
-        "title": xml_safe(article.title),
-    }
-    if site.full_content and article.content_html:
-        item["content_html"] = content_html(site, article)
+def _json_item(site: FeedSite, article: Article, v: EntryValues) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": v.id, "url": article.url, "title": v.title}
+    if v.content is not None:
+        item["content_html"] = v.content
     else:
-        item["content_text"] = summary_text(site, article)
-    summary = summary_text(site, article)
-    if summary:
-        item["summary"] = summary
+        item["content_text"] = v.summary
+    if v.summary:
+        item["summary"] = v.summary
     if article.image:
         item["image"] = article.image.url
-    item["date_published"] = local(site, article, article.published).isoformat()
-    item["date_modified"] = local(site, article, article.updated).isoformat()
+    item["date_published"] = v.published.isoformat()
+    item["date_modified"] = v.updated.isoformat()
     if article.author:
-        item["authors"] = [{"name": xml_safe(article.author)}]
-    found = terms(site, article)
-    if found:
-        item["tags"] = [t.label for t in found]
+        item["authors"] = [{"name": v.author}]
+    if v.terms:
+        item["tags"] = [t.label for t in v.terms]
     item["language"] = article.language
     if article.image:
-        item["attachments"] = [_attachment(article.image)]
+        item["attachments"] = [_attachment(article.image, v)]
     item["_kabarfeed"] = {
         "regions": list(article.regions),
         "categories": list(article.categories),
@@ -370,19 +399,19 @@ def _json_item(site: FeedSite, article: Article) -> dict[str, Any]:
     return item
 
 
-def _attachment(image: Image) -> dict[str, Any]:
-    out: dict[str, Any] = {"url": image.url, "mime_type": image_type(image)}
-    caption = xml_safe(image.caption)
-    if caption:
-        out["title"] = caption
+def _attachment(image: Image, v: EntryValues) -> dict[str, Any]:
+    out: dict[str, Any] = {"url": image.url, "mime_type": v.image_type}
+    if v.caption:
+        out["title"] = v.caption
     if image.length:
         out["size_in_bytes"] = image.length
     return out
 
 
-def json_item(site: FeedSite, article: Article) -> str:
+def json_item(site: FeedSite, article: Article, values: EntryValues | None = None) -> str:
     """One JSON Feed item, serialised (items are joined into documents as is)."""
-    return json.dumps(_json_item(site, article), ensure_ascii=False, separators=(",", ":"))
+    item = _json_item(site, article, values or entry_values(site, article))
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":"))
 
 
 def json_document(site: FeedSite, selection: Selection, items: Sequence[str]) -> bytes:
@@ -549,13 +578,14 @@ class Renderer:
         """``article``'s serialised entries by format (the JSON item as UTF-8),
         as :meth:`seed` takes them; not kept."""
         out: dict[str, bytes] = {}
+        values = entry_values(self.site, article)
         xml_formats = [f for f in formats if f in ("rss", "atom")]
         if xml_formats:
-            entry = feed_entry(self.site, article)
+            entry = feed_entry(self.site, article, values)
             for fmt in xml_formats:
                 out[fmt] = self._writer.write(entry, fmt)
         if "json" in formats:
-            out["json"] = json_item(self.site, article).encode()
+            out["json"] = json_item(self.site, article, values).encode()
         return out
 
     def render_ids(
