@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -32,10 +32,12 @@ from feedgen.util import xml_elem
 from lxml import etree  # type: ignore[import-untyped]
 
 from kabarfeed import __version__
-from kabarfeed.config import Config
 from kabarfeed.feeds.selection import ALL, Selection
 from kabarfeed.feeds.strings import list_join, strings
 from kabarfeed.models import Article, Image, Taxonomy
+
+if TYPE_CHECKING:  # render workers never load the config (pydantic): see feeds.pool
+    from kabarfeed.config import Config
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 DC_NS = "http://purl.org/dc/elements/1.1/"
