@@ -6,18 +6,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from kabarfeed.config import Config, RegionConfig
 from kabarfeed.errors import InputError
 from kabarfeed.models import Subscriber, SubscriberStatus
+from kabarfeed.store import Database
+from kabarfeed.store.schema import state
 from kabarfeed.texts import Texts
 from kabarfeed.web import forms
 from kabarfeed.web.i18n import STRINGS, choose_language, parse_accept_language
+from kabarfeed.web.limits import KEY_PREFIX, SharedWindowLimiter, window_hit
 from kabarfeed.web.ops import Snapshot, format_metrics
 from kabarfeed.web.security import (
     CsrfTokens,
     Signer,
-    SlidingWindowLimiter,
     confirm_token,
     cross_site,
     parse_confirm_token,
@@ -74,16 +77,32 @@ def test_csrf_tokens_are_bound_and_expire() -> None:
         assert not csrf.valid(forged, "preferences", TOKEN, NOW)
 
 
-def test_sliding_window_limiter() -> None:
-    limiter = SlidingWindowLimiter(2, timedelta(hours=1), max_keys=3)
-    assert limiter.hit("a", NOW) and limiter.hit("a", NOW + timedelta(minutes=1))
-    assert not limiter.hit("a", NOW + timedelta(minutes=2))
-    assert limiter.retry_after("a", NOW + timedelta(minutes=2)) == 58 * 60 + 1
-    assert limiter.hit("b", NOW)  # keys are independent
-    assert limiter.hit("a", NOW + timedelta(hours=1))  # the first hit left the window
-    for key in ("c", "d", "e"):
-        limiter.hit(key, NOW)
-    assert len(limiter._hits) == 3  # bounded memory
+def test_window_hit_allows_limit_hits_per_window() -> None:
+    first = window_hit((), 1000.0, 2, 3600.0)
+    second = window_hit(first.hits, 1060.0, 2, 3600.0)
+    third = window_hit(second.hits, 1120.0, 2, 3600.0)
+    assert (first.retry_after, second.retry_after) == (0, 0) and second.hits == (1000.0, 1060.0)
+    assert third.retry_after == 3600 - 120 and third.hits == second.hits  # nothing recorded
+    later = window_hit(third.hits, 4600.0, 2, 3600.0)  # the first hit left the window
+    assert later.retry_after == 0 and later.hits == (1060.0, 4600.0)
+
+
+def test_shared_limiter_counts_across_processes_and_prunes(db: Database) -> None:
+    """Two limiters on one database stand for two ``run`` processes."""
+    hour = timedelta(hours=1)
+    a, b = (SharedWindowLimiter(db, "ip", 2, hour) for _ in range(2))
+    assert a.hit("k1", NOW) == 0 and b.hit("k1", NOW + timedelta(minutes=1)) == 0
+    assert a.hit("k1", NOW + timedelta(minutes=2)) == 58 * 60
+    assert b.hit("k2", NOW) == 0  # keys are independent
+    assert SharedWindowLimiter(db, "address", 2, hour).hit("k1", NOW) == 0  # and so are names
+    assert b.hit("k1", NOW + hour) == 0  # the first hit left the window
+    a.hit("k3", NOW + 3 * hour)  # k1 and k2 idle for a whole window: their rows go
+    with db.connect() as conn:
+        keys = set(conn.execute(select(state.c.key)).scalars())
+    assert {k for k in keys if k.startswith(KEY_PREFIX)} == {
+        "web.limit.ip.k3",
+        "web.limit.address.k1",  # another limiter's rows are its own to prune
+    }
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import re
-from collections import OrderedDict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -177,42 +176,6 @@ def cross_site(headers: Mapping[str, str], own_origins: tuple[str, ...]) -> bool
 
 
 # -- rate limits ---------------------------------------------------------------------
-
-
-class SlidingWindowLimiter:
-    """At most ``limit`` hits per key within ``window`` (in memory, per process).
-
-    Memory is bounded: beyond ``max_keys`` the least recently used keys are
-    forgotten (which can only make the limiter more lenient).
-    """
-
-    def __init__(self, limit: int, window: timedelta, *, max_keys: int = 100_000) -> None:
-        self.limit = limit
-        self.window = window
-        self._max_keys = max_keys
-        self._hits: OrderedDict[str, deque[datetime]] = OrderedDict()
-
-    def hit(self, key: str, now: datetime) -> bool:
-        """Record a hit for ``key``; ``False`` (and nothing recorded) when over the limit."""
-        hits = self._hits.get(key)
-        if hits is None:
-            hits = self._hits[key] = deque()
-            while len(self._hits) > self._max_keys:
-                self._hits.popitem(last=False)
-        self._hits.move_to_end(key)
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        if len(hits) >= self.limit:
-            return False
-        hits.append(now)
-        return True
-
-    def retry_after(self, key: str, now: datetime) -> int:
-        """Seconds until ``key`` may hit again (0 when it may now)."""
-        hits = self._hits.get(key)
-        if not hits or len(hits) < self.limit:
-            return 0
-        return max(1, int((hits[0] + self.window - now).total_seconds()) + 1)
 
 
 # -- headers -------------------------------------------------------------------------

@@ -29,11 +29,11 @@ from kabarfeed.templating import make_environment
 from kabarfeed.web import forms, signup
 from kabarfeed.web.confirmations import ConfirmationMailer
 from kabarfeed.web.i18n import LANGUAGES, choose_language, strings
+from kabarfeed.web.limits import SharedWindowLimiter
 from kabarfeed.web.security import (
     PAGE_CSP,
     CsrfTokens,
     Signer,
-    SlidingWindowLimiter,
     cross_site,
     looks_like_token,
     origin_of,
@@ -98,20 +98,20 @@ class FormView:
     email_error: str = ""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Limits:
-    """The in-memory sign-up limiters of one process."""
+    """The sign-up limiters, shared by every process through the database."""
 
-    per_ip: SlidingWindowLimiter
-    per_address: SlidingWindowLimiter
+    per_ip: SharedWindowLimiter
+    per_address: SharedWindowLimiter
 
     @classmethod
-    def from_config(cls, config: Config) -> Limits:
+    def from_config(cls, config: Config, db: Database) -> Limits:
         """Limiters sized from ``[web]``."""
         hour = timedelta(hours=1)
         return cls(
-            SlidingWindowLimiter(config.web.subscribe_per_ip_per_hour, hour),
-            SlidingWindowLimiter(config.web.subscribe_per_address_per_hour, hour),
+            SharedWindowLimiter(db, "ip", config.web.subscribe_per_ip_per_hour, hour),
+            SharedWindowLimiter(db, "address", config.web.subscribe_per_address_per_hour, hour),
         )
 
 

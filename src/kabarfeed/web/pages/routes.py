@@ -79,4 +79,4 @@ def create_pages(
     """The handlers for ``config``, keyed with the site secret (see :mod:`kabarfeed.secrets`)."""
     signer = Signer(site_secret(config, db, now=clock()))
     mailer = ConfirmationMailer(config, signer, db=db, transport_factory=transport_factory)
-    return Pages(config, db, clock, signer, mailer, Limits.from_config(config))
+    return Pages(config, db, clock, signer, mailer, Limits.from_config(config, db))

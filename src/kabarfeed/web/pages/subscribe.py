@@ -105,9 +105,11 @@ class SignUpPages:
         return await self._sign_up(request, form, lang)
 
     async def _sign_up(self, request: Request, form: FormData, lang: str) -> Response:
-        now, ip = self.pages.clock(), client_ip(request)
-        if not self.pages.limits.per_ip.hit(ip, now):
-            return self.pages.too_many(request, lang, self.pages.limits.per_ip.retry_after(ip, now))
+        now, limits = self.pages.clock(), self.pages.limits
+        ip_key = self.pages.signer.digest("ip", client_ip(request))
+        wait = await run_in_threadpool(limits.per_ip.hit, ip_key, now)
+        if wait:
+            return self.pages.too_many(request, lang, wait)
         if form.get("website"):  # the honeypot: a bot; answer as if all went well
             return self.pages.check_inbox_redirect(lang, None)
         values = form_fields(form)
@@ -121,10 +123,9 @@ class SignUpPages:
                 request, lang, values, email=raw, status=400, email_error=error
             )
         key = self.pages.signer.digest("address", email_key(email))
-        if not self.pages.limits.per_address.hit(key, now):
-            return self.pages.too_many(
-                request, lang, self.pages.limits.per_address.retry_after(key, now)
-            )
+        wait = await run_in_threadpool(limits.per_address.hit, key, now)
+        if wait:
+            return self.pages.too_many(request, lang, wait)
         return await self._record(request, email, values, lang, now)
 
     async def _record(
