@@ -18,6 +18,15 @@ from kabarfeed.store.dialect import create_engine_for
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """Driver errors leave the store as :class:`StoreError` (wrapped once, here)."""
+    try:
+        yield
+    except SQLAlchemyError as e:
+        raise StoreError(f"database error: {e.__class__.__name__}: {e}") from e
+
+
 class Database:
     """A connection pool plus schema management. Create one per process."""
 
@@ -36,20 +45,14 @@ class Database:
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A connection inside one transaction (committed on success)."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as e:
-            raise StoreError(f"database error: {e.__class__.__name__}: {e}") from e
+        with _store_errors(), self.engine.begin() as conn:
+            yield conn
 
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         """A connection for reads or explicit transaction control."""
-        try:
-            with self.engine.connect() as conn:
-                yield conn
-        except SQLAlchemyError as e:
-            raise StoreError(f"database error: {e.__class__.__name__}: {e}") from e
+        with _store_errors(), self.engine.connect() as conn:
+            yield conn
 
     def upgrade(self) -> None:
         """Apply every pending Alembic migration (no-op when current).
