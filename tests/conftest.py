@@ -22,6 +22,15 @@ PG_URL = os.environ.get("KABARFEED_TEST_DATABASE_URL", "")
 
 TAXONOMY_TOML = (REPO / "config.toml").read_text(encoding="utf-8").split("# Regions: a tree")[1]
 TAXONOMY_TOML = "# Regions: a tree" + TAXONOMY_TOML.split("\n[feeds]")[0]
+SITE_TOML = (
+    "[site]\n"
+    'title = "Nusantara Plus"\n'
+    'base_url = "https://news.example.id"\n'
+    'language = "id"\n'
+    'timezone = "Asia/Makassar"\n'
+    'postal_address = "Jl. Jenderal Sudirman No. 1, Balikpapan"\n'
+)
+"""The test site's ``[site]`` table (keys may follow it)."""
 
 
 def pytest_report_header() -> str:
@@ -82,17 +91,7 @@ def make_config(tmp_path: Path, db_url: str) -> ConfigFactory:
     """
 
     def factory(extra: str = "", *, site: str = "") -> Config:
-        body = (
-            "[site]\n"
-            'title = "Nusantara Plus"\n'
-            'base_url = "https://news.example.id"\n'
-            'language = "id"\n'
-            'timezone = "Asia/Makassar"\n'
-            'postal_address = "Jl. Jenderal Sudirman No. 1, Balikpapan"\n'
-            f"{site}\n"
-            f'[storage]\nurl = "{db_url}"\n\n'
-            f"{extra}\n\n{TAXONOMY_TOML}\n"
-        )
+        body = f'{SITE_TOML}{site}\n[storage]\nurl = "{db_url}"\n\n{extra}\n\n{TAXONOMY_TOML}\n'
         path = tmp_path / "config.toml"
         path.write_text(body, encoding="utf-8")
         return load_config(path, environ={})

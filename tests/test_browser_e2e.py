@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, TAXONOMY_TOML
+from conftest import REPO, SITE_TOML, TAXONOMY_TOML
 from kabarfeed.models import Subscriber, SubscriberStatus
 from kabarfeed.store import Database
 from kabarfeed.store import subscribers as sub_store
@@ -92,13 +92,7 @@ def _wait_for_port(process: subprocess.Popen[str], output: list[str]) -> str:
 def _write_config(folder: Path) -> Path:
     config = folder / "config.toml"
     config.write_text(
-        "[site]\n"
-        'title = "Nusantara Plus"\n'
-        'base_url = "https://news.example.id"\n'
-        'language = "id"\n'
-        'timezone = "Asia/Makassar"\n'
-        'postal_address = "Jl. Jenderal Sudirman No. 1, Balikpapan"\n'
-        f'[storage]\nurl = "sqlite:///{folder / "kabarfeed.db"}"\n'
+        SITE_TOML + f'[storage]\nurl = "sqlite:///{folder / "kabarfeed.db"}"\n'
         f'[feeds]\noutput = "{folder / "public"}"\n'
         f'[maildir]\npath = "{folder / "maildir"}"\n'
         '[logging]\nlevel = "INFO"\n\n' + TAXONOMY_TOML,
