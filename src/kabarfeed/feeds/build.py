@@ -546,7 +546,8 @@ class FeedBuilder:
         updated = {i: known[i] for i in ready if i in known}
         if len(updated) < len(ready):
             with self.db.connect() as conn:
-                updated.update(queries.updated_of(conn, set(ready) - set(updated)))
+                times = queries.times_of(conn, set(ready) - set(updated))
+                updated.update((i, when) for i, (_, when) in times.items())
         for article_id, when in updated.items():
             renderer.seed(article_id, when, ready[article_id])
 

@@ -254,26 +254,16 @@ def _links(
     )
 
 
-def updated_of(conn: Connection, ids: Iterable[str]) -> dict[str, datetime]:
-    """The ``updated`` time of every stored article among ``ids``."""
-    return _times(conn, ids, articles.c.updated_at)
-
-
 def times_of(conn: Connection, ids: Iterable[str]) -> dict[str, tuple[datetime, datetime]]:
     """The publication and ``updated`` times of every stored article among ``ids``."""
-    return _times(conn, ids, articles.c.published_at, articles.c.updated_at)
-
-
-def _times(conn: Connection, ids: Iterable[str], *columns: Any) -> dict[str, Any]:
-    """Article id -> its value of ``columns`` (a tuple when there are several)."""
     wanted = sorted(set(ids))
-    out: dict[str, Any] = {}
+    cols = (articles.c.id, articles.c.published_at, articles.c.updated_at)
+    out: dict[str, tuple[datetime, datetime]] = {}
     for i in range(0, len(wanted), _CHUNK):
-        query = select(articles.c.id, *columns).where(articles.c.id.in_(wanted[i : i + _CHUNK]))
-        if len(columns) == 1:
-            out.update((row[0], row[1]) for row in conn.execute(query).all())
-        else:
-            out.update((row[0], tuple(row[1:])) for row in conn.execute(query).all())
+        query = select(*cols).where(articles.c.id.in_(wanted[i : i + _CHUNK]))
+        out.update(
+            (ident, (published, updated)) for ident, published, updated in conn.execute(query).all()
+        )
     return out
 
 
