@@ -28,7 +28,6 @@ Times are wall-clock epoch seconds, so the machines' clocks must be in sync
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from collections import deque
@@ -37,12 +36,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection
 
 from kabarfeed.delivery.ratelimit import Monotonic, RateLimiter, Sleep
 from kabarfeed.store import Database
-from kabarfeed.store.dialect import insert_ignoring_conflicts
-from kabarfeed.store.schema import state
+from kabarfeed.store.state import lock_state, write_state
 
 STATE_KEY = "delivery.rate"
 BLOCK_SECONDS = 0.1
@@ -144,25 +142,11 @@ class DatabaseSlots:
 def reserve_in_db(conn: Connection, key: str, rates: Rates, now: float, count: int) -> list[float]:
     """:func:`reserve` against the TATs stored under ``key``, under a row lock."""
     stamp = datetime.fromtimestamp(now, UTC)
-    insert_ignoring_conflicts(
-        conn, state, [{"key": key, "value": "{}", "updated_at": stamp}], ("key",)
-    )
-    where = state.c.key == key
-    conn.execute(update(state).where(where).values(updated_at=stamp))  # the lock
-    stored = _parse(conn.execute(select(state.c.value).where(where)).scalar())
-    tats, slots = reserve(stored, rates.intervals, now, count)
-    conn.execute(update(state).where(where).values(value=json.dumps(tats)))
+    stored = lock_state(conn, key, stamp)
+    tats = {k: float(v) for k, v in stored.items() if isinstance(v, int | float)}
+    tats, slots = reserve(tats, rates.intervals, now, count)
+    write_state(conn, key, tats, stamp)
     return slots
-
-
-def _parse(raw: str | None) -> dict[str, float]:
-    try:
-        data = json.loads(raw or "{}")
-    except ValueError:
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: float(v) for k, v in data.items() if isinstance(v, int | float)}
 
 
 # ------------------------------------------------------------------ the limiter

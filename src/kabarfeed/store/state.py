@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from kabarfeed.store.dialect import insert_ignoring_conflicts
 from kabarfeed.store.schema import state
 
 WORKER_HEARTBEAT_PREFIX = "worker.heartbeat."
@@ -25,6 +26,19 @@ def read_state(conn: Connection, key: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return loaded if isinstance(loaded, dict) else None
+
+
+def lock_state(conn: Connection, key: str, now: datetime) -> dict[str, Any]:
+    """The JSON object under ``key`` (``{}`` when none), with the row locked
+    for the rest of the transaction: the row is made if missing and updated
+    first, so PostgreSQL locks it and SQLite takes its write lock before the
+    read. Two transactions can then never read the same value and both
+    write on top of it."""
+    insert_ignoring_conflicts(
+        conn, state, [{"key": key, "value": "{}", "updated_at": now}], ("key",)
+    )
+    conn.execute(update(state).where(state.c.key == key).values(updated_at=now))
+    return read_state(conn, key) or {}
 
 
 def write_state(conn: Connection, key: str, value: dict[str, Any], now: datetime) -> None:

@@ -17,12 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, update
+from sqlalchemy import Connection, delete
 
 from kabarfeed.store import Database
-from kabarfeed.store.dialect import insert_ignoring_conflicts
 from kabarfeed.store.schema import state
-from kabarfeed.store.state import read_state, write_state
+from kabarfeed.store.state import lock_state, write_state
 
 KEY_PREFIX = "web.limit."
 
@@ -64,11 +63,7 @@ class SharedWindowLimiter:
             return self._hit(conn, self.prefix + key, now)
 
     def _hit(self, conn: Connection, row: str, now: datetime) -> int:
-        insert_ignoring_conflicts(
-            conn, state, [{"key": row, "value": "{}", "updated_at": now}], ("key",)
-        )
-        conn.execute(update(state).where(state.c.key == row).values(updated_at=now))  # the lock
-        stored = read_state(conn, row) or {}
+        stored = lock_state(conn, row, now)
         hits = [float(t) for t in stored.get("hits", []) if isinstance(t, int | float)]
         outcome = window_hit(hits, now.timestamp(), self.limit, self.window.total_seconds())
         write_state(conn, row, {"hits": list(outcome.hits)}, now)
