@@ -32,7 +32,8 @@ from kabarfeed.feeds.selection import (
     base_selections,
     sort_key,
 )
-from kabarfeed.models import Article, Image, Taxonomy
+from kabarfeed.models import Article, Taxonomy
+from kabarfeed.store.articles import ARTICLE_COLUMNS, article_from_row
 from kabarfeed.store.schema import article_categories, article_regions, articles, feed_builds
 from kabarfeed.store.schema import state as state_table
 
@@ -367,29 +368,6 @@ def _grouped(
     return out
 
 
-_ARTICLE_COLUMNS = (
-    articles.c.id,
-    articles.c.source,
-    articles.c.guid,
-    articles.c.url,
-    articles.c.title,
-    articles.c.author,
-    articles.c.published_at,
-    articles.c.updated_at,
-    articles.c.first_seen_at,
-    articles.c.summary,
-    articles.c.content_html,
-    articles.c.image_url,
-    articles.c.image_caption,
-    articles.c.image_type,
-    articles.c.image_length,
-    articles.c.advertorial,
-    articles.c.language,
-    articles.c.local_tz,
-    articles.c.content_hash,
-)
-
-
 def load_by_id(
     conn: Connection, ids: Iterable[str], links: tuple[Links, Links] | None = None
 ) -> dict[str, Article]:
@@ -402,40 +380,13 @@ def load_by_id(
     for i in range(0, len(wanted), _CHUNK):
         chunk = wanted[i : i + _CHUNK]
         regions, categories = links or _links(conn, chunk)
-        query = select(*_ARTICLE_COLUMNS).where(articles.c.id.in_(chunk))
+        query = select(*ARTICLE_COLUMNS).where(articles.c.id.in_(chunk))
         for row in conn.execute(query):
             ident = row[0]
-            out[ident] = _article(row, regions.get(ident, empty), categories.get(ident, empty))
+            out[ident] = article_from_row(
+                row, regions.get(ident, empty), categories.get(ident, empty)
+            )
     return out
-
-
-def _article(
-    row: tuple[Any, ...], regions: tuple[str, ...], categories: tuple[str, ...]
-) -> Article:
-    (ident, source, guid, url, title, author, published, updated, first_seen, summary,
-     content, image_url, caption, image_type, length, advertorial, language, local_tz,
-     content_hash) = row  # fmt: skip
-    image = Image(image_url, caption, image_type, length) if image_url else None
-    return Article(
-        id=ident,
-        source=source,
-        url=url,
-        title=title,
-        published=published,
-        updated=updated,
-        first_seen=first_seen,
-        content_hash=content_hash,
-        guid=guid,
-        author=author,
-        summary=summary,
-        content_html=content,
-        image=image,
-        regions=regions,
-        categories=categories,
-        advertorial=bool(advertorial),
-        language=language,
-        local_tz=local_tz,
-    )
 
 
 def load_builds(conn: Connection) -> dict[str, StoredBuild]:

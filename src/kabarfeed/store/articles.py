@@ -210,6 +210,30 @@ def _update(conn: Connection, known: _Known, p: Prepared, *, now: datetime) -> N
         conn.execute(insert(article_categories), categories)
 
 
+ARTICLE_COLUMNS = (
+    articles.c.id,
+    articles.c.source,
+    articles.c.guid,
+    articles.c.url,
+    articles.c.title,
+    articles.c.author,
+    articles.c.published_at,
+    articles.c.updated_at,
+    articles.c.first_seen_at,
+    articles.c.summary,
+    articles.c.content_html,
+    articles.c.image_url,
+    articles.c.image_caption,
+    articles.c.image_type,
+    articles.c.image_length,
+    articles.c.advertorial,
+    articles.c.language,
+    articles.c.local_tz,
+    articles.c.content_hash,
+)
+"""The columns an :class:`Article` holds, in the order :func:`article_from_row` reads."""
+
+
 def load_articles(
     conn: Connection,
     *,
@@ -227,7 +251,7 @@ def load_articles(
     province to its cities); ``first_seen_*`` bound the half-open window
     ``(after, until]`` used by digest editions.
     """
-    query = select(articles)
+    query = select(*ARTICLE_COLUMNS)
     conds: list[ColumnElement[bool]] = []
     if regions is not None:
         conds.append(
@@ -260,7 +284,7 @@ def load_articles(
     return _hydrate(conn, rows)
 
 
-def _hydrate(conn: Connection, rows: Sequence[Row[Any]]) -> list[Article]:
+def _hydrate(conn: Connection, rows: Sequence[Row[*tuple[Any, ...]]]) -> list[Article]:
     ids = [r.id for r in rows]
     regions: dict[str, list[str]] = {i: [] for i in ids}
     categories: dict[str, list[str]] = {i: [] for i in ids}
@@ -273,32 +297,37 @@ def _hydrate(conn: Connection, rows: Sequence[Row[Any]]) -> list[Article]:
             select(article_categories).where(article_categories.c.article_id.in_(chunk))
         ):
             categories[c.article_id].append(c.category)
-    return [_article(r, regions[r.id], categories[r.id]) for r in rows]
+    return [article_from_row(r, sorted(regions[r.id]), sorted(categories[r.id])) for r in rows]
 
 
-def _article(r: Row[Any], regions: list[str], categories: list[str]) -> Article:
-    image = None
-    if r.image_url:
-        image = Image(r.image_url, r.image_caption, r.image_type, r.image_length)
+def article_from_row(
+    row: Sequence[Any], regions: Sequence[str], categories: Sequence[str]
+) -> Article:
+    """The :class:`Article` of a row of :data:`ARTICLE_COLUMNS` (unpacked by
+    position: full feed builds map tens of thousands) and its sorted slugs."""
+    (ident, source, guid, url, title, author, published, updated, first_seen, summary,
+     content, image_url, caption, image_type, length, advertorial, language, local_tz,
+     content_hash) = row  # fmt: skip
+    image = Image(image_url, caption, image_type, length) if image_url else None
     return Article(
-        id=r.id,
-        source=r.source,
-        url=r.url,
-        title=r.title,
-        published=r.published_at,
-        updated=r.updated_at,
-        first_seen=r.first_seen_at,
-        content_hash=r.content_hash,
-        guid=r.guid,
-        author=r.author,
-        summary=r.summary,
-        content_html=r.content_html,
+        id=ident,
+        source=source,
+        url=url,
+        title=title,
+        published=published,
+        updated=updated,
+        first_seen=first_seen,
+        content_hash=content_hash,
+        guid=guid,
+        author=author,
+        summary=summary,
+        content_html=content,
         image=image,
-        regions=tuple(sorted(regions)),
-        categories=tuple(sorted(categories)),
-        advertorial=bool(r.advertorial),
-        language=r.language,
-        local_tz=r.local_tz,
+        regions=tuple(regions),
+        categories=tuple(categories),
+        advertorial=bool(advertorial),
+        language=language,
+        local_tz=local_tz,
     )
 
 
@@ -315,7 +344,7 @@ def count_articles(conn: Connection) -> int:
 
 def changed_since(conn: Connection, since: datetime | None) -> list[Article]:
     """Articles inserted or edited after ``since`` (all when ``None``)."""
-    query = select(articles)
+    query = select(*ARTICLE_COLUMNS)
     if since is not None:
         query = query.where(articles.c.changed_at > since)
     return _hydrate(conn, list(conn.execute(query)))
