@@ -33,7 +33,7 @@ from kabarfeed.feeds.selection import (
     sort_key,
 )
 from kabarfeed.models import Article, Taxonomy
-from kabarfeed.store.articles import ARTICLE_COLUMNS, article_from_row
+from kabarfeed.store.articles import ARTICLE_COLUMNS, Slugs, article_from_row, slugs_of
 from kabarfeed.store.schema import article_categories, article_regions, articles, feed_builds
 from kabarfeed.store.schema import state as state_table
 
@@ -127,7 +127,7 @@ def index_rows(conn: Connection) -> list[IndexRow]:
     ]
 
 
-Links = dict[str, tuple[str, ...]]
+Links = Slugs
 """Article id -> its region (or category) slugs, sorted."""
 
 
@@ -216,7 +216,7 @@ def changes_since(conn: Connection, head: Head, *, lookback: timedelta) -> list[
         articles.c.changed_at,
     )
     rows = list(conn.execute(select(*cols).where(articles.c.changed_at > head.newest - lookback)))
-    regions, categories = _links(conn, [r.id for r in rows])
+    regions, categories = slugs_of(conn, [r.id for r in rows])
     return [
         Change(
             item_token(r.id, r.revision),
@@ -233,26 +233,6 @@ def _kind(first_seen: datetime, changed: datetime, head: Head) -> str:
     if changed != first_seen:
         return "edited"
     return "new" if head.newest is None or changed > head.newest else "seen"
-
-
-def _links(
-    conn: Connection, ids: Sequence[str]
-) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
-    """Sorted region and category slugs of ``ids``."""
-    found: tuple[dict[str, list[str]], dict[str, list[str]]] = ({}, {})
-    for i in range(0, len(ids), _CHUNK):
-        chunk = ids[i : i + _CHUNK]
-        for table, column, out in (
-            (article_regions, article_regions.c.region, found[0]),
-            (article_categories, article_categories.c.category, found[1]),
-        ):
-            query = select(table.c.article_id, column).where(table.c.article_id.in_(chunk))
-            for article_id, slug in conn.execute(query):
-                out.setdefault(article_id, []).append(slug)
-    return (
-        {k: tuple(sorted(v)) for k, v in found[0].items()},
-        {k: tuple(sorted(v)) for k, v in found[1].items()},
-    )
 
 
 def times_of(conn: Connection, ids: Iterable[str]) -> dict[str, tuple[datetime, datetime]]:
@@ -379,7 +359,7 @@ def load_by_id(
     empty: tuple[str, ...] = ()
     for i in range(0, len(wanted), _CHUNK):
         chunk = wanted[i : i + _CHUNK]
-        regions, categories = links or _links(conn, chunk)
+        regions, categories = links or slugs_of(conn, chunk)
         query = select(*ARTICLE_COLUMNS).where(articles.c.id.in_(chunk))
         for row in conn.execute(query):
             ident = row[0]

@@ -285,19 +285,30 @@ def load_articles(
 
 
 def _hydrate(conn: Connection, rows: Sequence[Row[*tuple[Any, ...]]]) -> list[Article]:
-    ids = [r.id for r in rows]
-    regions: dict[str, list[str]] = {i: [] for i in ids}
-    categories: dict[str, list[str]] = {i: [] for i in ids}
+    regions, categories = slugs_of(conn, [r.id for r in rows])
+    return [article_from_row(r, regions.get(r.id, ()), categories.get(r.id, ())) for r in rows]
+
+
+Slugs = dict[str, tuple[str, ...]]
+"""Article id -> its region (or category) slugs, sorted."""
+
+
+def slugs_of(conn: Connection, ids: Sequence[str]) -> tuple[Slugs, Slugs]:
+    """The sorted region and category slugs of the articles ``ids`` (an
+    article without any is left out)."""
+    found: tuple[dict[str, list[str]], dict[str, list[str]]] = ({}, {})
     for chunk in _chunks(ids):
-        for r in conn.execute(
-            select(article_regions).where(article_regions.c.article_id.in_(chunk))
+        for table, column, out in (
+            (article_regions, article_regions.c.region, found[0]),
+            (article_categories, article_categories.c.category, found[1]),
         ):
-            regions[r.article_id].append(r.region)
-        for c in conn.execute(
-            select(article_categories).where(article_categories.c.article_id.in_(chunk))
-        ):
-            categories[c.article_id].append(c.category)
-    return [article_from_row(r, sorted(regions[r.id]), sorted(categories[r.id])) for r in rows]
+            query = select(table.c.article_id, column).where(table.c.article_id.in_(chunk))
+            for article_id, slug in conn.execute(query):
+                out.setdefault(article_id, []).append(slug)
+    return (
+        {k: tuple(sorted(v)) for k, v in found[0].items()},
+        {k: tuple(sorted(v)) for k, v in found[1].items()},
+    )
 
 
 def article_from_row(
