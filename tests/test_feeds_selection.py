@@ -19,6 +19,7 @@ from kabarfeed.feeds.selection import (
     replan,
     token_id,
     touched,
+    unseen,
 )
 from kabarfeed.models import Category, Region, Taxonomy
 
@@ -159,6 +160,7 @@ def _carry(
 ) -> Plan:
     """What the builder does, with ``after`` standing in for its SQL queries."""
     matcher = Matcher(TAXONOMY)
+    changes = unseen(before, changes, matcher)
     hit = touched(before, changes, matcher)
     old = {token_id(t) for s in hit for t in before.ids(s)}
     draft = replan(
@@ -203,11 +205,31 @@ def test_carried_plans_equal_full_plans_after_inserts_edits_and_reclassification
                 article_id_token = f"{article_id}:r0"
             store[article_id] = (article_id_token, when, regions, cats)
             changes.append(Change(article_id_token, when, regions, cats, kind))
+        untouched = sorted(set(store) - {c.id for c in changes})
+        for article_id in rng.sample(untouched, min(len(untouched), rng.randrange(3))):
+            token, when, regions, cats = store[article_id]
+            if token.endswith(":r0"):  # re-read by the lookback, never edited
+                changes.append(Change(token, when, regions, cats, "seen"))
         latest = {c.id: c for c in changes}  # an article edited twice shows once
         after = plan(TAXONOMY, _rows(store), items=3)
         published = {i: when for i, (_, when, _, _) in store.items()}
         carried = _carry(before, list(latest.values()), after, published)
         assert carried.slices == after.slices, seed
+
+
+def test_re_read_changes_already_listed_are_dropped() -> None:
+    """The lookback re-reads the last build's articles: those every feed of
+    theirs already lists at that revision need no carrying over; one a feed
+    does not list (behind its items, or stamped late) is kept."""
+    rows = [IndexRow(f"a{n}:r", ("balikpapan",), ("hukum",)) for n in range(5, 0, -1)]
+    before = plan(TAXONOMY, rows, items=3)
+    matcher = Matcher(TAXONOMY)
+    listed = Change("a5:r", T0 + timedelta(minutes=5), ("balikpapan",), ("hukum",), "seen")
+    behind = Change("a1:r", T0 + timedelta(minutes=1), ("balikpapan",), ("hukum",), "seen")
+    fresh = Change("a9:r", T0 + timedelta(days=1), ("balikpapan",), ("hukum",))
+    edited = Change("a4:r2", T0 + timedelta(minutes=4), ("balikpapan",), ("hukum",), "edited")
+    assert unseen(before, [listed, behind, fresh, edited], matcher) == [behind, fresh, edited]
+    assert touched(before, unseen(before, [listed], matcher), matcher) == set()
 
 
 def test_inserts_alone_are_merged_and_counted_without_queries() -> None:

@@ -69,6 +69,7 @@ from kabarfeed.feeds.selection import (
     replan,
     token_id,
     touched,
+    unseen,
 )
 from kabarfeed.models import Article, Clock
 from kabarfeed.store import Database
@@ -412,6 +413,7 @@ class FeedBuilder:
             return None  # deleted articles, or inserts stamped before the marker
         taxonomy, items = self.config.taxonomy, self.config.feeds.items
         matcher = Matcher(taxonomy)
+        changes = unseen(previous, changes, matcher)
         selections = touched(previous, changes, matcher)
         read = self._read_ahead(builds, selections, files)
         old = {token_id(t) for s in selections for t in previous.ids(s)}

@@ -259,6 +259,19 @@ class Change:
         return token_id(self.token)
 
 
+def unseen(previous: Plan, changes: Sequence[Change], matcher: Matcher) -> list[Change]:
+    """``changes`` without the re-read ones (``seen``: stamped before the last
+    build, never edited) that every selection they belong to already holds,
+    at that revision, among its previous items: the last build took them
+    in, and carrying the plan over them again changes nothing."""
+    return [
+        c
+        for c in changes
+        if c.kind != "seen"
+        or any(c.token not in previous.ids(s) for s in matcher.selections(c.regions, c.categories))
+    ]
+
+
 def touched(previous: Plan, changes: Sequence[Change], matcher: Matcher) -> set[Selection]:
     """Selections a change may alter: those the changed articles belong to now,
     and those whose items hold an older revision of one of them."""

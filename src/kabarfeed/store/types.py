@@ -30,9 +30,12 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value)
-        moment: datetime = value
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return None if value is None else utc_of(value)
+
+
+def utc_of(value: str | datetime) -> datetime:
+    """A stored time as the driver returns it (SQLite: ISO text; PostgreSQL:
+    a naive ``datetime``) -> an aware UTC ``datetime``. For code that reads
+    :class:`UTCDateTime` columns straight from the DB-API cursor."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
