@@ -97,17 +97,17 @@ def test_only_feeds_whose_items_changed_are_rendered() -> None:
         for s in result.selections
         for f in formats
     }
-    assert to_render(result, builds, formats, full=False, exists=lambda _: True) == ()
-    assert len(to_render(result, builds, formats, full=True, exists=lambda _: True)) == len(
+    assert to_render(result, builds, formats, full=False, sound=lambda _: True) == ()
+    assert len(to_render(result, builds, formats, full=True, sound=lambda _: True)) == len(
         result.selections
     )
     missing = to_render(
-        result, builds, formats, full=False, exists=lambda p: p != "feeds/region/papua.atom"
+        result, builds, formats, full=False, sound=lambda b: b.path != "feeds/region/papua.atom"
     )
     assert missing == (Selection("papua"),)
 
     edited = plan(TAXONOMY, [IndexRow("a:2", ("balikpapan",), ("ekonomi",)), rows[1]], items=5)
-    redo = set(to_render(edited, builds, formats, full=False, exists=lambda _: True))
+    redo = set(to_render(edited, builds, formats, full=False, sound=lambda _: True))
     assert redo == {
         ALL,
         Selection("kaltim"),

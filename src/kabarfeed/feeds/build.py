@@ -32,7 +32,7 @@ import hashlib
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -82,6 +82,12 @@ SMALL_BATCH = 16
 written while the next ones are prepared."""
 LOCK_NAME = ".kabarfeed-build.lock"
 PING_BATCH = 50
+RECENT = timedelta(minutes=10)
+"""Documents written this long before the last build may not have reached
+the disk if the machine went down since (the kernel writes renamed files
+back within ~30 s, later under load): after a restart, a build checks their
+sizes. Older ones, and all of them while the machine stays up (its page
+cache holds what was written), are only checked to exist."""
 LOOKBACK = timedelta(minutes=5)
 """Changes stamped this long before the last build's newest are re-read: a
 writer on another machine may commit a change stamped before that build."""
@@ -144,16 +150,16 @@ def to_render(
     formats: Sequence[str],
     *,
     full: bool,
-    exists: Callable[[str], bool],
+    sound: Callable[[queries.StoredBuild], bool],
 ) -> tuple[Selection, ...]:
-    """Selections whose documents must be rendered this build."""
+    """Selections whose documents must be rendered this build (``sound``:
+    whether a recorded document is still on disk as it was written)."""
     out = []
     for selection in the_plan.selections:
         items = the_plan.ids(selection)
         for fmt in formats:
-            path = selection.path(fmt)
-            stored = builds.get(path)
-            if full or stored is None or stored.items != items or not exists(path):
+            stored = builds.get(selection.path(fmt))
+            if full or stored is None or stored.items != items or not sound(stored):
                 out.append(selection)
                 break
     return tuple(out)
@@ -219,6 +225,45 @@ def content_hash(data: bytes) -> str:
     return f"crc32:{zlib_ng.crc32(data):08x}:{len(data)}"
 
 
+def recorded_size(check: str) -> int | None:
+    """The document length a :func:`content_hash` value records (``None`` for
+    the SHA-256 values of older versions, which do not)."""
+    kind, _, rest = check.partition(":")
+    size = rest.rpartition(":")[2]
+    return int(size) if kind == "crc32" and size.isdigit() else None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """The output folder as a build finds it: every file under ``feeds/``,
+    and the sizes of the recently written documents and their ``.gz``."""
+
+    present: Collection[str]
+    sizes: Mapping[str, int]
+
+
+def list_output(output: Path, recent: Iterable[str]) -> Listing:
+    """List ``output``'s feed files; ``stat`` only the ``recent`` documents."""
+    checked = [q for p in recent for q in (p, p + ".gz")]
+    return Listing(writer.files_under(output, "feeds"), writer.sizes_of(output, checked))
+
+
+def intact(stored: queries.StoredBuild, listing: Listing) -> bool:
+    """Whether the output folder still holds ``stored``'s document and its
+    ``.gz``; for a recently written one, also whether it has its recorded
+    length and the ``.gz`` is not empty. Writes are not flushed (see
+    :mod:`feeds.writer`), and a crash on some file systems leaves a renamed
+    file empty: the build re-renders what fails this."""
+    path, gz = stored.path, stored.path + ".gz"
+    if path not in listing.present or gz not in listing.present:
+        return False
+    size = listing.sizes.get(path)
+    if size is None:
+        return True  # not written recently: on disk long since
+    expected = recorded_size(stored.content_hash)
+    return listing.sizes.get(gz, 0) > 0 and (expected is None or size == expected)
+
+
 def _write(path: Path, data: bytes) -> tuple[bool, str]:
     """Worker: write ``data`` unless unchanged; whether written, and its hash."""
     return writer.write_if_changed(path, data), content_hash(data)
@@ -229,6 +274,20 @@ def _write(path: Path, data: bytes) -> tuple[bool, str]:
 
 _Pending = tuple[str, tuple[str, ...], "Future[tuple[bool, str]]"]
 """A document being written: path, item tokens, and the (written, hash) job."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    """What a build reads before it decides what to do."""
+
+    now: datetime
+    fingerprint: str
+    marker: queries.Marker | None
+    head: queries.Head
+    builds: Mapping[str, queries.StoredBuild]
+    """The last build's documents, by path."""
+    recent: Collection[str]
+    """Those of them written shortly before the last build (see :data:`RECENT`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +343,9 @@ class FeedBuilder:
     per usable CPU; 0 or 1: render in this process)."""
     parallel_from: int = MIN_ARTICLES
     """Stored articles from which a full build uses ``processes``."""
+    booted: Callable[[], datetime | None] = writer.boot_time
+    """When the machine started (``None``: unknown). Only a machine that went
+    down can have lost written files: sizes are checked after a restart."""
     _site: FeedSite = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -308,26 +370,54 @@ class FeedBuilder:
         return report
 
     def _build(self, full: bool) -> BuildReport:
-        now = self.clock()
-        fp = fingerprint(self.config)
         with self.db.connect() as conn:
             marker = queries.load_marker(conn)
-            head = queries.store_version(conn)
-            builds = queries.load_builds(conn)
-        full = full or marker is None or marker.fingerprint != fp
-        if not full and self._up_to_date(marker, head, builds):
-            return BuildReport(unchanged=len(builds))
+            since = self._check_since(marker)
+            start = _Start(
+                self.clock(),
+                fingerprint(self.config),
+                marker,
+                queries.store_version(conn),
+                queries.load_builds(conn),
+                queries.built_since(conn, since) if since else (),
+            )
+        full = full or marker is None or marker.fingerprint != start.fingerprint
         files = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="kf-write")
-        with self._entry_pool(full, head) as workers, files:
+        with files:
+            listing = files.submit(list_output, self.output, start.recent)
+            if not full and self._up_to_date(start, listing):
+                return BuildReport(unchanged=len(start.builds))
+            return self._rebuild(start, full, listing, files)
+
+    def _check_since(self, marker: queries.Marker | None) -> datetime | None:
+        """From when recorded documents have their sizes checked: those
+        written shortly before the last build, if the machine has restarted
+        since then (or it cannot tell); ``None``: no check needed."""
+        if marker is None:
+            return None
+        since = marker.built_at - RECENT
+        booted = self.booted()
+        return since if booted is None or booted > since else None
+
+    def _rebuild(
+        self,
+        start: _Start,
+        full: bool,
+        listing: Future[Listing],
+        files: ThreadPoolExecutor,
+    ) -> BuildReport:
+        """Plan, render and write (``listing``: the output folder, being read)."""
+        head, builds = start.head, start.builds
+        with self._entry_pool(full, head) as workers:
             if workers is not None:
                 workers.speculate(self._speculation(head))
-            planned = self._plan(None if full else marker, builds, head, files)
+            planned = self._plan(None if full else start.marker, builds, head, files)
             the_plan = planned.plan
-            present = writer.files_under(self.output, "feeds")
-            known = set(builds) | (set(self._scan(present)) if full else set())
+            found = listing.result()
+            known = set(builds) | (set(self._scan(found.present)) if full else set())
             stale = to_remove(the_plan, self.formats, known)
             selections = to_render(
-                the_plan, builds, self.formats, full=full, exists=present.__contains__
+                the_plan, builds, self.formats, full=full, sound=lambda b: intact(b, found)
             )
             batch = BATCH if full else SMALL_BATCH
             render = _Render(planned, {} if full else builds, workers, files, batch)
@@ -338,9 +428,11 @@ class FeedBuilder:
         written = [path for path, _, job in pending if job.result()[0]]
         saved = [queries.StoredBuild(p, job.result()[1], tokens) for p, tokens, job in pending]
         removed = self._remove(stale)
+        now = start.now
         with self.db.begin() as conn:
             queries.save_builds(conn, saved, stale, now=now)
-            queries.save_marker(conn, queries.Marker(now, head, fp, the_plan.counts()))
+            marker = queries.Marker(now, head, start.fingerprint, the_plan.counts())
+            queries.save_marker(conn, marker)
         unchanged = len(the_plan.selections) * len(self.formats) - len(written)
         return BuildReport(
             len(written),
@@ -450,16 +542,17 @@ class FeedBuilder:
                     out[stored.path] = files.submit(self._entries_of, stored, fmt)
         return out
 
-    def _up_to_date(
-        self,
-        marker: queries.Marker | None,
-        head: queries.Head,
-        builds: Mapping[str, queries.StoredBuild],
-    ) -> bool:
-        if marker is None or marker.head != head or not builds:
+    def _up_to_date(self, start: _Start, listing: Future[Listing]) -> bool:
+        """Whether nothing changed since the last build and every file it
+        wrote is still there (see :func:`intact`)."""
+        marker, builds = start.marker, start.builds
+        if marker is None or marker.head != start.head or not builds:
             return False
+        found = listing.result()
         pages = (INDEX_PATH, OPML_PATH)
-        return all((self.output / p).is_file() for p in (*builds, *pages))
+        return all(intact(b, found) for b in builds.values()) and not any(
+            writer.missing_or_empty(self.output / p) for p in pages
+        )
 
     def _render_all(
         self,
@@ -619,7 +712,7 @@ class FeedBuilder:
         newest = self._newest(the_plan)
         page = IndexPage(self._site).render(catalog, newest.published if newest else None)
         docs = {INDEX_PATH: page}
-        if opml or not (self.output / OPML_PATH).is_file():
+        if opml or writer.missing_or_empty(self.output / OPML_PATH):
             docs[OPML_PATH] = render_opml(self._site, catalog)
         return sum(writer.write_if_changed(self.output / p, d) for p, d in docs.items())
 

@@ -386,6 +386,12 @@ def load_builds(conn: Connection) -> dict[str, StoredBuild]:
     return {path: StoredBuild(path, chash, _parse_items(ids)) for path, chash, ids in rows}
 
 
+def built_since(conn: Connection, since: datetime) -> frozenset[str]:
+    """The paths whose document was (re)built at or after ``since``."""
+    rows = conn.execute(select(feed_builds.c.path).where(feed_builds.c.built_at >= since))
+    return frozenset(rows.scalars())
+
+
 def _parse_items(text: str | None) -> tuple[str, ...]:
     """Item tokens as stored: space-separated (tokens hold no spaces; 5x
     faster to read than JSON for every feed on every build), or a JSON list

@@ -2,9 +2,12 @@
 
 A file is replaced by writing a temporary sibling, flushing it and renaming
 it over the target, so a reader (web server, CDN origin) sees either the old
-or the new bytes, never half a file (no fsync: the files are rebuilt from
-the store after a crash anyway). Unchanged bytes are not rewritten: the
-mtime, and with it ``Last-Modified``, stays.
+or the new bytes, never half a file. There is no fsync: the files are
+rebuilt from the store, and after the machine restarts a build checks the
+size of every document written shortly before the last one (see
+``feeds.build.RECENT``), so what a power loss left short on a file system
+that does not flush renamed files is written again. Unchanged bytes are not rewritten: the mtime,
+and with it ``Last-Modified``, stays.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from zlib_ng import zlib_ng
@@ -101,6 +106,48 @@ def files_under(root: Path, folder: str) -> set[str]:
     return found
 
 
+def sizes_of(root: Path, paths: Iterable[str]) -> dict[str, int]:
+    """The sizes of those ``root``-relative ``paths`` that exist."""
+    found: dict[str, int] = {}
+    for path in paths:
+        try:
+            found[path] = os.stat(os.path.join(root, path)).st_size
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise OutputError(f"cannot read {root / path}: {e.strerror or e}") from e
+    return found
+
+
+def boot_time() -> datetime | None:
+    """When this machine (the kernel, for a container its host) started, from
+    ``/proc/stat``; ``None`` where that is not available."""
+    try:
+        with open("/proc/stat", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"btime "):
+                    return datetime.fromtimestamp(int(line.split()[1]), UTC)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def gzip_path(path: Path) -> Path:
+    """The precompressed sibling of ``path``."""
+    return path.with_name(path.name + ".gz")
+
+
+def missing_or_empty(path: Path) -> bool:
+    """Whether ``path`` is missing or empty (what a crash can leave of a file
+    written without fsync on some file systems)."""
+    try:
+        return path.stat().st_size == 0
+    except FileNotFoundError:
+        return True
+    except OSError as e:
+        raise OutputError(f"cannot read {path}: {e.strerror or e}") from e
+
+
 def read_or_none(path: Path) -> bytes | None:
     """The bytes of ``path``, or ``None`` when it does not exist."""
     try:
@@ -128,14 +175,14 @@ def differs(path: Path, data: bytes) -> bool:
 def write_if_changed(path: Path, data: bytes, *, with_gzip: bool = True) -> bool:
     """Write ``data`` (and its ``.gz`` sibling) unless the file already holds it.
 
-    Returns whether anything was written. A missing or stale ``.gz`` sibling is
-    rewritten even when the main file is unchanged.
+    Returns whether anything was written. A missing or empty ``.gz`` sibling
+    is rewritten even when the main file is unchanged.
     """
-    gz_path = path.with_name(path.name + ".gz")
+    gz_path = gzip_path(path)
     changed = differs(path, data)
     if changed:
         atomic_write(path, data)
-    if with_gzip and (changed or not gz_path.exists()):
+    if with_gzip and (changed or missing_or_empty(gz_path)):
         atomic_write(gz_path, gzip_bytes(data))
         return True
     return changed
@@ -144,7 +191,7 @@ def write_if_changed(path: Path, data: bytes, *, with_gzip: bool = True) -> bool
 def remove(path: Path) -> bool:
     """Delete ``path`` and its ``.gz`` sibling; whether the main file existed."""
     existed = path.exists()
-    for target in (path, path.with_name(path.name + ".gz")):
+    for target in (path, gzip_path(path)):
         try:
             target.unlink(missing_ok=True)
         except OSError as e:
