@@ -1,21 +1,24 @@
 """Feed build benchmark: full and incremental builds against a feedgen baseline.
 
-    .venv/bin/python bench/feeds.py                 # 100,000 articles (about 40 s)
+    .venv/bin/python bench/feeds.py                 # 100,000 articles, 3 rounds (~40 s)
+    .venv/bin/python bench/feeds.py --rounds 5
     .venv/bin/python bench/feeds.py --articles 20000
     .venv/bin/python bench/feeds.py --processes 0   # entries rendered in-process
-    .venv/bin/python bench/feeds.py --keep /tmp/out # keep the full build's files (to diff)
+    .venv/bin/python bench/feeds.py --keep /tmp/out # keep the first full build's files (to diff)
+    .venv/bin/python bench/feeds.py --dir /mnt/x    # store and feeds on another file system
 
 A synthetic store of N articles over 40 regions (8 provinces x 4 cities) and
-15 categories is written with the store's bulk ``save_articles``. Then, in
-the same run:
+15 categories is written with the store's bulk ``save_articles``. Then each
+round measures, in the same run:
 
 - baseline: the same feeds (every selection, same items, RSS + Atom via
   feedgen, JSON via json.dumps) built from in-memory entries, no store, no files;
 - full build: ``FeedBuilder.build(full=True)`` into an empty folder;
 - incremental build after 10 new articles: ``FeedBuilder.build()``.
 
-Targets: full <= 1.5x baseline; incremental < 5% of full, touching only the
-affected feeds.
+Each round's figures are printed, then the medians (the host's load moves
+single runs by +-20%). Targets: full <= 1.5x baseline; incremental < 5% of
+full, touching only the affected feeds.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import gc
 import json
 import random
 import shutil
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -50,13 +54,13 @@ PARAGRAPH = (
 )
 
 
-def make_config(folder: Path) -> Config:
+def make_config(folder: Path, output: str = "public") -> Config:
     import tomllib
 
     text = (
         f'[site]\ntitle = "Bench"\nbase_url = "https://bench.example.id"\n'
         f'[storage]\nurl = "sqlite:///{folder / "bench.db"}"\n'
-        f'[feeds]\noutput = "{folder / "public"}"\n\n{taxonomy_toml()}'
+        f'[feeds]\noutput = "{folder / output}"\n\n{taxonomy_toml()}'
     )
     return parse_config(tomllib.loads(text), path=folder / "config.toml", environ={})
 
@@ -162,18 +166,34 @@ def _json_doc(title: str, items: list[Article]) -> dict[str, Any]:
     }
 
 
-@dataclass
-class Figures:
-    articles: int
-    setup: float
+@dataclass(frozen=True)
+class Round:
+    """One round: the baseline, a full build into an empty folder, and an
+    incremental build after 10 new articles."""
+
     baseline: float
-    selections: int
     full: float
     full_written: int
     incremental: float
     inc_rendered: int
     inc_written: int
-    expected_touched: int
+    touched: int
+
+    @property
+    def ratio(self) -> float:
+        return self.full / self.baseline
+
+    @property
+    def share(self) -> float:
+        return self.incremental / self.full
+
+
+@dataclass(frozen=True)
+class Figures:
+    articles: int
+    setup: float
+    selections: int
+    rounds: list[Round]
 
 
 def settle(*, frozen: bool = False) -> None:
@@ -186,9 +206,45 @@ def settle(*, frozen: bool = False) -> None:
         gc.freeze()
 
 
+def one_round(
+    folder: Path,
+    db: Database,
+    articles: list[Article],
+    rng: random.Random,
+    processes: int | None,
+    number: int,
+) -> tuple[Round, Config, int]:
+    """A round into ``folder``/public-``number`` (a new, empty output folder:
+    a real full build; earlier rounds' folders stay until the end, so that no
+    round creates files among the inodes another just freed)."""
+    config = make_config(folder, f"public-{number}")
+    base, selections = baseline(config, articles)
+    n = len(articles)
+    now = START + timedelta(minutes=n + 1)
+    settle()
+    t0 = time.perf_counter()
+    full = FeedBuilder(config, db, lambda: now, processes=processes).build(full=True)
+    full_time = time.perf_counter() - t0
+    later = START + timedelta(minutes=n + 10)
+    fresh = [make_article(n + i, rng, later) for i in range(10)]
+    fill(db, fresh, now=later)
+    articles.extend(fresh)
+    matcher = Matcher(config.taxonomy)
+    touched = {s for a in fresh for s in matcher.selections(a.regions, a.categories)}
+    settle()
+    t0 = time.perf_counter()
+    inc = FeedBuilder(config, db, lambda: later).build()
+    inc_time = time.perf_counter() - t0
+    figures = Round(
+        base, full_time, full.written, inc_time, inc.rendered, inc.written, len(touched)
+    )
+    return figures, config, selections
+
+
 def run(
     n: int,
     seed: int,
+    rounds: int = 3,
     processes: int | None = None,
     keep: Path | None = None,
     where: Path | None = None,
@@ -196,58 +252,44 @@ def run(
     rng = random.Random(seed)
     folder = Path(tempfile.mkdtemp(prefix="kf-bench-", dir=where))
     try:
-        config = make_config(folder)
-        db = open_database(config.storage.url)
+        db = open_database(make_config(folder).storage.url)
         articles = [make_article(i, rng, START + timedelta(minutes=i)) for i in range(n)]
         t0 = time.perf_counter()
         fill(db, articles, now=START + timedelta(minutes=n))
         setup = time.perf_counter() - t0
         settle(frozen=True)
-        base, selections = baseline(config, articles)
-        now = START + timedelta(minutes=n + 1)
-        builder = FeedBuilder(config, db, lambda: now, processes=processes)
-        settle()
-        t0 = time.perf_counter()
-        full = builder.build(full=True)
-        full_time = time.perf_counter() - t0
-        if keep is not None:
-            shutil.rmtree(keep, ignore_errors=True)
-            shutil.copytree(config.feeds.output, keep)
-        later = START + timedelta(minutes=n + 10)
-        fresh = [make_article(n + i, rng, later) for i in range(10)]
-        fill(db, fresh, now=later)
-        matcher = Matcher(config.taxonomy)
-        touched = {s for a in fresh for s in matcher.selections(a.regions, a.categories)}
-        settle()
-        t0 = time.perf_counter()
-        inc = FeedBuilder(config, db, lambda: later).build()
-        inc_time = time.perf_counter() - t0
+        done = []
+        for number in range(rounds):
+            figures, config, selections = one_round(folder, db, articles, rng, processes, number)
+            done.append(figures)
+            print(_line(number + 1, figures), flush=True)
+            if keep is not None and number == 0:  # the full build's output
+                shutil.rmtree(keep, ignore_errors=True)
+                shutil.copytree(config.feeds.output, keep)
         db.dispose()
-        return Figures(
-            n,
-            setup,
-            base,
-            selections,
-            full_time,
-            full.written,
-            inc_time,
-            inc.rendered,
-            inc.written,
-            len(touched),
-        )
+        return Figures(n, setup, selections, done)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _line(label: object, r: Round) -> str:
+    return (
+        f"{label!s:>6}  {r.baseline:8.2f}s  {r.full:8.2f}s  {r.ratio:5.2f}x"
+        f"  {r.incremental:7.3f}s  {100 * r.share:5.1f}%"
+        f"  {r.inc_rendered:>3} of {r.touched:>3} / {r.inc_written} files"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (medians are reported)")
     parser.add_argument(
         "--processes", type=int, default=None, help="render workers (default: one per CPU)"
     )
     parser.add_argument(
-        "--keep", type=Path, default=None, help="copy the full build's output here (to diff)"
+        "--keep", type=Path, default=None, help="copy the first full build's output here"
     )
     parser.add_argument(
         "--dir",
@@ -256,21 +298,21 @@ def main() -> None:
         help="file system to put the store and the feeds on (default: the temp folder)",
     )
     args = parser.parse_args()
-    f = run(args.articles, args.seed, args.processes, args.keep, args.dir)
-    print(f"store: {f.articles:,} articles, 40 regions, 15 categories (bulk insert {f.setup:.1f}s)")
-    print(f"feeds: {f.selections} selections x 3 formats = {f.selections * 3} documents")
-    print(f"baseline (feedgen + json, in memory): {f.baseline:8.2f}s")
-    print(
-        f"full build (store -> files + .gz):    {f.full:8.2f}s  "
-        f"ratio {f.full / f.baseline:.2f}x (target <= 1.5x), {f.full_written} files written"
-    )
-    print(
-        f"incremental after 10 new articles:    {f.incremental:8.2f}s  "
-        f"{100 * f.incremental / f.full:.1f}% of full (target < 5%)"
-    )
-    print(
-        f"  selections re-rendered {f.inc_rendered} (touched by the new articles: "
-        f"{f.expected_touched}), files written {f.inc_written}"
+    print(f"store: {args.articles:,} articles, 40 regions, 15 categories; per round:")
+    print(" round  baseline      full  ratio  incremental  share  rendered of touched / written")
+    f = run(args.articles, args.seed, args.rounds, args.processes, args.keep, args.dir)
+    print(f"median  {_medians(f.rounds)}")
+    print(f"bulk insert {f.setup:.1f}s; {f.selections} selections x 3 formats")
+    print("targets: full build <= 1.5x baseline; incremental < 5% of full, only the touched feeds")
+
+
+def _medians(rounds: list[Round]) -> str:
+    return (
+        f"baseline {statistics.median(r.baseline for r in rounds):.2f}s, "
+        f"full {statistics.median(r.full for r in rounds):.2f}s, "
+        f"ratio {statistics.median(r.ratio for r in rounds):.2f}x, "
+        f"incremental {statistics.median(r.incremental for r in rounds):.3f}s = "
+        f"{100 * statistics.median(r.share for r in rounds):.1f}% of full"
     )
 
 
