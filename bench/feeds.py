@@ -213,7 +213,8 @@ def one_round(
     rng: random.Random,
     processes: int | None,
     number: int,
-) -> tuple[Round, Config, int]:
+    keep: Path | None = None,
+) -> tuple[Round, int]:
     """A round into ``folder``/public-``number`` (a new, empty output folder:
     a real full build; earlier rounds' folders stay until the end, so that no
     round creates files among the inodes another just freed)."""
@@ -225,6 +226,9 @@ def one_round(
     t0 = time.perf_counter()
     full = FeedBuilder(config, db, lambda: now, processes=processes).build(full=True)
     full_time = time.perf_counter() - t0
+    if keep is not None:  # the full build's output, to diff
+        shutil.rmtree(keep, ignore_errors=True)
+        shutil.copytree(config.feeds.output, keep)
     later = START + timedelta(minutes=n + 10)
     fresh = [make_article(n + i, rng, later) for i in range(10)]
     fill(db, fresh, now=later)
@@ -238,7 +242,7 @@ def one_round(
     figures = Round(
         base, full_time, full.written, inc_time, inc.rendered, inc.written, len(touched)
     )
-    return figures, config, selections
+    return figures, selections
 
 
 def run(
@@ -260,12 +264,11 @@ def run(
         settle(frozen=True)
         done = []
         for number in range(rounds):
-            figures, config, selections = one_round(folder, db, articles, rng, processes, number)
+            figures, selections = one_round(
+                folder, db, articles, rng, processes, number, keep if number == 0 else None
+            )
             done.append(figures)
             print(_line(number + 1, figures), flush=True)
-            if keep is not None and number == 0:  # the full build's output
-                shutil.rmtree(keep, ignore_errors=True)
-                shutil.copytree(config.feeds.output, keep)
         db.dispose()
         return Figures(n, setup, selections, done)
     finally:
