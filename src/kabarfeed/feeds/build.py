@@ -343,9 +343,10 @@ class FeedBuilder:
     per usable CPU; 0 or 1: render in this process)."""
     parallel_from: int = MIN_ARTICLES
     """Stored articles from which a full build uses ``processes``."""
-    booted: Callable[[], datetime | None] = writer.boot_time
-    """When the machine started (``None``: unknown). Only a machine that went
-    down can have lost written files: sizes are checked after a restart."""
+    boot: Callable[[], str | None] = writer.boot_id
+    """The machine's current boot (``None``: unknown). Only a machine that
+    went down can have lost written files: sizes are checked when the last
+    build ran in another boot."""
     _site: FeedSite = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -382,38 +383,39 @@ class FeedBuilder:
                 queries.built_since(conn, since) if since else (),
             )
         full = full or marker is None or marker.fingerprint != start.fingerprint
+        if not full and self._up_to_date(start):
+            return BuildReport(unchanged=len(start.builds))
         files = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="kf-write")
         with files:
-            listing = files.submit(list_output, self.output, start.recent)
-            if not full and self._up_to_date(start, listing):
-                return BuildReport(unchanged=len(start.builds))
-            return self._rebuild(start, full, listing, files)
+            return self._rebuild(start, full, files)
 
     def _check_since(self, marker: queries.Marker | None) -> datetime | None:
         """From when recorded documents have their sizes checked: those
         written shortly before the last build, if the machine has restarted
-        since then (or it cannot tell); ``None``: no check needed."""
+        since (or it cannot tell); ``None``: no check needed."""
         if marker is None:
             return None
-        since = marker.built_at - RECENT
-        booted = self.booted()
-        return since if booted is None or booted > since else None
+        boot = self.boot()
+        if boot is not None and boot == marker.boot:
+            return None
+        return marker.built_at - RECENT
 
     def _rebuild(
         self,
         start: _Start,
         full: bool,
-        listing: Future[Listing],
         files: ThreadPoolExecutor,
     ) -> BuildReport:
-        """Plan, render and write (``listing``: the output folder, being read)."""
+        """Plan, render and write."""
         head, builds = start.head, start.builds
         with self._entry_pool(full, head) as workers:
             if workers is not None:
                 workers.speculate(self._speculation(head))
             planned = self._plan(None if full else start.marker, builds, head, files)
             the_plan = planned.plan
-            found = listing.result()
+            # listed here, not in a file thread: that took 10x as long,
+            # sharing the interpreter with the planning
+            found = list_output(self.output, start.recent)
             known = set(builds) | (set(self._scan(found.present)) if full else set())
             stale = to_remove(the_plan, self.formats, known)
             selections = to_render(
@@ -431,7 +433,8 @@ class FeedBuilder:
         now = start.now
         with self.db.begin() as conn:
             queries.save_builds(conn, saved, stale, now=now)
-            marker = queries.Marker(now, head, start.fingerprint, the_plan.counts())
+            counts = the_plan.counts()
+            marker = queries.Marker(now, head, start.fingerprint, counts, self.boot() or "")
             queries.save_marker(conn, marker)
         unchanged = len(the_plan.selections) * len(self.formats) - len(written)
         return BuildReport(
@@ -542,13 +545,13 @@ class FeedBuilder:
                     out[stored.path] = files.submit(self._entries_of, stored, fmt)
         return out
 
-    def _up_to_date(self, start: _Start, listing: Future[Listing]) -> bool:
+    def _up_to_date(self, start: _Start) -> bool:
         """Whether nothing changed since the last build and every file it
         wrote is still there (see :func:`intact`)."""
         marker, builds = start.marker, start.builds
         if marker is None or marker.head != start.head or not builds:
             return False
-        found = listing.result()
+        found = list_output(self.output, start.recent)
         pages = (INDEX_PATH, OPML_PATH)
         return all(intact(b, found) for b in builds.values()) and not any(
             writer.missing_or_empty(self.output / p) for p in pages

@@ -74,6 +74,8 @@ class Marker:
     head: Head
     fingerprint: str
     counts: Mapping[Selection, int] | None = None
+    boot: str = ""
+    """The machine's boot the build ran in (``""``: unknown)."""
 
 
 TOKEN_REVISION = 16
@@ -442,6 +444,7 @@ def load_marker(conn: Connection) -> Marker | None:
             Head(datetime.fromisoformat(newest) if newest else None, int(data.get("total", -1))),
             str(data.get("fingerprint") or ""),
             {Selection(r, c): int(n) for r, c, n in counts} if counts is not None else None,
+            str(data.get("boot") or ""),
         )
     except (ValueError, KeyError, TypeError):
         return None  # unreadable marker: the next build is a full one
@@ -456,6 +459,7 @@ def save_marker(conn: Connection, marker: Marker) -> None:
             "newest": marker.head.newest.isoformat() if marker.head.newest else None,
             "total": marker.head.total,
             "fingerprint": marker.fingerprint,
+            "boot": marker.boot,
             "counts": [
                 [s.region, s.category, n]
                 for s, n in sorted(counts.items(), key=lambda kv: sort_key(kv[0]))

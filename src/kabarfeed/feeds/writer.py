@@ -16,7 +16,6 @@ import contextlib
 import os
 import secrets
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 
 from zlib_ng import zlib_ng
@@ -119,17 +118,14 @@ def sizes_of(root: Path, paths: Iterable[str]) -> dict[str, int]:
     return found
 
 
-def boot_time() -> datetime | None:
-    """When this machine (the kernel, for a container its host) started, from
-    ``/proc/stat``; ``None`` where that is not available."""
+def boot_id() -> str | None:
+    """This boot of the machine (the kernel's; for a container, its host's),
+    unique per boot; ``None`` where the system does not say."""
     try:
-        with open("/proc/stat", "rb") as handle:
-            for line in handle:
-                if line.startswith(b"btime "):
-                    return datetime.fromtimestamp(int(line.split()[1]), UTC)
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip() or None
     except (OSError, ValueError):
         return None
-    return None
 
 
 def gzip_path(path: Path) -> Path:
