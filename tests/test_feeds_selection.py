@@ -17,7 +17,7 @@ from kabarfeed.feeds.selection import (
     plan,
     region_order,
     replan,
-    token_id,
+    times_needed,
     touched,
     unseen,
 )
@@ -162,9 +162,9 @@ def _carry(
     matcher = Matcher(TAXONOMY)
     changes = unseen(before, changes, matcher)
     hit = touched(before, changes, matcher)
-    old = {token_id(t) for s in hit for t in before.ids(s)}
+    needed = times_needed(before, changes, hit, matcher)
     draft = replan(
-        before, changes, hit, {i: published[i] for i in old if i in published}, matcher, items=3
+        before, changes, hit, {i: published[i] for i in needed if i in published}, matcher, items=3
     )
     ids = {s: found if found is not None else after.ids(s) for s, found in draft.ids.items()}
     counts = draft.counts if draft.counts is not None else after.counts()

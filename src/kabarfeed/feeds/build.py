@@ -67,6 +67,7 @@ from kabarfeed.feeds.selection import (
     Slice,
     plan_groups,
     replan,
+    times_needed,
     token_id,
     touched,
     unseen,
@@ -411,11 +412,11 @@ class FeedBuilder:
         with self._entry_pool(full, head) as workers:
             if workers is not None:
                 workers.speculate(self._speculation(head))
+            # listed first, on this thread: in a file thread, or once the
+            # previous files are being read, the listing took 10x as long
+            found = list_output(self.output, start.recent)
             planned = self._plan(None if full else start.marker, builds, head, files)
             the_plan = planned.plan
-            # listed here, not in a file thread: that took 10x as long,
-            # sharing the interpreter with the planning
-            found = list_output(self.output, start.recent)
             known = set(builds) | (set(self._scan(found.present)) if full else set())
             stale = to_remove(the_plan, self.formats, known)
             selections = to_render(
@@ -511,8 +512,7 @@ class FeedBuilder:
         changes = unseen(previous, changes, matcher)
         selections = touched(previous, changes, matcher)
         read = self._read_ahead(builds, selections, files)
-        old = {token_id(t) for s in selections for t in previous.ids(s)}
-        times = queries.times_of(conn, old)
+        times = queries.times_of(conn, times_needed(previous, changes, selections, matcher))
         published = {i: when for i, (when, _) in times.items()}
         draft = replan(previous, changes, selections, published, matcher, items=items)
         ids = {

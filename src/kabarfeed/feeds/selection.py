@@ -310,16 +310,13 @@ def replan(
 ) -> Replan:
     """Carry ``previous`` forward over ``changes`` for the touched ``selections``.
 
-    ``published`` gives the publication time of every article id in those
-    selections' previous items (a missing id is an article gone from the
+    ``published`` gives the publication time of every article id that
+    :func:`times_needed` names (a missing one is an article gone from the
     store). Items are ordered newest published first, then by id, like the
     store's queries.
     """
     current = {c.id: c for c in changes}
-    members: dict[Selection, list[Change]] = {s: [] for s in selections}
-    for change in changes:
-        for selection in matcher.selections(change.regions, change.categories):
-            members.setdefault(selection, []).append(change)
+    members = _members(changes, selections, matcher)
     ids = {s: _merge(previous, s, members[s], current, published, items=items) for s in members}
     if any(c.kind == "edited" for c in changes):
         return Replan(ids, None)
@@ -327,6 +324,38 @@ def replan(
     for selection, found in members.items():
         counts[selection] = counts.get(selection, 0) + sum(c.kind == "new" for c in found)
     return Replan(ids, counts)
+
+
+def times_needed(
+    previous: Plan, changes: Sequence[Change], selections: Collection[Selection], matcher: Matcher
+) -> set[str]:
+    """The article ids whose publication time :func:`replan` needs: of a
+    selection that only gains new articles, its newest previous item (the
+    new ones go in front of it, or the store is asked); of any other, every
+    previous item."""
+    current = {c.id: c for c in changes}
+    needed: set[str] = set()
+    for selection, fresh in _members(changes, selections, matcher).items():
+        old = previous.ids(selection)
+        needed.update(token_id(t) for t in (old[:1] if _gains_only(old, fresh, current) else old))
+    return needed
+
+
+def _members(
+    changes: Sequence[Change], selections: Collection[Selection], matcher: Matcher
+) -> dict[Selection, list[Change]]:
+    """Every touched selection (and any a change belongs to) with its changes."""
+    members: dict[Selection, list[Change]] = {s: [] for s in selections}
+    for change in changes:
+        for selection in matcher.selections(change.regions, change.categories):
+            members.setdefault(selection, []).append(change)
+    return members
+
+
+def _gains_only(old: Sequence[str], fresh: Sequence[Change], current: Mapping[str, Change]) -> bool:
+    """Whether ``fresh`` only adds new articles to items ``old`` that no
+    change touches."""
+    return all(c.kind == "new" for c in fresh) and not any(token_id(t) in current for t in old)
 
 
 def _merge(
@@ -339,6 +368,8 @@ def _merge(
     items: int,
 ) -> tuple[str, ...] | None:
     old = previous.ids(selection)
+    if _gains_only(old, fresh, current):
+        return _in_front(old, fresh, published, items=items)
     kept: dict[str, tuple[datetime, str]] = {}
     for token in old:
         article_id = token_id(token)
@@ -353,6 +384,21 @@ def _merge(
         kept[change.id] = (change.published, change.token)
     order = sorted(kept.items(), key=lambda kv: (kv[1][0], kv[0]), reverse=True)
     return tuple(token for _, (_, token) in order[:items])
+
+
+def _in_front(
+    old: Sequence[str], fresh: Sequence[Change], published: Mapping[str, datetime], *, items: int
+) -> tuple[str, ...] | None:
+    """New articles ``fresh`` ahead of the unchanged items ``old``, when every
+    one sorts before ``old``'s newest; ``None`` (ask the store) when one does
+    not — a backdated article — or that item is gone."""
+    ahead = sorted(fresh, key=lambda c: (c.published, c.id), reverse=True)
+    if old and ahead:
+        newest = token_id(old[0])
+        when = published.get(newest)
+        if when is None or (ahead[-1].published, ahead[-1].id) <= (when, newest):
+            return None
+    return (*(c.token for c in ahead), *old)[:items]
 
 
 def region_order(taxonomy: Taxonomy) -> tuple[tuple[str, int], ...]:
