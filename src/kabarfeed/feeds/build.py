@@ -67,6 +67,7 @@ from kabarfeed.feeds.selection import (
     Slice,
     plan_groups,
     replan,
+    sort_key,
     times_needed,
     token_id,
     touched,
@@ -538,7 +539,7 @@ class FeedBuilder:
         if len(selections) > BATCH:  # not all at once: _reuse reads per batch
             return {}
         out = {}
-        for selection in selections:
+        for selection in sorted(selections, key=sort_key):  # the order they render in
             for fmt in self.formats:
                 stored = builds.get(selection.path(fmt))
                 if stored is not None:
