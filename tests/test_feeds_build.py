@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import threading
 import xml.etree.ElementTree as ET
@@ -303,7 +304,7 @@ def test_state_is_recorded_and_survives_a_deleted_file(
 
 
 def test_files_a_power_loss_left_short_are_rewritten_after_a_restart(
-    sample: tuple[Config, Database],
+    sample: tuple[Config, Database], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Writes are not flushed: after a power loss some file systems leave a
     renamed file empty. A build after the machine restarted, with nothing
@@ -328,7 +329,10 @@ def test_files_a_power_loss_left_short_are_rewritten_after_a_restart(
     (output / f"{gz_emptied}.gz").write_bytes(b"")
     (output / "feeds/index.opml").write_bytes(b"")
     restarted = FeedBuilder(config, db, clock, boot=lambda: "boot-2")
-    assert sorted(restarted.build().written_paths) == sorted((emptied, cut, gz_emptied))
+    with caplog.at_level(logging.WARNING, logger="kabarfeed.feeds.build"):
+        assert sorted(restarted.build().written_paths) == sorted((emptied, cut, gz_emptied))
+    assert "3 feed file(s) missing or not the size last written" in caplog.text
+    assert cut in caplog.text
     assert {p: f.read_bytes() for p, f in _feed_files(output).items()} == before
     for path in (gz_lost, gz_emptied):
         assert gzip.decompress((output / f"{path}.gz").read_bytes()) == before[path]

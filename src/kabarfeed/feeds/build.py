@@ -391,6 +391,21 @@ class FeedBuilder:
         with files:
             return self._rebuild(start, full, files)
 
+    @staticmethod
+    def _damaged(builds: Mapping[str, queries.StoredBuild], found: Listing) -> set[str]:
+        """Recorded documents no longer on disk as written (logged: an admin
+        wants to know that files went missing or came back short)."""
+        damaged = {path for path, stored in builds.items() if not intact(stored, found)}
+        if damaged:
+            shown = ", ".join(sorted(damaged)[:5]) + (", …" if len(damaged) > 5 else "")
+            log.warning(
+                "%d feed file(s) missing or not the size last written (deleted, or cut "
+                "short by a crash); writing them again: %s",
+                len(damaged),
+                shown,
+            )
+        return damaged
+
     def _check_since(self, marker: queries.Marker | None) -> datetime | None:
         """From when recorded documents have their sizes checked: those
         written shortly before the last build, if the machine has restarted
@@ -420,8 +435,9 @@ class FeedBuilder:
             the_plan = planned.plan
             known = set(builds) | (set(self._scan(found.present)) if full else set())
             stale = to_remove(the_plan, self.formats, known)
+            damaged = set() if full else self._damaged(builds, found)
             selections = to_render(
-                the_plan, builds, self.formats, full=full, sound=lambda b: intact(b, found)
+                the_plan, builds, self.formats, full=full, sound=lambda b: b.path not in damaged
             )
             batch = BATCH if full else SMALL_BATCH
             render = _Render(planned, {} if full else builds, workers, files, batch)
