@@ -6,8 +6,8 @@ or the new bytes, never half a file. There is no fsync: the files are
 rebuilt from the store, and after the machine restarts a build checks the
 size of every document written shortly before the last one (see
 ``feeds.build.RECENT``), so what a power loss left short on a file system
-that does not flush renamed files is written again. Unchanged bytes are not rewritten: the mtime,
-and with it ``Last-Modified``, stays.
+that does not flush renamed files is written again. Unchanged bytes are not
+rewritten: the mtime, and with it ``Last-Modified``, stays.
 """
 
 from __future__ import annotations
