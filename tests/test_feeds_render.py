@@ -9,6 +9,7 @@ import re
 import xml.etree.ElementTree as ET
 import xml.parsers.expat
 from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import feedparser
@@ -157,6 +158,23 @@ def test_dates_come_from_entries_not_the_clock(site: FeedSite) -> None:
     empty = render(site, Selection(category="budaya"), [], FORMATS)
     assert empty == render(site, Selection(category="budaya"), [], FORMATS)
     _check_all(site, Selection(category="budaya"), empty)
+
+
+def test_feed_updated_is_the_newest_entry_time_as_shown(site: FeedSite) -> None:
+    """An article dated at ingestion (no date upstream) has microseconds; the
+    entries show times to the second, and the feed's ``updated`` is the
+    newest entry's, as shown."""
+    articles = _articles()
+    precise = articles[0].updated.replace(microsecond=123456) + timedelta(hours=1)
+    newest = replace(articles[0], updated=precise)
+    atom = ET.fromstring(render(site, ALL, [newest, *articles[1:]], ["atom"])["atom"])
+    entry_times = [e.findtext(f"{ATOM}updated") for e in atom.findall(f"{ATOM}entry")]
+    assert atom.findtext(f"{ATOM}updated") == max(entry_times, key=_instant)
+    assert "." not in (atom.findtext(f"{ATOM}updated") or "")
+
+
+def _instant(text: str | None) -> datetime:
+    return datetime.fromisoformat(text or "")
 
 
 @pytest.mark.parametrize("title", HOSTILE_TITLES, ids=range(len(HOSTILE_TITLES)))

@@ -332,7 +332,9 @@ def _feed_generator(
     fg.language(site.language)
     fg.author(name=site.title, uri=site.home)
     fg.generator("kabarfeed", version=__version__)
+    # to the second, as the entries show their times: "the newest entry's time"
     moment = (updated or feed_updated(articles)).astimezone(ZoneInfo(site.timezone))
+    moment = moment.replace(microsecond=0)
     fg.updated(moment)
     fg.pubDate(moment)
     return fg
