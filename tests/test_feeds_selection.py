@@ -232,6 +232,31 @@ def test_re_read_changes_already_listed_are_dropped() -> None:
     assert touched(before, unseen(before, [listed], matcher), matcher) == set()
 
 
+def test_new_articles_go_in_front_knowing_only_the_newest_items_time() -> None:
+    """A feed that only gains new articles needs the time of its newest item
+    alone; one backdated behind that item makes the builder ask the store."""
+    rows = [IndexRow(f"a{n}:r", ("balikpapan",), ("hukum",)) for n in range(5, 0, -1)]
+    before = plan(TAXONOMY, rows, items=3)
+    matcher = Matcher(TAXONOMY)
+    fresh = Change("a9:r", T0 + timedelta(days=1), ("balikpapan",), ("hukum",))
+    hit = touched(before, [fresh], matcher)
+    assert times_needed(before, [fresh], hit, matcher) == {"a5"}
+    newest = {"a5": T0 + timedelta(minutes=5)}
+    draft = replan(before, [fresh], hit, newest, matcher, items=3)
+    assert draft.ids[Selection("balikpapan", "hukum")] == ("a9:r", "a5:r", "a4:r")
+    late = Change("a8:r", T0, ("balikpapan",), ("hukum",))
+    hit = touched(before, [late], matcher)
+    assert times_needed(before, [late], hit, matcher) == {"a5"}
+    draft = replan(before, [late], hit, newest, matcher, items=3)
+    assert draft.ids[Selection("balikpapan", "hukum")] is None  # the store knows where
+    edited = Change("a4:r2", T0 + timedelta(minutes=4), ("balikpapan",), ("hukum",), "edited")
+    assert times_needed(before, [edited], touched(before, [edited], matcher), matcher) == {
+        "a5",
+        "a4",
+        "a3",
+    }
+
+
 def test_inserts_alone_are_merged_and_counted_without_queries() -> None:
     rows = [IndexRow(f"a{n}:r", ("balikpapan",), ("hukum",)) for n in range(5, 0, -1)]
     before = plan(TAXONOMY, rows, items=3)
