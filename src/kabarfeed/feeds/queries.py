@@ -20,7 +20,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    update,
 )
 
 from kabarfeed.feeds.selection import (
@@ -35,7 +34,7 @@ from kabarfeed.feeds.selection import (
 from kabarfeed.models import Article, Taxonomy
 from kabarfeed.store.articles import ARTICLE_COLUMNS, Slugs, article_from_row, slugs_of
 from kabarfeed.store.schema import article_categories, article_regions, articles, feed_builds
-from kabarfeed.store.schema import state as state_table
+from kabarfeed.store.state import read_state, write_state
 from kabarfeed.store.types import utc_of
 
 MARKER_KEY = "feeds.last_build"
@@ -430,13 +429,10 @@ def save_builds(
 
 def load_marker(conn: Connection) -> Marker | None:
     """The last build's marker, or ``None`` before the first build."""
-    value = conn.execute(
-        select(state_table.c.value).where(state_table.c.key == MARKER_KEY)
-    ).scalar_one_or_none()
-    if not value:
+    data = read_state(conn, MARKER_KEY)
+    if not data:
         return None
     try:
-        data: Mapping[str, Any] = json.loads(value)
         newest = data.get("newest")
         counts = data.get("counts")
         return Marker(
@@ -451,27 +447,17 @@ def load_marker(conn: Connection) -> Marker | None:
 
 
 def save_marker(conn: Connection, marker: Marker) -> None:
-    """Record the build just finished (portable upsert)."""
+    """Record the build just finished."""
     counts = marker.counts or {}
-    value = json.dumps(
-        {
-            "built_at": marker.built_at.isoformat(),
-            "newest": marker.head.newest.isoformat() if marker.head.newest else None,
-            "total": marker.head.total,
-            "fingerprint": marker.fingerprint,
-            "boot": marker.boot,
-            "counts": [
-                [s.region, s.category, n]
-                for s, n in sorted(counts.items(), key=lambda kv: sort_key(kv[0]))
-            ],
-        }
-    )
-    done = conn.execute(
-        update(state_table)
-        .where(state_table.c.key == MARKER_KEY)
-        .values(value=value, updated_at=marker.built_at)
-    )
-    if not done.rowcount:
-        conn.execute(
-            insert(state_table).values(key=MARKER_KEY, value=value, updated_at=marker.built_at)
-        )
+    value = {
+        "built_at": marker.built_at.isoformat(),
+        "newest": marker.head.newest.isoformat() if marker.head.newest else None,
+        "total": marker.head.total,
+        "fingerprint": marker.fingerprint,
+        "boot": marker.boot,
+        "counts": [
+            [s.region, s.category, n]
+            for s, n in sorted(counts.items(), key=lambda kv: sort_key(kv[0]))
+        ],
+    }
+    write_state(conn, MARKER_KEY, value, marker.built_at)
