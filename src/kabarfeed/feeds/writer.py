@@ -107,15 +107,18 @@ def files_under(root: Path, folder: str) -> set[str]:
 
 def sizes_of(root: Path, paths: Iterable[str]) -> dict[str, int]:
     """The sizes of those ``root``-relative ``paths`` that exist."""
-    found: dict[str, int] = {}
-    for path in paths:
-        try:
-            found[path] = os.stat(os.path.join(root, path)).st_size
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            raise OutputError(f"cannot read {root / path}: {e.strerror or e}") from e
-    return found
+    sizes = {path: size_or_none(root / path) for path in paths}
+    return {path: size for path, size in sizes.items() if size is not None}
+
+
+def size_or_none(path: Path) -> int | None:
+    """The size of ``path``, or ``None`` when it does not exist."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise OutputError(f"cannot read {path}: {e.strerror or e}") from e
 
 
 def boot_id() -> str | None:
@@ -136,12 +139,7 @@ def gzip_path(path: Path) -> Path:
 def missing_or_empty(path: Path) -> bool:
     """Whether ``path`` is missing or empty (what a crash can leave of a file
     written without fsync on some file systems)."""
-    try:
-        return path.stat().st_size == 0
-    except FileNotFoundError:
-        return True
-    except OSError as e:
-        raise OutputError(f"cannot read {path}: {e.strerror or e}") from e
+    return not size_or_none(path)
 
 
 def read_or_none(path: Path) -> bytes | None:
@@ -158,14 +156,7 @@ def read_or_none(path: Path) -> bytes | None:
 def differs(path: Path, data: bytes) -> bool:
     """Whether ``path`` does not hold ``data``: a missing file or another size
     is known from ``stat`` alone; only a file of the same size is read."""
-    try:
-        if path.stat().st_size != len(data):
-            return True
-    except FileNotFoundError:
-        return True
-    except OSError as e:
-        raise OutputError(f"cannot read {path}: {e.strerror or e}") from e
-    return read_or_none(path) != data
+    return size_or_none(path) != len(data) or read_or_none(path) != data
 
 
 def write_if_changed(path: Path, data: bytes, *, with_gzip: bool = True) -> bool:
