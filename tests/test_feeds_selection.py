@@ -97,17 +97,13 @@ def test_only_feeds_whose_items_changed_are_rendered() -> None:
         for s in result.selections
         for f in formats
     }
-    assert to_render(result, builds, formats, full=False, sound=lambda _: True) == ()
-    assert len(to_render(result, builds, formats, full=True, sound=lambda _: True)) == len(
-        result.selections
-    )
-    missing = to_render(
-        result, builds, formats, full=False, sound=lambda b: b.path != "feeds/region/papua.atom"
-    )
+    assert to_render(result, builds, formats, full=False) == ()
+    assert len(to_render(result, builds, formats, full=True)) == len(result.selections)
+    missing = to_render(result, builds, formats, full=False, damaged={"feeds/region/papua.atom"})
     assert missing == (Selection("papua"),)
 
     edited = plan(TAXONOMY, [IndexRow("a:2", ("balikpapan",), ("ekonomi",)), rows[1]], items=5)
-    redo = set(to_render(edited, builds, formats, full=False, sound=lambda _: True))
+    redo = set(to_render(edited, builds, formats, full=False))
     assert redo == {
         ALL,
         Selection("kaltim"),

@@ -152,16 +152,16 @@ def to_render(
     formats: Sequence[str],
     *,
     full: bool,
-    sound: Callable[[queries.StoredBuild], bool],
+    damaged: Collection[str] = (),
 ) -> tuple[Selection, ...]:
-    """Selections whose documents must be rendered this build (``sound``:
-    whether a recorded document is still on disk as it was written)."""
+    """Selections whose documents must be rendered this build (``damaged``:
+    recorded paths no longer on disk as they were written)."""
     out = []
     for selection in the_plan.selections:
         items = the_plan.ids(selection)
         for fmt in formats:
             stored = builds.get(selection.path(fmt))
-            if full or stored is None or stored.items != items or not sound(stored):
+            if full or stored is None or stored.items != items or stored.path in damaged:
                 out.append(selection)
                 break
     return tuple(out)
@@ -436,9 +436,7 @@ class FeedBuilder:
             known = set(builds) | (set(self._scan(found.present)) if full else set())
             stale = to_remove(the_plan, self.formats, known)
             damaged = set() if full else self._damaged(builds, found)
-            selections = to_render(
-                the_plan, builds, self.formats, full=full, sound=lambda b: b.path not in damaged
-            )
+            selections = to_render(the_plan, builds, self.formats, full=full, damaged=damaged)
             batch = BATCH if full else SMALL_BATCH
             render = _Render(planned, {} if full else builds, workers, files, batch)
             pending = self._render_all(render, selections)
