@@ -536,6 +536,87 @@ def test_incremental_builds_equal_full_renders_after_every_kind_of_change(
     assert builder.build().written == 0
 
 
+def test_fresh_in_front_finds_feeds_that_only_gained_articles() -> None:
+    fresh_in_front = feeds_build.fresh_in_front
+    assert fresh_in_front(("n2", "n1", "a", "b"), ("a", "b", "c")) == 2  # c dropped off the end
+    assert fresh_in_front(("n1", "a", "b", "c"), ("a", "b", "c")) == 1  # under the cap: all kept
+    assert fresh_in_front(("a", "b"), ("a", "b", "c")) == 0  # the last item went away
+    assert fresh_in_front(("n1", "a", "c"), ("a", "b", "c")) is None  # b left from the middle
+    assert fresh_in_front(("b", "a"), ("a", "b")) == 1  # b moved up: rendered again, a kept
+    assert fresh_in_front(("n2", "n1"), ("a", "b")) is None  # nothing kept
+    assert fresh_in_front(("n1",), ()) is None and fresh_in_front((), ("a",)) is None
+
+
+def _insert_in_front(config: Config, db: Database) -> tuple[FeedBuilder, Article]:
+    """A built store of four samarinda articles, and a newer one stored since."""
+    store(db, [make_article(n, regions=("samarinda",), categories=("hukum",)) for n in range(1, 5)])
+    builder = FeedBuilder(config, db, clock)
+    builder.build()
+    newer = make_article(9, regions=("samarinda",), categories=("hukum",))
+    store(db, [newer], now=NOW + timedelta(minutes=1))
+    return builder, newer
+
+
+def test_feeds_that_gained_articles_are_spliced_from_their_previous_files(
+    make_config: ConfigFactory, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config("[feeds]\nitems = 3\n")
+    builder, _ = _insert_in_front(config, db)
+    spliced: list[str] = []
+    real = feeds_build._splice_write
+
+    def spy(output: Path, stored: queries.StoredBuild, *args: object) -> tuple[bool, str]:
+        spliced.append(stored.path)
+        return real(output, stored, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(feeds_build, "_splice_write", spy)
+    report = builder.build()
+    assert report.written == 3 * 6 and sorted(spliced) == sorted(report.written_paths)
+    _assert_matches_store(config, db)
+
+
+def test_a_previous_file_changed_on_disk_is_rendered_instead_of_spliced(
+    make_config: ConfigFactory, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_config("[feeds]\nitems = 3\n")
+    builder, _ = _insert_in_front(config, db)
+    tampered = config.feeds.output / "feeds/region/samarinda.atom"
+    tampered.write_bytes(tampered.read_bytes().replace(b"Berita", b"Warta!"))
+    with caplog.at_level(logging.INFO, logger="kabarfeed.feeds.build"):
+        report = builder.build()
+    assert "1 feed(s) changed on disk since the last build" in caplog.text
+    assert {"feeds/region/samarinda.atom", "feeds/region/samarinda.rss"} <= set(
+        report.written_paths
+    )
+    assert report.written == 3 * 6  # each document counted once
+    _assert_matches_store(config, db)
+
+
+def test_an_article_deleted_while_building_is_left_out_then_replanned(
+    make_config: ConfigFactory, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deleted between planning and splicing (no store API deletes; an admin
+    might): the feeds are rendered without it, and the next build plans anew."""
+    config = make_config("[feeds]\nitems = 3\n")
+    builder, newer = _insert_in_front(config, db)
+    real = FeedBuilder._spliced_parts
+
+    def delete_first(self: FeedBuilder, *args: object) -> object:
+        with db.begin() as conn:
+            for table in (article_regions, article_categories, article_keys):
+                conn.execute(delete(table).where(table.c.article_id == newer.id))
+            conn.execute(delete(articles).where(articles.c.id == newer.id))
+        monkeypatch.setattr(FeedBuilder, "_spliced_parts", real)
+        return real(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(FeedBuilder, "_spliced_parts", delete_first)
+    builder.build()
+    shown = feedparser.parse((config.feeds.output / "feeds/all.atom").read_bytes())
+    assert newer.title not in {e.title for e in shown.entries}
+    builder.build()
+    _assert_matches_store(config, db)
+
+
 def test_build_state_reads_both_item_formats() -> None:
     assert queries._parse_items("a000001:0f0f a000002:1e1e") == ("a000001:0f0f", "a000002:1e1e")
     assert queries._parse_items('["a000001:0f0f", "a000002:1e1e"]') == (

@@ -20,8 +20,10 @@ from kabarfeed.feeds.render import (
     FeedSite,
     Renderer,
     entry_id,
+    kept_entries,
     render,
     render_whole,
+    splice,
     split_entries,
     xml_safe,
 )
@@ -264,3 +266,35 @@ def test_spliced_documents_equal_whole_feedgen_documents(site: FeedSite) -> None
                 if fmt != "json" and entries:
                     assert b"".join(entries) in data
     assert split_entries(b"not a feed", "rss") is None
+
+
+def test_a_run_of_kept_entries_splices_into_a_new_document(site: FeedSite) -> None:
+    """A feed that gained articles: its new document is their entries plus a
+    run cut from its previous document, the bytes a whole render gives; a
+    document with fewer entries than asked for, or none at all, gives no run."""
+    articles = _articles() + [
+        make_article(10 + i, title=title, content_html=f"<p>{title}</p>", author=title)
+        for i, title in enumerate(HOSTILE_TITLES)
+    ]
+    renderer = Renderer(site)
+    selection = Selection(region="kalimantan-timur")
+    renderer.add(articles, FORMATS)
+    for shown in (1, 2, len(articles) - 1, len(articles)):
+        previous = renderer.render(selection, articles[:shown], FORMATS)
+        for fresh in (0, 1, 3):
+            for kept in range(1, shown + 1):
+                chosen = articles[len(articles) - fresh :] + articles[:kept]
+                expected = render_whole(site, selection, chosen, FORMATS)
+                newest = max(a.updated for a in chosen)
+                heads = renderer.heads(selection, newest, FORMATS)
+                for fmt, data in previous.items():
+                    run = kept_entries(data, fmt, kept)
+                    assert run is not None, (fmt, shown, kept)
+                    new = [renderer.entry(a.id, fmt) for a in chosen[:fresh]]
+                    assert splice(heads[fmt], fmt, [*new, run]) == expected[fmt]
+        for fmt, data in previous.items():
+            assert kept_entries(data, fmt, shown + 1) is None
+    empty = renderer.render(selection, [], FORMATS)
+    for fmt in FORMATS:
+        assert kept_entries(empty[fmt], fmt, 1) is None
+        assert kept_entries(b"not a feed", fmt, 1) is None

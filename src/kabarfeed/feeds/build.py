@@ -15,7 +15,9 @@ One build:
    missing, or all of them on a full build. Each shown article's entries are
    serialised once and spliced into every document that carries it: reused
    from the last build's files when unchanged, rendered in worker processes
-   on a full build of a large store (:mod:`feeds.pool`), else here;
+   on a full build of a large store (:mod:`feeds.pool`), else here. A feed
+   that only gained new articles (the usual incremental case) is its new
+   entries plus a run cut from its previous file, in a file thread;
 3. writes each document atomically with a ``.gz`` sibling, leaving identical
    bytes untouched, and removes feeds that no longer exist;
 4. records the build state (``feed_builds``) and a marker (``state``) in one
@@ -37,6 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import chain
 from pathlib import Path
 
 import feedgen.version
@@ -58,7 +61,7 @@ from kabarfeed.feeds.pool import (
     default_processes,
     entry_pool,
 )
-from kabarfeed.feeds.render import FeedSite, Renderer, split_entries
+from kabarfeed.feeds.render import FeedSite, Renderer, kept_entries, splice, split_entries
 from kabarfeed.feeds.selection import (
     FORMATS,
     Matcher,
@@ -174,6 +177,22 @@ def to_remove(the_plan: Plan, formats: Sequence[str], known: Collection[str]) ->
     return tuple(sorted(p for p in known if p not in wanted))
 
 
+def fresh_in_front(items: Sequence[str], previous: Sequence[str]) -> int | None:
+    """How many of a feed's ``items`` come before a run that starts its
+    ``previous`` items: the feed gained those (new articles, usually) and
+    perhaps lost its oldest. Its document is then their entries plus a run
+    of entries cut from its previous file. ``None`` when the items do not
+    end with such a run."""
+    if not items or not previous:
+        return None
+    try:
+        fresh = items.index(previous[0])
+    except ValueError:
+        return None
+    kept = len(items) - fresh
+    return fresh if tuple(items[fresh:]) == tuple(previous[:kept]) else None
+
+
 def same_feeds(
     the_plan: Plan, formats: Sequence[str], known: Collection[str], stale: Collection[str]
 ) -> bool:
@@ -271,11 +290,35 @@ def _write(path: Path, data: bytes) -> tuple[bool, str]:
     return writer.write_if_changed(path, data), content_hash(data)
 
 
+class _Stale(Exception):
+    """A previous file no longer holds what the build state records."""
+
+
+def _splice_write(
+    output: Path, stored: queries.StoredBuild, fmt: str, head: bytes, fresh: list[bytes], kept: int
+) -> tuple[bool, str]:
+    """Worker: write ``stored``'s document anew as ``head`` with the ``fresh``
+    entries and then the first ``kept`` entries of its previous file (see
+    :func:`_write`); :class:`_Stale`, nothing written, when that file no
+    longer holds what the build state records."""
+    path = output / stored.path
+    data = writer.read_or_none(path)
+    run = None
+    if data is not None and content_hash(data) == stored.content_hash:
+        run = kept_entries(data, fmt, kept)
+    if run is None:
+        raise _Stale(stored.path)
+    return _write(path, splice(head, fmt, [*fresh, run]))
+
+
 # ---------------------------------------------------------------- I/O
 
 
-_Pending = tuple[str, tuple[str, ...], "Future[tuple[bool, str]]"]
-"""A document being written: path, item tokens, and the (written, hash) job."""
+_Pending = tuple[Selection, str, tuple[str, ...], "Future[tuple[bool, str]]"]
+"""A document being written: its feed, path, item tokens, and the job: whether
+written, and its hash."""
+_Done = tuple[str, tuple[str, ...], bool, str]
+"""A document written or left as it was: path, item tokens, whether written, hash."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,8 +344,6 @@ class _Planned:
     """Every article's slugs (from a full index walk)."""
     updated: Mapping[str, datetime] = field(default_factory=dict)
     """The ``updated`` time of the previous items a carried plan looked at."""
-    read: Mapping[str, Future[list[bytes]]] = field(default_factory=dict)
-    """Previous files (by path) already being read for their entries."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,7 +472,7 @@ class FeedBuilder:
             # listed first, on this thread: in a file thread, or once the
             # previous files are being read, the listing took 10x as long
             found = list_output(self.output, start.recent)
-            planned = self._plan(None if full else start.marker, builds, head, files)
+            planned = self._plan(None if full else start.marker, builds, head)
             the_plan = planned.plan
             known = set(builds) | (set(self._scan(found.present)) if full else set())
             stale = to_remove(the_plan, self.formats, known)
@@ -443,8 +484,9 @@ class FeedBuilder:
             same = not full and same_feeds(the_plan, self.formats, builds, stale)
             # while the last documents are written:
             pages = self._pages(the_plan, opml=not same)
-        written = [path for path, _, job in pending if job.result()[0]]
-        saved = [queries.StoredBuild(p, job.result()[1], tokens) for p, tokens, job in pending]
+            done = self._finish(render, pending)
+        written = [path for path, _, changed, _ in done if changed]
+        saved = [queries.StoredBuild(path, check, tokens) for path, tokens, _, check in done]
         removed = self._remove(stale)
         now = start.now
         with self.db.begin() as conn:
@@ -469,14 +511,13 @@ class FeedBuilder:
         marker: queries.Marker | None,
         builds: Mapping[str, queries.StoredBuild],
         head: queries.Head,
-        files: ThreadPoolExecutor,
     ) -> _Planned:
         """The last build's plan carried forward, else a plan of every article
         (then with every article's slugs too)."""
         with self.db.connect() as conn:
             carried = None
             if marker is not None:
-                carried = self._replan(conn, marker, builds, head, files)
+                carried = self._replan(conn, marker, builds, head)
             return carried or self._plan_all(conn)
 
     def _plan_all(self, conn: Connection) -> _Planned:
@@ -511,11 +552,9 @@ class FeedBuilder:
         marker: queries.Marker,
         builds: Mapping[str, queries.StoredBuild],
         head: queries.Head,
-        files: ThreadPoolExecutor,
     ) -> _Planned | None:
         """The last build's plan carried forward over the changes since, or
-        ``None`` when only a full index walk can tell (see the module doc).
-        The touched feeds' previous files are read in ``files`` meanwhile."""
+        ``None`` when only a full index walk can tell (see the module doc)."""
         previous = previous_plan(marker, builds, self.formats)
         if previous is None:
             return None
@@ -526,7 +565,6 @@ class FeedBuilder:
         matcher = Matcher(taxonomy)
         changes = unseen(previous, changes, matcher)
         selections = touched(previous, changes, matcher)
-        read = self._read_ahead(builds, selections, files)
         times = queries.times_of(conn, times_needed(previous, changes, selections, matcher))
         published = {i: when for i, (when, _) in times.items()}
         draft = replan(previous, changes, selections, published, matcher, items=items)
@@ -538,7 +576,7 @@ class FeedBuilder:
         if counts is None:
             counts = queries.count_selections(conn, taxonomy)
         updated = {i: when for i, (_, when) in times.items()}
-        return _Planned(previous.updated(taxonomy, ids, counts), updated=updated, read=read)
+        return _Planned(previous.updated(taxonomy, ids, counts), updated=updated)
 
     def _read_ahead(
         self,
@@ -572,20 +610,102 @@ class FeedBuilder:
             writer.missing_or_empty(self.output / p) for p in pages
         )
 
-    def _render_all(
+    def _render_all(self, render: _Render, selections: Sequence[Selection]) -> list[_Pending]:
+        """Start writing every document of ``selections``: spliced from new
+        entries and the previous file where the feed only gained articles
+        (see :func:`fresh_in_front`), else rendered (:meth:`_render_each`)."""
+        spliced, rest = self._spliceable(render, selections)
+        read = self._read_ahead(render.builds, rest, render.files) if render.builds else {}
+        pending, late = self._splice_all(render, spliced)
+        return pending + self._render_each(render, sorted([*rest, *late], key=sort_key), read)
+
+    def _spliceable(
+        self, render: _Render, selections: Sequence[Selection]
+    ) -> tuple[list[tuple[Selection, int]], list[Selection]]:
+        """``selections`` that can be spliced, with how many new items each
+        starts with, and the rest. Only incremental builds without worker
+        processes splice (a full build has no previous files to cut from)."""
+        if render.workers is not None or not render.builds:
+            return [], list(selections)
+        spliced, rest = [], []
+        for selection in selections:
+            items = {self._previous_items(render.builds, selection, fmt) for fmt in self.formats}
+            previous = items.pop() if len(items) == 1 else None  # the same in every format
+            fresh = fresh_in_front(render.plan.ids(selection), previous or ())
+            if fresh is None:
+                rest.append(selection)
+            else:
+                spliced.append((selection, fresh))
+        return spliced, rest
+
+    @staticmethod
+    def _previous_items(
+        builds: Mapping[str, queries.StoredBuild], selection: Selection, fmt: str
+    ) -> tuple[str, ...] | None:
+        stored = builds.get(selection.path(fmt))
+        return None if stored is None else stored.items
+
+    def _splice_all(
+        self, render: _Render, spliced: Sequence[tuple[Selection, int]]
+    ) -> tuple[list[_Pending], list[Selection]]:
+        """Render the heads and new entries of the ``spliced`` feeds here and
+        hand each document to a file thread, which cuts the run of previous
+        entries from its file (:func:`_splice_write`); also the feeds left to
+        render instead (an article gone from the store since planning)."""
+        the_plan = render.plan
+        split = {s: (the_plan.ids(s)[:n], the_plan.ids(s)[n:]) for s, n in spliced}
+        renderer, times = self._spliced_parts(render, split.values())
+        pending: list[_Pending] = []
+        late = []
+        for selection, (fresh, kept) in split.items():
+            fresh_ids, kept_ids = [token_id(t) for t in fresh], [token_id(t) for t in kept]
+            if not all(map(renderer.has, fresh_ids)) or not all(i in times for i in kept_ids):
+                late.append(selection)  # rendered instead, without the missing article
+                continue
+            updated = max(chain(map(renderer.updated, fresh_ids), (times[i] for i in kept_ids)))
+            for fmt, head in renderer.heads(selection, updated, self.formats).items():
+                stored = render.builds[selection.path(fmt)]
+                entries = [renderer.entry(i, fmt) for i in fresh_ids]
+                job = render.files.submit(
+                    _splice_write, self.output, stored, fmt, head, entries, len(kept)
+                )
+                pending.append((selection, stored.path, the_plan.ids(selection), job))
+        return pending, late
+
+    def _spliced_parts(
+        self, render: _Render, split: Iterable[tuple[Sequence[str], Sequence[str]]]
+    ) -> tuple[Renderer, dict[str, datetime]]:
+        """The new articles of spliced feeds rendered, and the ``updated`` times
+        of their previous items (those the planner did not read already)."""
+        fresh: dict[str, None] = {}
+        kept: set[str] = set()
+        for new, old in split:
+            fresh.update(dict.fromkeys(map(token_id, new)))
+            kept.update(map(token_id, old))
+        renderer = Renderer(self._site)
+        times = {i: render.planned.updated[i] for i in kept if i in render.planned.updated}
+        with self.db.connect() as conn:
+            if fresh:
+                renderer.add(queries.load_by_id(conn, list(fresh)).values(), self.formats)
+            found = queries.times_of(conn, kept - times.keys()) if len(times) < len(kept) else {}
+        times.update((i, when) for i, (_, when) in found.items())
+        return renderer, times
+
+    def _render_each(
         self,
         render: _Render,
         selections: Sequence[Selection],
+        read: Mapping[str, Future[list[bytes]]],
     ) -> list[_Pending]:
         """Render documents in this thread (feedgen is not thread-safe), their
         entries in ``render.workers`` when given; compare, write and gzip in
         the ``render.files`` threads (file I/O, zlib and hashing release the
-        GIL)."""
+        GIL). ``read``: previous files already being read."""
         pending: list[_Pending] = []
         renderer = Renderer(self._site)
         size = render.batch
         batches = [selections[i : i + size] for i in range(0, len(selections), size)]
-        for batch in self._prepared(renderer, render, batches):
+        for batch in self._prepared(renderer, render, batches, read):
             done = len(pending)
             for selection in batch:
                 tokens = render.plan.ids(selection)
@@ -595,13 +715,36 @@ class FeedBuilder:
                 for fmt, data in renderer.render_ids(selection, ids, self.formats).items():
                     path = selection.path(fmt)
                     job = render.files.submit(_write, self.output / path, data)
-                    pending.append((path, tokens, job))
+                    pending.append((selection, path, tokens, job))
             for *_, job in pending[:done]:
                 job.result()  # at most two batches of documents in memory
         return pending
 
+    def _finish(self, render: _Render, pending: Sequence[_Pending]) -> list[_Done]:
+        """Wait for every document; render the spliced ones whose previous
+        file turned out not to hold what the build state records."""
+        done: dict[str, _Done] = {}
+        failed: set[Selection] = set()
+        for selection, path, tokens, job in pending:
+            try:
+                done[path] = (path, tokens, *job.result())
+            except _Stale:
+                failed.add(selection)
+        if failed:
+            log.info("%d feed(s) changed on disk since the last build: rendered", len(failed))
+            again = self._render_each(render, sorted(failed, key=sort_key), {})
+            for _, path, tokens, job in again:
+                written, check = job.result()
+                earlier = done.get(path)  # another format's splice may have written it
+                done[path] = (path, tokens, written or (earlier is not None and earlier[2]), check)
+        return list(done.values())
+
     def _prepared(
-        self, renderer: Renderer, render: _Render, batches: Sequence[Sequence[Selection]]
+        self,
+        renderer: Renderer,
+        render: _Render,
+        batches: Sequence[Sequence[Selection]],
+        read: Mapping[str, Future[list[bytes]]],
     ) -> Iterator[Sequence[Selection]]:
         """Yield each batch once ``renderer`` holds the entries of its articles:
         reused from the last build's files, rendered by ``render.workers``
@@ -625,7 +768,7 @@ class FeedBuilder:
                 batch = next(upcoming, None)
                 if batch is None:
                     return
-                self._reuse(renderer, render, batch)
+                self._reuse(renderer, render, batch, read)
             self._load(renderer, the_plan, batch, render.links)
             yield batch
 
@@ -634,7 +777,13 @@ class FeedBuilder:
         """The article ids of ``batch``'s items, each once, in a stable order."""
         return list(dict.fromkeys(token_id(t) for s in batch for t in the_plan.ids(s)))
 
-    def _reuse(self, renderer: Renderer, render: _Render, batch: Sequence[Selection]) -> None:
+    def _reuse(
+        self,
+        renderer: Renderer,
+        render: _Render,
+        batch: Sequence[Selection],
+        read: Mapping[str, Future[list[bytes]]],
+    ) -> None:
         """Seed ``renderer`` with the entries of ``batch``'s previous files whose
         article is still at the same revision. The build state tells which
         files hold which items, so only files with an item still missing are
@@ -642,7 +791,6 @@ class FeedBuilder:
         wanted = {t for s in batch for t in render.plan.ids(s) if not renderer.has(token_id(t))}
         sources = self._sources(render.builds, batch, wanted)
         found: dict[str, dict[str, bytes]] = {}
-        read = render.planned.read
         jobs = [
             read.get(stored.path) or render.files.submit(self._entries_of, stored, fmt)
             for stored, fmt in sources

@@ -380,11 +380,20 @@ def load_by_id(
 
 
 def load_builds(conn: Connection) -> dict[str, StoredBuild]:
-    """Every path the previous builds wrote."""
-    rows = conn.execute(
-        select(feed_builds.c.path, feed_builds.c.content_hash, feed_builds.c.item_ids)
-    )
-    return {path: StoredBuild(path, chash, _parse_items(ids)) for path, chash, ids in rows}
+    """Every path the previous builds wrote.
+
+    Read on every build that has something to do, so from the DB-API cursor;
+    a feed's documents in every format hold the same items, whose text is
+    parsed once."""
+    rows = _fetch_raw(conn, "SELECT path, content_hash, item_ids FROM feed_builds")
+    parsed: dict[str | None, tuple[str, ...]] = {}
+    out = {}
+    for path, check, text in rows:
+        items = parsed.get(text)
+        if items is None:
+            items = parsed[text] = _parse_items(text)
+        out[path] = StoredBuild(path, check, items)
+    return out
 
 
 def built_since(conn: Connection, since: datetime) -> frozenset[str]:

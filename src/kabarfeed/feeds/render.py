@@ -445,19 +445,62 @@ def _xml(fg: Any, fmt: str) -> bytes:
 
 
 def splice(head: bytes, fmt: str, entries: Sequence[bytes]) -> bytes:
-    """Insert serialised ``entries`` into ``head``, a document without entries.
+    """Insert serialised ``entries`` into ``head``, a document without entries
+    (for JSON Feed, :func:`json_document` without items; its items are
+    comma-separated).
 
     lxml's pretty printer indents an element by its depth alone, so an entry
     serialised once at its depth (see :class:`_EntryWriter`) has the very bytes
-    it would have inside any document of the same site.
+    it would have inside any document of the same site. A run of consecutive
+    entries (see :func:`kept_entries`) splices like one entry.
     """
+    if fmt == "json":
+        cut = len(head) - len(_JSON_END)
+        return b"".join((head[:cut], b",".join(entries), head[cut:]))
     cut = head.rindex(_CLOSE[fmt])
     return b"".join((head[:cut], *entries, head[cut:]))
+
+
+def kept_entries(data: bytes, fmt: str, count: int) -> bytes | None:
+    """The first ``count`` (> 0) entries of a document :func:`splice` made, as
+    one run of bytes to splice into another document of the same site;
+    ``None`` when ``data`` holds fewer or is not such a document.
+
+    A feed that only gains new articles keeps a run of its previous items:
+    cutting that run out of the previous file costs a few searches, where
+    splitting it into entries and joining them again costs a slice each.
+    """
+    if fmt == "json":
+        begin = data.find(_JSON_ITEMS) + len(_JSON_ITEMS)
+        end = len(data) - len(_JSON_END)
+        if begin < len(_JSON_ITEMS) or not data.endswith(_JSON_END) or begin >= end:
+            return None
+        cuts = _find_all(data, _JSON_NEXT, begin, end, count)
+        if len(cuts) == count:  # up to the closing brace of the count-th item
+            return data[begin : cuts[-1] + 1]
+        return data[begin:end] if len(cuts) == count - 1 else None
+    end = data.rfind(_CLOSE[fmt])
+    starts = _find_all(data, _ENTRY_START[fmt], 0, end, count + 1) if end >= 0 else []
+    if len(starts) < count:
+        return None
+    # each entry begins after its marker's newline and ends with a newline
+    return data[starts[0] + 1 : starts[count] + 1 if len(starts) > count else end]
+
+
+def _find_all(data: bytes, marker: bytes, start: int, end: int, limit: int) -> list[int]:
+    """Where the first ``limit`` occurrences of ``marker`` in ``data[start:end]`` begin."""
+    found: list[int] = []
+    at = data.find(marker, start, end)
+    while at >= 0 and len(found) < limit:
+        found.append(at)
+        at = data.find(marker, at + 1, end)
+    return found
 
 
 _ENTRY_START = {"rss": b"\n    <item>\n", "atom": b"\n  <entry>\n"}
 _JSON_ITEMS = b',"items":['
 _JSON_NEXT = b'},{"id":'
+_JSON_END = b"]}\n"
 
 
 def split_entries(data: bytes, fmt: str) -> list[bytes] | None:
@@ -485,7 +528,7 @@ def split_entries(data: bytes, fmt: str) -> list[bytes] | None:
 
 def _split_json(data: bytes) -> list[bytes] | None:
     start = data.find(_JSON_ITEMS)
-    if start < 0 or not data.endswith(b"]}\n"):
+    if start < 0 or not data.endswith(_JSON_END):
         return None
     body = data[start + len(_JSON_ITEMS) : -3]
     if not body:
@@ -535,8 +578,8 @@ class _Parts:
     """One article rendered for every feed it appears in."""
 
     updated: datetime
-    xml: Mapping[str, bytes]
-    json: str
+    entries: Mapping[str, bytes]
+    """Serialised entries by format (the JSON item as UTF-8)."""
 
 
 class Renderer:
@@ -568,8 +611,7 @@ class Renderer:
     def seed(self, article_id: str, updated: datetime, entries: Mapping[str, bytes]) -> None:
         """Take an article's entries as an earlier build serialised them (``entries``
         by format, from :func:`split_entries`) instead of rendering them again."""
-        xml = {f: data for f, data in entries.items() if f != "json"}
-        self._parts[article_id] = _Parts(updated, xml, entries.get("json", b"").decode())
+        self._parts[article_id] = _Parts(updated, entries)
 
     def add(self, articles: Iterable[Article], formats: Sequence[str]) -> None:
         """Render the entries of ``articles`` not rendered yet."""
@@ -592,6 +634,14 @@ class Renderer:
             out["json"] = json_item(self.site, article, values).encode()
         return out
 
+    def updated(self, article_id: str) -> datetime:
+        """A rendered article's ``updated`` time."""
+        return self._parts[article_id].updated
+
+    def entry(self, article_id: str, fmt: str) -> bytes:
+        """A rendered article's entry in format ``fmt``."""
+        return self._parts[article_id].entries[fmt]
+
     def render_ids(
         self, selection: Selection, ids: Sequence[str], formats: Sequence[str]
     ) -> dict[str, bytes]:
@@ -599,15 +649,23 @@ class Renderer:
         (see :meth:`add`); ``ids`` newest first."""
         parts = [self._parts[i] for i in ids]
         updated = max((p.updated for p in parts), default=EMPTY_FEED_UPDATED)
+        heads = self.heads(selection, updated, formats)
+        return {f: splice(head, f, [p.entries[f] for p in parts]) for f, head in heads.items()}
+
+    def heads(
+        self, selection: Selection, updated: datetime, formats: Sequence[str]
+    ) -> dict[str, bytes]:
+        """Every requested format of one feed without entries (to :func:`splice`
+        them in), dated ``updated``: the newest ``updated`` of its entries."""
         out: dict[str, bytes] = {}
         xml_formats = [f for f in formats if f in ("rss", "atom")]
         if xml_formats:
             fg = _feed_generator(self.site, selection, (), updated=updated)
             for fmt in xml_formats:
                 _links(self.site, fg, selection, fmt)
-                out[fmt] = splice(_xml(fg, fmt), fmt, [p.xml[fmt] for p in parts])
+                out[fmt] = _xml(fg, fmt)
         if "json" in formats:
-            out["json"] = json_document(self.site, selection, [p.json for p in parts])
+            out["json"] = json_document(self.site, selection, [])
         return out
 
     def render(
