@@ -599,22 +599,34 @@ def test_an_article_deleted_while_building_is_left_out_then_replanned(
     might): the feeds are rendered without it, and the next build plans anew."""
     config = make_config("[feeds]\nitems = 3\n")
     builder, newer = _insert_in_front(config, db)
-    real = FeedBuilder._spliced_parts
+    real = FeedBuilder._fresh
 
     def delete_first(self: FeedBuilder, *args: object) -> object:
         with db.begin() as conn:
             for table in (article_regions, article_categories, article_keys):
                 conn.execute(delete(table).where(table.c.article_id == newer.id))
             conn.execute(delete(articles).where(articles.c.id == newer.id))
-        monkeypatch.setattr(FeedBuilder, "_spliced_parts", real)
+        monkeypatch.setattr(FeedBuilder, "_fresh", real)
         return real(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(FeedBuilder, "_spliced_parts", delete_first)
+    monkeypatch.setattr(FeedBuilder, "_fresh", delete_first)
     builder.build()
     shown = feedparser.parse((config.feeds.output / "feeds/all.atom").read_bytes())
     assert newer.title not in {e.title for e in shown.entries}
     builder.build()
     _assert_matches_store(config, db)
+
+
+def test_temporary_files_a_crashed_build_left_are_removed(
+    make_config: ConfigFactory, db: Database
+) -> None:
+    config = make_config("[feeds]\nitems = 3\n")
+    builder, _ = _insert_in_front(config, db)
+    leftover = config.feeds.output / "feeds" / "region" / f"{feeds_build.writer.TEMP_PREFIX}0f.tmp"
+    leftover.write_bytes(b"half a feed")
+    builder.build()
+    assert not leftover.exists()
+    assert not list(config.feeds.output.rglob(".kf-*"))
 
 
 def test_build_state_reads_both_item_formats() -> None:

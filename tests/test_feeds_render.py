@@ -290,10 +290,12 @@ def test_a_run_of_kept_entries_splices_into_a_new_document(site: FeedSite) -> No
                 for fmt, data in previous.items():
                     run = kept_entries(data, fmt, kept)
                     assert run is not None, (fmt, shown, kept)
+                    assert kept_entries(data, fmt, kept, shown) == run  # counted from nearer end
                     new = [renderer.entry(a.id, fmt) for a in chosen[:fresh]]
                     assert splice(heads[fmt], fmt, [*new, run]) == expected[fmt]
         for fmt, data in previous.items():
             assert kept_entries(data, fmt, shown + 1) is None
+            assert kept_entries(data, fmt, shown + 1, shown) is None
     empty = renderer.render(selection, [], FORMATS)
     for fmt in FORMATS:
         assert kept_entries(empty[fmt], fmt, 1) is None

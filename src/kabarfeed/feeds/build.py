@@ -96,6 +96,9 @@ cache holds what was written), are only checked to exist."""
 LOOKBACK = timedelta(minutes=5)
 """Changes stamped this long before the last build's newest are re-read: a
 writer on another machine may commit a change stamped before that build."""
+SPLICE_FIRST = 4
+"""Feeds whose spliced documents go to the file threads before the store is
+asked for the times of the other spliced feeds' items: writing starts sooner."""
 WRITERS = 2
 """Threads comparing, hashing, gzipping and writing documents."""
 LOOKAHEAD = 3
@@ -305,7 +308,7 @@ def _splice_write(
     data = writer.read_or_none(path)
     run = None
     if data is not None and content_hash(data) == stored.content_hash:
-        run = kept_entries(data, fmt, kept)
+        run = kept_entries(data, fmt, kept, len(stored.items))
     if run is None:
         raise _Stale(stored.path)
     return _write(path, splice(head, fmt, [*fresh, run]))
@@ -472,6 +475,7 @@ class FeedBuilder:
             # listed first, on this thread: in a file thread, or once the
             # previous files are being read, the listing took 10x as long
             found = list_output(self.output, start.recent)
+            self._remove_leftovers(found.present)
             planned = self._plan(None if full else start.marker, builds, head)
             the_plan = planned.plan
             known = set(builds) | (set(self._scan(found.present)) if full else set())
@@ -653,43 +657,45 @@ class FeedBuilder:
         entries from its file (:func:`_splice_write`); also the feeds left to
         render instead (an article gone from the store since planning)."""
         the_plan = render.plan
-        split = {s: (the_plan.ids(s)[:n], the_plan.ids(s)[n:]) for s, n in spliced}
-        renderer, times = self._spliced_parts(render, split.values())
+        split = [(s, the_plan.ids(s)[:n], the_plan.ids(s)[n:]) for s, n in spliced]
+        renderer = self._fresh(s[1] for s in split)
+        times = dict(render.planned.updated)
         pending: list[_Pending] = []
         late = []
-        for selection, (fresh, kept) in split.items():
-            fresh_ids, kept_ids = [token_id(t) for t in fresh], [token_id(t) for t in kept]
-            if not all(map(renderer.has, fresh_ids)) or not all(i in times for i in kept_ids):
-                late.append(selection)  # rendered instead, without the missing article
-                continue
-            updated = max(chain(map(renderer.updated, fresh_ids), (times[i] for i in kept_ids)))
-            for fmt, head in renderer.heads(selection, updated, self.formats).items():
-                stored = render.builds[selection.path(fmt)]
-                entries = [renderer.entry(i, fmt) for i in fresh_ids]
-                job = render.files.submit(
-                    _splice_write, self.output, stored, fmt, head, entries, len(kept)
-                )
-                pending.append((selection, stored.path, the_plan.ids(selection), job))
+        for part in (split[:SPLICE_FIRST], split[SPLICE_FIRST:]):
+            self._times_of_kept(times, (token_id(t) for _, _, kept in part for t in kept))
+            for selection, fresh, kept in part:
+                fresh_ids, kept_ids = [token_id(t) for t in fresh], [token_id(t) for t in kept]
+                if not all(map(renderer.has, fresh_ids)) or not all(i in times for i in kept_ids):
+                    late.append(selection)  # rendered instead, without the missing article
+                    continue
+                updated = max(chain(map(renderer.updated, fresh_ids), (times[i] for i in kept_ids)))
+                for fmt, head in renderer.heads(selection, updated, self.formats).items():
+                    stored = render.builds[selection.path(fmt)]
+                    entries = [renderer.entry(i, fmt) for i in fresh_ids]
+                    job = render.files.submit(
+                        _splice_write, self.output, stored, fmt, head, entries, len(kept)
+                    )
+                    pending.append((selection, stored.path, the_plan.ids(selection), job))
         return pending, late
 
-    def _spliced_parts(
-        self, render: _Render, split: Iterable[tuple[Sequence[str], Sequence[str]]]
-    ) -> tuple[Renderer, dict[str, datetime]]:
-        """The new articles of spliced feeds rendered, and the ``updated`` times
-        of their previous items (those the planner did not read already)."""
-        fresh: dict[str, None] = {}
-        kept: set[str] = set()
-        for new, old in split:
-            fresh.update(dict.fromkeys(map(token_id, new)))
-            kept.update(map(token_id, old))
+    def _fresh(self, items: Iterable[Sequence[str]]) -> Renderer:
+        """A renderer holding the entries of the articles among ``items``."""
         renderer = Renderer(self._site)
-        times = {i: render.planned.updated[i] for i in kept if i in render.planned.updated}
-        with self.db.connect() as conn:
-            if fresh:
-                renderer.add(queries.load_by_id(conn, list(fresh)).values(), self.formats)
-            found = queries.times_of(conn, kept - times.keys()) if len(times) < len(kept) else {}
-        times.update((i, when) for i, (_, when) in found.items())
-        return renderer, times
+        ids = list(dict.fromkeys(token_id(t) for tokens in items for t in tokens))
+        if ids:
+            with self.db.connect() as conn:
+                renderer.add(queries.load_by_id(conn, ids).values(), self.formats)
+        return renderer
+
+    def _times_of_kept(self, times: dict[str, datetime], ids: Iterable[str]) -> None:
+        """Add the ``updated`` times of those ``ids`` not in ``times`` yet
+        (an article gone from the store stays out)."""
+        missing = set(ids).difference(times)
+        if missing:
+            with self.db.connect() as conn:
+                found = queries.times_of(conn, missing)
+            times.update((i, when) for i, (_, when) in found.items())
 
     def _render_each(
         self,
@@ -862,6 +868,16 @@ class FeedBuilder:
             name = name.removesuffix(".gz")
             if os.path.splitext(name)[1] in FEED_SUFFIXES and not name.startswith("."):
                 yield f"{folder}/{name}"
+
+    def _remove_leftovers(self, present: Iterable[str]) -> None:
+        """Delete temporary files a build that crashed left under ``feeds/``
+        (builds hold the lock: no other one is writing)."""
+        for path in present:
+            if path.rpartition("/")[2].startswith(writer.TEMP_PREFIX):
+                try:
+                    (self.output / path).unlink(missing_ok=True)
+                except OSError as e:
+                    log.warning("cannot remove leftover %s: %s", path, e.strerror or e)
 
     def _remove(self, paths: Sequence[str]) -> list[str]:
         removed = [p for p in paths if writer.remove(self.output / p)]

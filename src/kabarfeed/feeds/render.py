@@ -461,10 +461,13 @@ def splice(head: bytes, fmt: str, entries: Sequence[bytes]) -> bytes:
     return b"".join((head[:cut], *entries, head[cut:]))
 
 
-def kept_entries(data: bytes, fmt: str, count: int) -> bytes | None:
+def kept_entries(data: bytes, fmt: str, count: int, total: int | None = None) -> bytes | None:
     """The first ``count`` (> 0) entries of a document :func:`splice` made, as
     one run of bytes to splice into another document of the same site;
-    ``None`` when ``data`` holds fewer or is not such a document.
+    ``None`` when ``data`` holds fewer or is not such a document. ``total``:
+    how many entries it holds, when known for certain (the build state
+    records it with the document's check value); the end of the run is then
+    looked for from whichever end of the document is nearer.
 
     A feed that only gains new articles keeps a run of its previous items:
     cutting that run out of the previous file costs a few searches, where
@@ -475,26 +478,38 @@ def kept_entries(data: bytes, fmt: str, count: int) -> bytes | None:
         end = len(data) - len(_JSON_END)
         if begin < len(_JSON_ITEMS) or not data.endswith(_JSON_END) or begin >= end:
             return None
-        cuts = _find_all(data, _JSON_NEXT, begin, end, count)
-        if len(cuts) == count:  # up to the closing brace of the count-th item
-            return data[begin : cuts[-1] + 1]
-        return data[begin:end] if len(cuts) == count - 1 else None
+        # items are separated by _JSON_NEXT, whose first byte closes an item
+        gaps = None if total is None else total - 1
+        cut = _boundary(data, _JSON_NEXT, begin, end, count - 1, gaps)
+        return None if cut < 0 else data[begin : cut + 1 if cut < end else end]
     end = data.rfind(_CLOSE[fmt])
-    starts = _find_all(data, _ENTRY_START[fmt], 0, end, count + 1) if end >= 0 else []
-    if len(starts) < count:
+    begin = data.find(_ENTRY_START[fmt], 0, end) if end >= 0 else -1
+    if begin < 0:
         return None
     # each entry begins after its marker's newline and ends with a newline
-    return data[starts[0] + 1 : starts[count] + 1 if len(starts) > count else end]
+    cut = _boundary(data, _ENTRY_START[fmt], begin, end, count, total)
+    return None if cut < 0 else data[begin + 1 : cut + 1 if cut < end else end]
 
 
-def _find_all(data: bytes, marker: bytes, start: int, end: int, limit: int) -> list[int]:
-    """Where the first ``limit`` occurrences of ``marker`` in ``data[start:end]`` begin."""
-    found: list[int] = []
-    at = data.find(marker, start, end)
-    while at >= 0 and len(found) < limit:
-        found.append(at)
+def _boundary(data: bytes, marker: bytes, begin: int, end: int, n: int, total: int | None) -> int:
+    """Where the ``n``-th occurrence (from 0) of ``marker`` in ``data[begin:end]``
+    begins, ``end`` when there are exactly ``n``, -1 when fewer; ``total``:
+    how many there are, when known."""
+    if total is not None and n >= total:
+        return end if n == total else -1
+    if total is not None and total - n < n:  # nearer the end: count back from it
+        at = end
+        for _ in range(total - n):
+            at = data.rfind(marker, begin, at)
+            if at < 0:
+                return -1
+        return at
+    at = begin - 1
+    for _ in range(n + 1):
         at = data.find(marker, at + 1, end)
-    return found
+        if at < 0:
+            return end if _ == n else -1
+    return at
 
 
 _ENTRY_START = {"rss": b"\n    <item>\n", "atom": b"\n  <entry>\n"}
