@@ -96,9 +96,6 @@ cache holds what was written), are only checked to exist."""
 LOOKBACK = timedelta(minutes=5)
 """Changes stamped this long before the last build's newest are re-read: a
 writer on another machine may commit a change stamped before that build."""
-SPLICE_FIRST = 4
-"""Feeds whose spliced documents go to the file threads before the store is
-asked for the times of the other spliced feeds' items: writing starts sooner."""
 WRITERS = 2
 """Threads comparing, hashing, gzipping and writing documents."""
 LOOKAHEAD = 3
@@ -659,24 +656,22 @@ class FeedBuilder:
         the_plan = render.plan
         split = [(s, the_plan.ids(s)[:n], the_plan.ids(s)[n:]) for s, n in spliced]
         renderer = self._fresh(s[1] for s in split)
-        times = dict(render.planned.updated)
+        times = self._times_of_kept(render, (token_id(t) for _, _, kept in split for t in kept))
         pending: list[_Pending] = []
         late = []
-        for part in (split[:SPLICE_FIRST], split[SPLICE_FIRST:]):
-            self._times_of_kept(times, (token_id(t) for _, _, kept in part for t in kept))
-            for selection, fresh, kept in part:
-                fresh_ids, kept_ids = [token_id(t) for t in fresh], [token_id(t) for t in kept]
-                if not all(map(renderer.has, fresh_ids)) or not all(i in times for i in kept_ids):
-                    late.append(selection)  # rendered instead, without the missing article
-                    continue
-                updated = max(chain(map(renderer.updated, fresh_ids), (times[i] for i in kept_ids)))
-                for fmt, head in renderer.heads(selection, updated, self.formats).items():
-                    stored = render.builds[selection.path(fmt)]
-                    entries = [renderer.entry(i, fmt) for i in fresh_ids]
-                    job = render.files.submit(
-                        _splice_write, self.output, stored, fmt, head, entries, len(kept)
-                    )
-                    pending.append((selection, stored.path, the_plan.ids(selection), job))
+        for selection, fresh, kept in split:
+            fresh_ids, kept_ids = [token_id(t) for t in fresh], [token_id(t) for t in kept]
+            if not all(map(renderer.has, fresh_ids)) or not all(i in times for i in kept_ids):
+                late.append(selection)  # rendered instead, without the missing article
+                continue
+            updated = max(chain(map(renderer.updated, fresh_ids), (times[i] for i in kept_ids)))
+            for fmt, head in renderer.heads(selection, updated, self.formats).items():
+                stored = render.builds[selection.path(fmt)]
+                entries = [renderer.entry(i, fmt) for i in fresh_ids]
+                job = render.files.submit(
+                    _splice_write, self.output, stored, fmt, head, entries, len(kept)
+                )
+                pending.append((selection, stored.path, the_plan.ids(selection), job))
         return pending, late
 
     def _fresh(self, items: Iterable[Sequence[str]]) -> Renderer:
@@ -688,14 +683,18 @@ class FeedBuilder:
                 renderer.add(queries.load_by_id(conn, ids).values(), self.formats)
         return renderer
 
-    def _times_of_kept(self, times: dict[str, datetime], ids: Iterable[str]) -> None:
-        """Add the ``updated`` times of those ``ids`` not in ``times`` yet
-        (an article gone from the store stays out)."""
-        missing = set(ids).difference(times)
+    def _times_of_kept(self, render: _Render, ids: Iterable[str]) -> dict[str, datetime]:
+        """The ``updated`` times of ``ids``: read by the planner, else from
+        the store (an article gone from it stays out)."""
+        known = render.planned.updated
+        wanted = set(ids)
+        times = {i: known[i] for i in wanted if i in known}
+        missing = wanted.difference(times)
         if missing:
             with self.db.connect() as conn:
                 found = queries.times_of(conn, missing)
             times.update((i, when) for i, (_, when) in found.items())
+        return times
 
     def _render_each(
         self,
