@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kabarfeed.feeds.render import MEDIA_TYPES, FeedSite, describe, xml_safe
+from kabarfeed.feeds.render import MEDIA_TYPES, FeedSite, feed_title, xml_safe
 from kabarfeed.feeds.selection import ALL, Plan, Selection, region_order
 
 
@@ -55,12 +55,11 @@ class Catalog:
 
 
 def _info(site: FeedSite, plan: Plan, selection: Selection, formats: Sequence[str]) -> FeedInfo:
-    names = describe(site, selection)
     region = site.taxonomy.region(selection.region) if selection.region else None
     category = site.taxonomy.category(selection.category) if selection.category else None
     name = xml_safe(category.name if category else region.name if region else site.title)
     links = tuple(FeedLink(fmt, site.url(selection.path(fmt)), MEDIA_TYPES[fmt]) for fmt in formats)
-    return FeedInfo(selection, name, names.title, plan.count(selection), links)
+    return FeedInfo(selection, name, feed_title(site, selection), plan.count(selection), links)
 
 
 def build_catalog(site: FeedSite, plan: Plan, formats: Sequence[str]) -> Catalog:

@@ -141,23 +141,36 @@ class Describe:
 def describe(site: FeedSite, selection: Selection) -> Describe:
     """Name the feed after its region/category, e.g. "Nusantara Plus: Balikpapan"."""
     text = strings(site.language)
-    region = site.taxonomy.region(selection.region) if selection.region else None
-    category = site.taxonomy.category(selection.category) if selection.category else None
-    names = {
-        "site": site.title,
-        "region": xml_safe(region.name) if region else (selection.region or ""),
-        "category": xml_safe(category.name) if category else (selection.category or ""),
-    }
+    names = _names(site, selection)
     kind = selection.kind
-    title = text[f"{kind}_title"].format(**names)
     subtitle = text[f"{kind}_subtitle"].format(**names)
-    if kind == "region" and region is not None:
+    region = None
+    if kind == "region" and selection.region:
+        region = site.taxonomy.region(selection.region)
+    if region is not None:
         below = set(site.taxonomy.descendants(region.slug))
         children = [xml_safe(r.name) for r in site.taxonomy.regions if r.slug in below]
         if children:
             includes = text["region_includes"].format(children=list_join(children, site.language))
             subtitle = f"{subtitle} ({includes})"
-    return Describe(title, subtitle)
+    return Describe(feed_title(site, selection, names), subtitle)
+
+
+def feed_title(site: FeedSite, selection: Selection, names: Mapping[str, str] | None = None) -> str:
+    """The feed's title alone (see :func:`describe`)."""
+    pattern = strings(site.language)[f"{selection.kind}_title"]
+    return pattern.format(**(names or _names(site, selection)))
+
+
+def _names(site: FeedSite, selection: Selection) -> dict[str, str]:
+    """What feed titles and subtitles name: the site, the region, the category."""
+    region = site.taxonomy.region(selection.region) if selection.region else None
+    category = site.taxonomy.category(selection.category) if selection.category else None
+    return {
+        "site": site.title,
+        "region": xml_safe(region.name) if region else (selection.region or ""),
+        "category": xml_safe(category.name) if category else (selection.category or ""),
+    }
 
 
 # ---------------------------------------------------------------- entry values
