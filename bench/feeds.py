@@ -19,6 +19,10 @@ round measures, in the same run:
 Each round's figures are printed, then the medians (the host's load moves
 single runs by +-20%). Targets: full <= 1.5x baseline; incremental < 5% of
 full, touching only the affected feeds.
+
+On ext4 without a journal, every file creation skips the inodes freed in the
+last minutes: start a run some five minutes after deleting many files (this
+script deletes its own folder at the end); see BENCHMARKS.md.
 """
 
 from __future__ import annotations
