@@ -306,11 +306,12 @@ def test_state_is_recorded_and_survives_a_deleted_file(
 def test_files_a_power_loss_left_short_are_rewritten_after_a_restart(
     sample: tuple[Config, Database], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Writes are not flushed: after a power loss some file systems leave a
-    renamed file empty. A build after the machine restarted, with nothing
-    changed in the store, finds every recent document or ``.gz`` that is not
-    its recorded size (or empty) and writes it again, byte for byte. While
-    the machine stays up only missing files are looked for."""
+    """Writes are not flushed: after a power loss a just-replaced file can be
+    empty, short or zero-filled. A build after the machine restarted, with
+    nothing changed in the store, finds every recent document that does not
+    have its recorded CRC-32 and length, or whose ``.gz`` trailer does not
+    record them, and writes it again, byte for byte. While the machine stays
+    up only missing files are looked for."""
     config, db = sample
     up = FeedBuilder(config, db, clock, boot=lambda: "boot-1")
     up.build()
@@ -319,30 +320,51 @@ def test_files_a_power_loss_left_short_are_rewritten_after_a_restart(
     gz_lost = "feeds/region/samarinda.rss"
     (output / f"{gz_lost}.gz").unlink()
     assert up.build().written_paths == (gz_lost,)
-    emptied, cut, gz_emptied = (
+    emptied, cut, gz_emptied, zeroed, gz_cut = (
         "feeds/all.rss",
         "feeds/region/balikpapan.atom",
         "feeds/category/pemerintahan.json",
+        "feeds/region/samarinda.atom",
+        "feeds/all.json",
     )
     (output / emptied).write_bytes(b"")
     (output / cut).write_bytes(before[cut][: len(before[cut]) // 2])
     (output / f"{gz_emptied}.gz").write_bytes(b"")
+    (output / zeroed).write_bytes(bytes(len(before[zeroed])))  # the right size, no data
+    gz = output / f"{gz_cut}.gz"
+    gz.write_bytes(gz.read_bytes()[:-5])
     (output / "feeds/index.opml").write_bytes(b"")
     restarted = FeedBuilder(config, db, clock, boot=lambda: "boot-2")
     with caplog.at_level(logging.WARNING, logger="kabarfeed.feeds.build"):
-        assert sorted(restarted.build().written_paths) == sorted((emptied, cut, gz_emptied))
-    assert "3 feed file(s) missing or not the size last written" in caplog.text
+        damaged = (emptied, cut, gz_emptied, zeroed, gz_cut)
+        assert sorted(restarted.build().written_paths) == sorted(damaged)
+    assert "5 feed file(s) missing or not as last written" in caplog.text
     assert cut in caplog.text
     assert {p: f.read_bytes() for p, f in _feed_files(output).items()} == before
-    for path in (gz_lost, gz_emptied):
+    for path in (gz_lost, gz_emptied, gz_cut):
         assert gzip.decompress((output / f"{path}.gz").read_bytes()) == before[path]
     assert b"<opml" in (output / "feeds/index.opml").read_bytes()
     assert restarted.build().written == 0
 
 
-def test_recorded_size_comes_from_crc_check_values_only() -> None:
-    assert feeds_build.recorded_size(feeds_build.content_hash(b"<rss/>")) == 6
-    assert feeds_build.recorded_size("sha256:" + "0" * 64) is None  # older builds: no size
+def test_gzip_trailers_and_documents_are_checked_against_the_recorded_check_value(
+    tmp_path: Path,
+) -> None:
+    doc = tmp_path / "feeds" / "all.rss"
+    data = b"<rss>" + b"x" * 5000 + b"</rss>"
+    feeds_build.writer.write_if_changed(doc, data)
+    check = feeds_build.content_hash(data)
+    found = feeds_build.list_output(tmp_path, ["feeds/all.rss"])
+    assert found.found == {"feeds/all.rss": check, "feeds/all.rss.gz": check}
+    stored = queries.StoredBuild("feeds/all.rss", check, ("a:1",))
+    assert feeds_build.intact(stored, found)
+    gz = feeds_build.writer.gzip_path(doc)
+    gz.write_bytes(gz.read_bytes()[:-3])  # cut short: the trailer is elsewhere
+    assert not feeds_build.intact(stored, feeds_build.list_output(tmp_path, ["feeds/all.rss"]))
+    gz.write_bytes(b"\x1f\x8b")  # too short to be gzip
+    assert feeds_build.list_output(tmp_path, ["feeds/all.rss"]).found["feeds/all.rss.gz"] is None
+    older = queries.StoredBuild("feeds/all.rss", "sha256:" + "0" * 64, ("a:1",))
+    assert feeds_build.intact(older, feeds_build.list_output(tmp_path, ["feeds/all.rss"]))
 
 
 def test_opml_and_index_page(sample: tuple[Config, Database]) -> None:

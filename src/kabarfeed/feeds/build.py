@@ -89,10 +89,11 @@ LOCK_NAME = ".kabarfeed-build.lock"
 PING_BATCH = 50
 RECENT = timedelta(minutes=10)
 """Documents written this long before the last build may not have reached
-the disk if the machine went down since (the kernel writes renamed files
-back within ~30 s, later under load): after a restart, a build checks their
-sizes. Older ones, and all of them while the machine stays up (its page
-cache holds what was written), are only checked to exist."""
+the disk if the machine went down since (the kernel writes files back
+within ~30 s, later under load): after a restart, a build reads them and
+the trailers of their ``.gz`` (see :func:`intact`). Older ones, and all of
+them while the machine stays up (its page cache holds what was written),
+are only checked to exist."""
 LOOKBACK = timedelta(minutes=5)
 """Changes stamped this long before the last build's newest are re-read: a
 writer on another machine may commit a change stamped before that build."""
@@ -246,43 +247,49 @@ def content_hash(data: bytes) -> str:
     return f"crc32:{zlib_ng.crc32(data):08x}:{len(data)}"
 
 
-def recorded_size(check: str) -> int | None:
-    """The document length a :func:`content_hash` value records (``None`` for
-    the SHA-256 values of older versions, which do not)."""
-    kind, _, rest = check.partition(":")
-    size = rest.rpartition(":")[2]
-    return int(size) if kind == "crc32" and size.isdigit() else None
-
-
 @dataclass(frozen=True, slots=True)
 class Listing:
     """The output folder as a build finds it: every file under ``feeds/``,
-    and the sizes of the recently written documents and their ``.gz``."""
+    and what the recently written documents and their ``.gz`` hold: the
+    :func:`content_hash` of each document, and the CRC-32 and length its
+    ``.gz`` trailer records, in the same form (``None``: missing)."""
 
     present: Collection[str]
-    sizes: Mapping[str, int]
+    found: Mapping[str, str | None]
 
 
 def list_output(output: Path, recent: Iterable[str]) -> Listing:
-    """List ``output``'s feed files; ``stat`` only the ``recent`` documents."""
-    checked = [q for p in recent for q in (p, p + ".gz")]
-    return Listing(writer.files_under(output, "feeds"), writer.sizes_of(output, checked))
+    """List ``output``'s feed files; read only the ``recent`` documents (and
+    the last bytes of their ``.gz``)."""
+    found: dict[str, str | None] = {}
+    for path in recent:
+        data = writer.read_or_none(output / path)
+        found[path] = None if data is None else content_hash(data)
+        trailer = writer.gzip_trailer(writer.gzip_path(output / path))
+        found[path + ".gz"] = None if trailer is None else _check_value(*trailer)
+    return Listing(writer.files_under(output, "feeds"), found)
+
+
+def _check_value(crc: int, size: int) -> str:
+    """A :func:`content_hash` value from a CRC-32 and a length."""
+    return f"crc32:{crc:08x}:{size}"
 
 
 def intact(stored: queries.StoredBuild, listing: Listing) -> bool:
     """Whether the output folder still holds ``stored``'s document and its
-    ``.gz``; for a recently written one, also whether it has its recorded
-    length and the ``.gz`` is not empty. Writes are not flushed (see
-    :mod:`feeds.writer`), and a crash on some file systems leaves a renamed
-    file empty: the build re-renders what fails this."""
+    ``.gz``; for a recently written one, also whether the document has its
+    recorded CRC-32 and length and the ``.gz`` trailer records the same.
+    Writes are not flushed (see :mod:`feeds.writer`), and a crash can leave
+    a just-replaced file empty, short or zero-filled: the build re-renders
+    what fails this. (Check values of versions before CRC-32, SHA-256, are
+    only checked for presence.)"""
     path, gz = stored.path, stored.path + ".gz"
     if path not in listing.present or gz not in listing.present:
         return False
-    size = listing.sizes.get(path)
-    if size is None:
+    if path not in listing.found or not stored.content_hash.startswith("crc32:"):
         return True  # not written recently: on disk long since
-    expected = recorded_size(stored.content_hash)
-    return listing.sizes.get(gz, 0) > 0 and (expected is None or size == expected)
+    expected = stored.content_hash
+    return listing.found[path] == expected and listing.found[gz] == expected
 
 
 def _write(path: Path, data: bytes) -> tuple[bool, str]:
@@ -388,8 +395,8 @@ class FeedBuilder:
     """Stored articles from which a full build uses ``processes``."""
     boot: Callable[[], str | None] = writer.boot_id
     """The machine's current boot (``None``: unknown). Only a machine that
-    went down can have lost written files: sizes are checked when the last
-    build ran in another boot."""
+    went down can have lost written files: recent ones are read and checked
+    when the last build ran in another boot."""
     _site: FeedSite = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -440,7 +447,7 @@ class FeedBuilder:
         if damaged:
             shown = ", ".join(sorted(damaged)[:5]) + (", …" if len(damaged) > 5 else "")
             log.warning(
-                "%d feed file(s) missing or not the size last written (deleted, or cut "
+                "%d feed file(s) missing or not as last written (deleted, or left "
                 "short by a crash); writing them again: %s",
                 len(damaged),
                 shown,
@@ -448,7 +455,7 @@ class FeedBuilder:
         return damaged
 
     def _check_since(self, marker: queries.Marker | None) -> datetime | None:
-        """From when recorded documents have their sizes checked: those
+        """From when recorded documents are read and checked: those
         written shortly before the last build, if the machine has restarted
         since (or it cannot tell); ``None``: no check needed."""
         if marker is None:

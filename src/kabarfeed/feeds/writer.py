@@ -24,8 +24,9 @@ import ctypes
 import errno
 import os
 import secrets
+import struct
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from zlib_ng import zlib_ng
@@ -157,10 +158,31 @@ def files_under(root: Path, folder: str) -> set[str]:
     return found
 
 
-def sizes_of(root: Path, paths: Iterable[str]) -> dict[str, int]:
-    """The sizes of those ``root``-relative ``paths`` that exist."""
-    sizes = {path: size_or_none(root / path) for path in paths}
-    return {path: size for path, size in sizes.items() if size is not None}
+def _gzip_of(path: Path, data: bytes) -> bool:
+    """Whether the gzip file ``path`` ends with ``data``'s trailer."""
+    return gzip_trailer(path) == (zlib_ng.crc32(data), len(data) & 0xFFFFFFFF)
+
+
+def gzip_trailer(path: Path) -> tuple[int, int] | None:
+    """The CRC-32 and length (modulo 2**32) of the data a one-member gzip
+    file holds, from its last eight bytes; ``None`` when it is missing or
+    too short to be gzip. A file a crash cut short ends elsewhere than at
+    its trailer, and a zero-filled one reads zeros there."""
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            if handle.seek(0, os.SEEK_END) < _GZIP_MIN:
+                return None
+            handle.seek(-8, os.SEEK_END)
+            crc, size = struct.unpack("<II", handle.readall())
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise OutputError(f"cannot read {path}: {e.strerror or e}") from e
+    return crc, size
+
+
+_GZIP_MIN = 18
+"""A gzip member's header (10 bytes) and trailer (8)."""
 
 
 def size_or_none(path: Path) -> int | None:
@@ -214,14 +236,15 @@ def differs(path: Path, data: bytes) -> bool:
 def write_if_changed(path: Path, data: bytes, *, with_gzip: bool = True) -> bool:
     """Write ``data`` (and its ``.gz`` sibling) unless the file already holds it.
 
-    Returns whether anything was written. A missing or empty ``.gz`` sibling
+    Returns whether anything was written. A ``.gz`` sibling whose trailer
+    does not record ``data``'s CRC-32 and length (missing, empty, cut short)
     is rewritten even when the main file is unchanged.
     """
     gz_path = gzip_path(path)
     changed = differs(path, data)
     if changed:
         atomic_write(path, data)
-    if with_gzip and (changed or missing_or_empty(gz_path)):
+    if with_gzip and (changed or not _gzip_of(gz_path, data)):
         atomic_write(gz_path, gzip_bytes(data))
         return True
     return changed
