@@ -71,3 +71,12 @@ def test_unchanged_bytes_are_not_rewritten_but_a_missing_gzip_is(tmp_path: Path,
     assert writer.write_if_changed(target, b"<feed>new</feed>")
     assert gzip.decompress(writer.gzip_path(target).read_bytes()) == b"<feed>new</feed>"
     assert _leftovers(tmp_path) == []
+
+
+def test_a_folder_in_the_way_is_an_error_and_stays(tmp_path: Path, how: str) -> None:
+    target = tmp_path / "all.rss"
+    target.mkdir()
+    (target / "inside").write_bytes(b"kept")
+    with pytest.raises(writer.OutputError, match="cannot write"):
+        writer.atomic_write(target, b"<rss/>")
+    assert (target / "inside").read_bytes() == b"kept" and _leftovers(tmp_path) == []

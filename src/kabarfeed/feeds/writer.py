@@ -76,17 +76,28 @@ def _swapped(tmp: str, path: Path) -> bool:
     """Swap the names ``tmp`` and ``path`` and unlink the old file, now at
     ``tmp``; ``False`` (nothing done) where there is no file at ``path`` or
     the system or file system cannot swap names."""
-    if _RENAMEAT2 is None:
+    swap = _RENAMEAT2
+    if swap is None or not _exchange(swap, tmp, path):
         return False
-    old, new = os.fsencode(tmp), os.fsencode(path)
-    if _RENAMEAT2(_AT_FDCWD, old, _AT_FDCWD, new, _RENAME_EXCHANGE) != 0:
-        code = ctypes.get_errno()
-        if code in _NO_SWAP:
-            return False
-        raise OSError(code, os.strerror(code), str(path))
-    with contextlib.suppress(OSError):  # a leftover is removed by the next build
+    try:
         os.unlink(tmp)
+    except IsADirectoryError:  # a folder stood at path: put it back, fail as a rename would
+        _exchange(swap, tmp, path)
+        raise
+    except OSError:
+        pass  # a leftover, removed by the next build
     return True
+
+
+def _exchange(swap: _Renameat2, tmp: str, path: Path) -> bool:
+    """Swap two names with ``swap``; ``False`` when it cannot (see ``_NO_SWAP``)."""
+    old, new = os.fsencode(tmp), os.fsencode(path)
+    if swap(_AT_FDCWD, old, _AT_FDCWD, new, _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _NO_SWAP:
+        return False
+    raise OSError(code, os.strerror(code), str(path))
 
 
 _AT_FDCWD = -100
@@ -95,7 +106,10 @@ _NO_SWAP = frozenset({errno.ENOENT, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP
 """No file to swap with, or no way to swap: rename instead."""
 
 
-def _load_renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
+_Renameat2 = Callable[[int, bytes, int, bytes, int], int]
+
+
+def _load_renameat2() -> _Renameat2 | None:
     """glibc's ``renameat2`` (2.28 and later), on Linux only."""
     if not sys.platform.startswith("linux"):
         return None
@@ -106,7 +120,7 @@ def _load_renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
     c_int, c_path = ctypes.c_int, ctypes.c_char_p
     function.argtypes = [c_int, c_path, c_int, c_path, ctypes.c_uint]
     function.restype = ctypes.c_int
-    found: Callable[[int, bytes, int, bytes, int], int] = function
+    found: _Renameat2 = function
     return found
 
 
