@@ -21,8 +21,8 @@ single runs by +-20%). Targets: full <= 1.5x baseline; incremental < 5% of
 full, touching only the affected feeds.
 
 On ext4 without a journal, every file creation skips the inodes freed in the
-last minutes: start a run some five minutes after deleting many files (this
-script deletes its own folder at the end); see BENCHMARKS.md.
+last minutes: start a run some five minutes after deleting hundreds of
+thousands of files; see BENCHMARKS.md.
 """
 
 from __future__ import annotations
