@@ -580,11 +580,8 @@ def _insert_in_front(config: Config, db: Database) -> tuple[FeedBuilder, Article
     return builder, newer
 
 
-def test_feeds_that_gained_articles_are_spliced_from_their_previous_files(
-    make_config: ConfigFactory, db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = make_config("[feeds]\nitems = 3\n")
-    builder, _ = _insert_in_front(config, db)
+def _spy_on_splices(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the documents builds splice from now on, as they do."""
     spliced: list[str] = []
     real = feeds_build._splice_write
 
@@ -593,6 +590,15 @@ def test_feeds_that_gained_articles_are_spliced_from_their_previous_files(
         return real(output, stored, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(feeds_build, "_splice_write", spy)
+    return spliced
+
+
+def test_feeds_that_gained_articles_are_spliced_from_their_previous_files(
+    make_config: ConfigFactory, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = make_config("[feeds]\nitems = 3\n")
+    builder, _ = _insert_in_front(config, db)
+    spliced = _spy_on_splices(monkeypatch)
     report = builder.build()
     assert report.written == 3 * 6 and sorted(spliced) == sorted(report.written_paths)
     _assert_matches_store(config, db)
@@ -663,14 +669,7 @@ def test_random_incremental_builds_equal_full_renders(
     rng = random.Random(seed)
     config = make_config("[feeds]\nitems = 3\n")
     regions, categories = ("samarinda", "bontang", "balikpapan"), ("hukum", "ekonomi")
-    spliced: list[str] = []
-    real = feeds_build._splice_write
-
-    def spy(output: Path, stored: queries.StoredBuild, *args: object) -> tuple[bool, str]:
-        spliced.append(stored.path)
-        return real(output, stored, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(feeds_build, "_splice_write", spy)
+    spliced = _spy_on_splices(monkeypatch)
 
     def article(n: int) -> Article:
         when = BASE + timedelta(minutes=n if rng.random() < 0.8 else rng.randrange(n))

@@ -308,14 +308,18 @@ def _splice_write(
     entries and then the first ``kept`` entries of its previous file (see
     :func:`_write`); :class:`_Stale`, nothing written, when that file no
     longer holds what the build state records."""
-    path = output / stored.path
-    data = writer.read_or_none(path)
-    run = None
-    if data is not None and content_hash(data) == stored.content_hash:
-        run = kept_entries(data, fmt, kept, len(stored.items))
+    data = as_recorded(output, stored)
+    run = None if data is None else kept_entries(data, fmt, kept, len(stored.items))
     if run is None:
         raise _Stale(stored.path)
-    return _write(path, splice(head, fmt, [*fresh, run]))
+    return _write(output / stored.path, splice(head, fmt, [*fresh, run]))
+
+
+def as_recorded(output: Path, stored: queries.StoredBuild) -> bytes | None:
+    """The bytes of ``stored``'s document if the file still holds exactly what
+    the build state records (its check value), else ``None``."""
+    data = writer.read_or_none(output / stored.path)
+    return data if data is not None and content_hash(data) == stored.content_hash else None
 
 
 # ---------------------------------------------------------------- I/O
@@ -663,7 +667,7 @@ class FeedBuilder:
         the_plan = render.plan
         split = [(s, the_plan.ids(s)[:n], the_plan.ids(s)[n:]) for s, n in spliced]
         renderer = self._fresh(s[1] for s in split)
-        times = self._times_of_kept(render, (token_id(t) for _, _, kept in split for t in kept))
+        times = self._updated_times(render, (token_id(t) for _, _, kept in split for t in kept))
         pending: list[_Pending] = []
         late = []
         for selection, fresh, kept in split:
@@ -690,7 +694,7 @@ class FeedBuilder:
                 renderer.add(queries.load_by_id(conn, ids).values(), self.formats)
         return renderer
 
-    def _times_of_kept(self, render: _Render, ids: Iterable[str]) -> dict[str, datetime]:
+    def _updated_times(self, render: _Render, ids: Iterable[str]) -> dict[str, datetime]:
         """The ``updated`` times of ``ids``: read by the planner, else from
         the store (an article gone from it stays out)."""
         known = render.planned.updated
@@ -815,13 +819,7 @@ class FeedBuilder:
         ready = {token_id(t): e for t, e in found.items() if len(e) == len(self.formats)}
         if not ready:
             return
-        known = render.planned.updated
-        updated = {i: known[i] for i in ready if i in known}
-        if len(updated) < len(ready):
-            with self.db.connect() as conn:
-                times = queries.times_of(conn, set(ready) - set(updated))
-                updated.update((i, when) for i, (_, when) in times.items())
-        for article_id, when in updated.items():
+        for article_id, when in self._updated_times(render, ready).items():
             renderer.seed(article_id, when, ready[article_id])
 
     def _sources(
@@ -844,8 +842,8 @@ class FeedBuilder:
 
     def _entries_of(self, stored: queries.StoredBuild, fmt: str) -> list[bytes]:
         """The entries of a file exactly as the build state recorded it, else none."""
-        data = writer.read_or_none(self.output / stored.path)
-        if data is None or content_hash(data) != stored.content_hash:
+        data = as_recorded(self.output, stored)
+        if data is None:
             return []
         entries = split_entries(data, fmt)
         return entries if entries is not None and len(entries) == len(stored.items) else []
