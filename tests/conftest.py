@@ -17,7 +17,10 @@ from kabarfeed.config import Config, load_config
 from kabarfeed.store import Database, open_database
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+DATA = REPO / "tests" / "data"
+"""Test data kept in the repository (see tests/data/README.md), so a plain clone runs every test."""
+SEED_FILE = DATA / "seed" / "balikpapan-rakor-akhir-tahun.txt"
+REALWORLD_FEEDS = DATA / "realworld" / "feeds"
 PG_URL = os.environ.get("KABARFEED_TEST_DATABASE_URL", "")
 
 TAXONOMY_TOML = (REPO / "config.toml").read_text(encoding="utf-8").split("# Regions: a tree")[1]

@@ -11,10 +11,11 @@ import pytest
 from kabarfeed.errors import SourceError
 from kabarfeed.models import Image, RawArticle
 from kabarfeed.sources.directory import DirectoryResult, FileProblem, read_directory, slugify
+from tests.conftest import SEED_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "articles"
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "balikpapan-rakor-akhir-tahun.txt"
+SEED = SEED_FILE
 BASE = "https://berita.example"
 WITA = timezone(timedelta(hours=8))
 WIB = timezone(timedelta(hours=7))
@@ -138,8 +139,6 @@ def test_txt_zone_less_byline_uses_default_tz(tmp_path: Path) -> None:
 
 
 def test_seed_file_through_directory(tmp_path: Path) -> None:
-    if not SEED.is_file():
-        pytest.skip(f"seed article not found at {SEED} (shared/ must sit beside the repo)")
     _write(tmp_path, SEED.name, SEED.read_bytes())
     article = _only(_read(tmp_path))
     assert article.dateline_city == "Balikpapan"

@@ -15,10 +15,10 @@ from kabarfeed.store import Database, open_database
 from kabarfeed.store import articles as article_store
 from kabarfeed.store import sources as source_store
 from kabarfeed.store.schema import articles
-from tests.conftest import REPO, SHARED, ConfigFactory
+from tests.conftest import REALWORLD_FEEDS, REPO, SEED_FILE, ConfigFactory
 from tests.feedserver import serve
 
-SEED = SHARED / "seed" / "balikpapan-rakor-akhir-tahun.txt"
+SEED = SEED_FILE
 
 
 class Clock:
@@ -242,15 +242,13 @@ def test_dateline_in_feed_content_decides_the_region(
     assert article.regions == ("banjarbaru", "kalimantan-selatan")
 
 
-REALWORLD = SHARED / "realworld" / "feeds"
+REALWORLD = REALWORLD_FEEDS
 
 
 def test_realworld_publisher_feeds_ingest_into_the_store(
     make_config: ConfigFactory, db: Database, clock: Clock
 ) -> None:
     """Every real publisher sample goes through the whole pipeline in one run."""
-    if not REALWORLD.is_dir():
-        pytest.skip(f"real-world feed samples not found at {REALWORLD}")
     files = sorted(p for p in REALWORLD.iterdir() if p.suffix in {".xml", ".rss", ".atom"})
     with serve() as server:
         toml = ""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,11 +15,10 @@ import pytest
 from kabarfeed.errors import ParseError
 from kabarfeed.models import RawArticle
 from kabarfeed.sources.feed import FetchLimits, ParsedFeed, fetch, make_client, parse_feed
+from tests.conftest import REALWORLD_FEEDS
 from tests.feedserver import serve
 
-FEEDS_DIR = Path(__file__).resolve().parents[2] / "shared" / "realworld" / "feeds"
-if not FEEDS_DIR.is_dir():
-    pytest.skip(f"real-world feed samples not found at {FEEDS_DIR}", allow_module_level=True)
+FEEDS_DIR = REALWORLD_FEEDS
 
 FILES = sorted(p.name for p in FEEDS_DIR.iterdir() if p.suffix in {".xml", ".rss", ".atom"})
 CONTENT_TYPES = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -17,8 +16,9 @@ from kabarfeed.textformat import (
     find_dateline,
     parse_text_article,
 )
+from tests.conftest import SEED_FILE
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "balikpapan-rakor-akhir-tahun.txt"
+SEED = SEED_FILE
 
 SEED_TITLE = "Jelang Akhir Tahun 2025, Pemerintah Balikpapan Dorong Realisasi Program Berjalan"
 
@@ -45,8 +45,6 @@ CAPTION = "Petugas menurunkan truk sampah baru di halaman Balai Kota."
 
 
 def _seed_text() -> str:
-    if not SEED.is_file():
-        pytest.skip(f"seed article not found at {SEED} (shared/ must sit beside the repo)")
     return SEED.read_text(encoding="utf-8")
 
 
