@@ -65,8 +65,6 @@ def clock(fixed_now: datetime) -> Clock:
 def test_seed_article_is_ingested_tagged_and_clean(
     tmp_path: Path, make_config: ConfigFactory, db: Database, clock: Clock
 ) -> None:
-    if not SEED.exists():
-        pytest.skip(f"seed article not found at {SEED}")
     folder, toml = directory_source(tmp_path)
     shutil.copy(SEED, folder)
     config = make_config(toml)
