@@ -14,6 +14,7 @@ Atom come from feedgen, with these workarounds for feedgen 1.0.0:
 
 from __future__ import annotations
 
+import html
 import json
 import mimetypes
 import re
@@ -215,6 +216,13 @@ def summary_text(site: FeedSite, article: Article) -> str:
     return summary
 
 
+def summary_html(summary: str) -> str:
+    """The plain-text ``summary`` as HTML, for RSS ``<description>``: readers
+    render that element as HTML, so text that reads ``<img onerror=...>``
+    must reach them escaped, as text, never as markup."""
+    return html.escape(summary, quote=False)
+
+
 def terms(site: FeedSite, article: Article) -> tuple[Term, ...]:
     """Region and category terms (known to the taxonomy) plus the advertorial label."""
     known = site.known_terms
@@ -287,14 +295,18 @@ class _FeedExtension(BaseExtension):  # type: ignore[misc]
 
 
 class _EntryExtension(BaseEntryExtension):  # type: ignore[misc]
-    """``dc:creator``, image enclosure and ``media:content`` with its caption."""
+    """``dc:creator``, image enclosure and ``media:content`` with its caption;
+    the RSS ``<description>`` as HTML (see :func:`summary_html`)."""
 
     creator: str = ""
+    description: str = ""
     image: Image | None = None
     image_type: str = ""
     caption: str = ""
 
     def extend_rss(self, item: Any) -> Any:
+        if self.description:
+            item.find("description").text = self.description
         if self.creator:
             xml_elem(f"{{{DC_NS}}}creator", item).text = self.creator
         if self.image:
@@ -382,6 +394,7 @@ def feed_entry(site: FeedSite, article: Article, values: EntryValues | None = No
         fe.category(term=t.term, label=t.label, scheme=t.scheme)
     ext = fe.kabarfeed
     ext.creator, ext.image = v.author, article.image
+    ext.description = summary_html(v.summary)
     ext.image_type, ext.caption = v.image_type, v.caption
     return fe
 
