@@ -264,6 +264,10 @@ class WebConfig(_Section):
     consent_version: str = "2025-11"
     form_ttl: Duration = timedelta(hours=4)
     metrics_token: SecretStr = SecretStr("")
+    max_body: int = Field(default=1024 * 1024, gt=0, le=1024**3)
+    header_timeout: Duration = timedelta(seconds=10)
+    keep_alive: Duration = timedelta(seconds=5)
+    max_connections: int = Field(default=2048, gt=0, le=1_000_000)
 
 
 class LoggingConfig(_Section):

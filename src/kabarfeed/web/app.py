@@ -3,22 +3,40 @@ routes; the static catch-all over the output folder is mounted last."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
 from kabarfeed.config import Config
 from kabarfeed.feeds.index import IndexPage
 from kabarfeed.feeds.render import FeedSite
 from kabarfeed.models import Clock
 from kabarfeed.store import Database
+from kabarfeed.web.bodylimit import BodyLimit
 from kabarfeed.web.ops import ops_routes
 from kabarfeed.web.pages import create_pages, page_routes
 from kabarfeed.web.security import SecurityHeaders, static_csp
 from kabarfeed.web.static import StaticFiles, static_routes
+
+
+class KabarfeedApp(Starlette):
+    """Starlette with the security headers outside everything, its own
+    500 handler included: every response carries them, errors too."""
+
+    def __init__(self, *, csp: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.csp = csp
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """The usual stack (errors → body limit → exceptions → routes) inside
+        :class:`SecurityHeaders`."""
+        return SecurityHeaders(super().build_middleware_stack(), csp=self.csp)
 
 
 def create_app(config: Config, db: Database, *, clock: Clock) -> Starlette:
@@ -52,9 +70,13 @@ def create_app(config: Config, db: Database, *, clock: Clock) -> Starlette:
             media_type="text/plain",
         )
 
-    headers = Middleware(SecurityHeaders, csp=static_csp(config.site.base_url))
-    app = Starlette(
-        routes=routes, middleware=[headers], exception_handlers={HTTPException: http_error}
+    # The body limit wraps every route, present and future (APIs, webhooks).
+    body_limit = Middleware(BodyLimit, max_bytes=config.web.max_body)
+    app = KabarfeedApp(
+        csp=static_csp(config.site.base_url),
+        routes=routes,
+        middleware=[body_limit],
+        exception_handlers={HTTPException: http_error},
     )
     app.state.config = config
     app.state.db = db

@@ -21,6 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 """The shape of a subscriber link token (URL-safe base64, 128+ bits)."""
+_PART_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""One dot-separated part of a signed value (token, stamp or signature)."""
 
 PAGE_CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -91,9 +93,23 @@ def _stamp(moment: datetime) -> str:
 
 
 def _unstamp(text: str) -> datetime | None:
+    """The moment a stamp names; ``None`` when it is not a stamp or out of range.
+    Only ever called on text whose signature was verified first."""
     if not re.fullmatch(r"[0-9a-f]{1,12}", text):
         return None
-    return datetime.fromtimestamp(int(text, 16), UTC)
+    try:
+        return datetime.fromtimestamp(int(text, 16), UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _split_signed(value: str, fields: int) -> list[str] | None:
+    """``value`` split on dots into exactly ``fields`` parts, each of the
+    URL-safe alphabet and of bounded length (a cheap shape check, no parsing)."""
+    parts = value.split(".")
+    if len(parts) != fields or not all(_PART_RE.fullmatch(p) for p in parts):
+        return None
+    return parts
 
 
 # -- confirmation links ----------------------------------------------------------
@@ -119,15 +135,18 @@ def confirm_token(signer: Signer, subscriber_token: str, expires: datetime) -> s
 
 def parse_confirm_token(signer: Signer, value: str) -> ConfirmLink | None:
     """The link behind ``value``; ``None`` when malformed or not signed by us.
-    An expired but genuine link is returned (the page offers a new one)."""
-    parts = value.split(".")
-    if len(parts) != 3 or not looks_like_token(parts[0]):
+    An expired but genuine link is returned (the page offers a new one).
+
+    The signature is verified before any part is interpreted: nothing an
+    attacker writes is parsed unless we signed it."""
+    parts = _split_signed(value, 3)
+    if parts is None:
         return None
     token, stamp, signature = parts
-    expires = _unstamp(stamp)
-    if expires is None or not signer.verify(signature, "confirm", token, stamp):
+    if not signer.verify(signature, "confirm", token, stamp) or not looks_like_token(token):
         return None
-    return ConfirmLink(token, expires)
+    expires = _unstamp(stamp)
+    return ConfirmLink(token, expires) if expires is not None else None
 
 
 # -- CSRF --------------------------------------------------------------------------
@@ -151,12 +170,16 @@ class CsrfTokens:
         return f"{stamp}.{self.signer.sign('csrf', form, binding, stamp)}"
 
     def valid(self, token: str, form: str, binding: str, now: datetime) -> bool:
-        """Whether ``token`` was issued for this form and binding and is unexpired."""
-        stamp, _, signature = token.partition(".")
-        expires = _unstamp(stamp)
-        if expires is None or not binding or now >= expires:
+        """Whether ``token`` was issued for this form and binding and is unexpired
+        (the signature is verified before the expiry is read)."""
+        parts = _split_signed(token, 2)
+        if parts is None or not binding:
             return False
-        return self.signer.verify(signature, "csrf", form, binding, stamp)
+        stamp, signature = parts
+        if not self.signer.verify(signature, "csrf", form, binding, stamp):
+            return False
+        expires = _unstamp(stamp)
+        return expires is not None and now < expires
 
 
 def cross_site(headers: Mapping[str, str], own_origins: tuple[str, ...]) -> bool:

@@ -94,17 +94,39 @@ def safe_relative(url_path: str) -> str | None:
 
 
 def resolve(root: Path, relative: str) -> Path | None:
-    """The real file for ``relative`` inside ``root``; ``None`` when missing or
-    outside ``root`` after following symlinks. A folder gives its index.html."""
-    real_root = root.resolve()
-    target = (real_root / relative).resolve()
-    if not target.is_relative_to(real_root):
+    """The real file for ``relative`` inside ``root`` (see :func:`locate`)."""
+    found = locate(root, relative)
+    return found[1] if found else None
+
+
+def locate(root: Path, relative: str) -> tuple[str, Path] | None:
+    """``(name, real file)`` for ``relative`` inside ``root``: ``name`` is the
+    output-relative name served (a folder's ``.../index.html``). ``None`` when
+    unsafe, missing, outside ``root`` after following symlinks, or (after
+    following them) a dot-file.
+
+    Every file the server opens goes through here (the ``.gz`` sibling too):
+    the containment and dot-file rules hold for each of them.
+    """
+    if safe_relative(relative) is None:
         return None
-    if target.is_dir():
-        target = target / "index.html"
-        if target.is_symlink() and not target.resolve().is_relative_to(real_root):
+    real_root = root.resolve()
+    try:
+        target = (real_root / relative).resolve()
+        if target.is_dir():
+            relative = f"{relative.rstrip('/')}/index.html".lstrip("/")
+            target = (real_root / relative).resolve()
+        if not target.is_relative_to(real_root) or not target.is_file():
             return None
-    return target if target.is_file() else None
+        if _hidden(target.relative_to(real_root)):
+            return None
+    except (OSError, RuntimeError, ValueError):  # symlink loops, names too long
+        return None
+    return relative, target
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def accepts_gzip(header: str) -> bool:
@@ -155,10 +177,11 @@ class StaticFiles:
 
     def endpoint(self, request: Request) -> Response:
         """Answer one GET or HEAD request (sync: Starlette runs it in a thread)."""
-        relative = safe_relative(str(request.scope["path"]))
-        file = resolve(self.root, relative) if relative is not None else None
-        if relative is None or file is None:
+        asked = safe_relative(str(request.scope["path"]))
+        found = locate(self.root, asked) if asked is not None else None
+        if found is None:
             return self.not_found()
+        relative, file = found
         try:
             stat = file.stat()
             body = file.read_bytes()
@@ -181,7 +204,7 @@ class StaticFiles:
         if compressible:
             headers["Vary"] = "Accept-Encoding"
         gzip_ok = compressible and accepts_gzip(request.headers.get("accept-encoding", ""))
-        variant = self._variant(file, stat, body, identity, gzip_ok)
+        variant = self._variant(relative, stat, body, identity, gzip_ok)
         headers["ETag"] = variant.etag
         if self._fresh(request, stat.st_mtime, identity, _gz_tag(identity)):
             return Response(status_code=304, headers=_without(headers, "Content-Type"))
@@ -192,13 +215,14 @@ class StaticFiles:
         return Response(content, status_code=200, headers=headers)
 
     def _variant(
-        self, file: Path, stat: os.stat_result, body: bytes, identity: str, gzip_ok: bool
+        self, relative: str, stat: os.stat_result, body: bytes, identity: str, gzip_ok: bool
     ) -> _Variant:
         if not gzip_ok:
             return _Variant(body, identity, False)
-        sibling = file.with_name(file.name + ".gz")
+        # The sibling of the name asked for, checked like any requested file.
+        sibling = resolve(self.root, relative + ".gz")
         try:
-            if sibling.stat().st_mtime_ns >= stat.st_mtime_ns:
+            if sibling is not None and sibling.stat().st_mtime_ns >= stat.st_mtime_ns:
                 return _Variant(sibling.read_bytes(), _gz_tag(identity), True)
         except OSError:
             pass

@@ -1,0 +1,91 @@
+"""One request-body limit for every route, enforced on the stream.
+
+:class:`BodyLimit` wraps the whole application, so every route (the pages'
+forms, and any API or webhook added later) gets the limit without asking for
+it. A declared ``Content-Length`` over the limit is answered ``413`` before
+the application runs; otherwise the bytes of the ``http.request`` messages
+are counted as the application reads them (chunked or not), and the read
+that crosses the limit ends the request with ``413`` instead of handing the
+application more data. Nothing is ever buffered here.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DEFAULT_MAX_BODY = 1024 * 1024
+"""Bytes a request body may carry unless ``[web] max_body`` says otherwise."""
+
+
+class BodyTooLarge(Exception):
+    """Raised inside ``receive`` when the body crosses the limit; caught by
+    :class:`BodyLimit` (not part of the kabarfeed error tree: it never leaves
+    the middleware)."""
+
+
+def declared_length(scope: Scope) -> int | None:
+    """The request's ``Content-Length``; ``None`` when absent or malformed
+    (the server rejects malformed ones before the app sees them)."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length":
+            text = value.strip()
+            return int(text) if text.isdigit() and len(text) < 20 else None
+    return None
+
+
+async def _send_413(send: Send, limit: int) -> None:
+    body = f"request body larger than {limit} bytes\n".encode("ascii")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode("ascii")),
+                (b"connection", b"close"),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """ASGI middleware: at most ``max_bytes`` of request body per request."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = DEFAULT_MAX_BODY) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 413 for a declared or streamed body over the limit."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = declared_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await _send_413(send, self.max_bytes)
+            return
+        received = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except BodyTooLarge:
+            if not started:
+                await _send_413(send, self.max_bytes)
