@@ -270,6 +270,33 @@ class WebConfig(_Section):
     max_connections: int = Field(default=2048, gt=0, le=1_000_000)
 
 
+class AdminConfig(_Section):
+    """``[admin]``: the newsroom console at ``/admin`` (accounts come from the CLI)."""
+
+    enabled: bool = True
+    host: str = ""
+    session_idle: Duration = timedelta(minutes=30)
+    session_max: Duration = timedelta(hours=12)
+    invite_ttl: Duration = timedelta(days=3)
+    login_per_ip: int = Field(default=20, gt=0)
+    login_per_account: int = Field(default=5, gt=0)
+    login_window: Duration = timedelta(minutes=15)
+
+    @model_validator(mode="after")
+    def _check(self) -> AdminConfig:
+        if self.session_idle > self.session_max:
+            raise ValueError("session_idle must not be longer than session_max")
+        if self.host and not re.match(r"^[A-Za-z0-9.-]+(:\d+)?$", self.host):
+            raise ValueError(f'host "{self.host}" is not a host name like "admin.example.id"')
+        return self
+
+
+class SeedConfig(_Section):
+    """``[seed]``: sample data ``run`` imports once (the bundled config's demo readers)."""
+
+    subscribers: Path | None = None
+
+
 class LoggingConfig(_Section):
     """``[logging]``: text on a terminal, or JSON lines."""
 
@@ -306,6 +333,7 @@ class Config(_Section):
     web: WebConfig = WebConfig()
     logging: LoggingConfig = LoggingConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    admin: AdminConfig = AdminConfig()
     path: Path | None = Field(default=None, exclude=True)
 
     @property

@@ -20,6 +20,7 @@ from kabarfeed.errors import ConfigError, KabarfeedError
 COMMANDS: dict[str, tuple[str, ...]] = {
     "config": ("kabarfeed.cli.admin",),
     "db": ("kabarfeed.cli.admin",),
+    "admin": ("kabarfeed.cli.accounts",),
     "ingest": ("kabarfeed.cli.ingest",),
     "articles": ("kabarfeed.cli.ingest",),
     "sources": ("kabarfeed.cli.ingest",),
