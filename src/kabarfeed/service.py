@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import uvicorn
 from pydantic import BaseModel, SecretStr
 
 from kabarfeed import integrations
@@ -59,6 +58,7 @@ from kabarfeed.store import Database
 from kabarfeed.store import sources as source_store
 from kabarfeed.store.state import write_state
 from kabarfeed.templating import bundled_templates, make_environment
+from kabarfeed.web.server import ServerLimits, WebServer, server_config
 
 log = logging.getLogger(__name__)
 
@@ -292,8 +292,9 @@ class SwappableApp:
         await self.app(scope, receive, send)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the service owns the signals."""
+class _Server(WebServer):
+    """The guarded web server without uvicorn's signal handling: the service
+    owns the signals."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -399,10 +400,11 @@ class Service:
     def _web_server(self, host: str) -> _Server:
         app = integrations.create_app(self.rt.config, self.rt.db, self.rt.clock)
         self.web = SwappableApp(app)
-        config = uvicorn.Config(
+        config = server_config(
             self.web,
             host=host,
             port=self.workers.port or 0,
+            limits=ServerLimits.from_config(self.rt.config.web),
             log_config=None,
             access_log=False,
             lifespan="off",

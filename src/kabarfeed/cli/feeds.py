@@ -50,16 +50,17 @@ def register(main: click.Group) -> None:
     @pass_app
     def serve(app: AppContext, host: str | None, port: int | None) -> None:
         """Serve the output folder (and the web pages) over HTTP."""
-        import uvicorn
-
         from kabarfeed.web import create_app
+        from kabarfeed.web.server import ServerLimits, WebServer, server_config
 
         config = app.config
         web = create_app(config, app.db, clock=app.clock)
-        uvicorn.run(
+        settings = server_config(
             web,
             host=host or config.web.host,
             port=config.web.port if port is None else port,
+            limits=ServerLimits.from_config(config.web),
             log_level=config.logging.level.lower(),
             proxy_headers=True,
         )
+        WebServer(settings).run()
