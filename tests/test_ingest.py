@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -300,3 +301,104 @@ def test_dates_without_zone_are_read_in_the_article_region_zone(
     assert found["Rapat di Surabaya"].published == datetime(2025, 11, 16, 11, 0, tzinfo=UTC)
     assert found["Kabar Jayapura"].published == datetime(2025, 11, 15, 15, 0, tzinfo=UTC)
     assert found["Kabar Jayapura"].local_tz == "Asia/Jayapura"
+
+
+# ---------------------------------------------------------------- issue 22 §3
+
+
+def test_a_bad_item_is_rejected_with_its_reason_and_the_rest_is_stored(
+    tmp_path: Path, make_config: ConfigFactory, db: Database, clock: Clock
+) -> None:
+    folder, toml = directory_source(tmp_path)
+    good = {"title": "Pasar Murah di Bontang", "body": "Isi berita.", "date": "2025-11-16"}
+    (folder / "baik.json").write_text(json.dumps(good), encoding="utf-8")
+    (folder / "surrogat.json").write_text(
+        '{"title": "Banjir", "body": "Isi.", "summary": "\\udfff"}', encoding="utf-8"
+    )
+    (folder / "nul.json").write_text(
+        '{"title": "Longsor", "body": "Isi.", "guid": "a\\u0000b"}', encoding="utf-8"
+    )
+    doc = rss(("Jembatan Baru", "https://u.example/1", "isi")).replace(
+        b"</channel>",
+        b"<item><title>Rusak</title><link>https://u.example/2</link>"
+        b"<pubDate>Fri, 31 Dec 9999 23:59:59 -1200</pubDate></item></channel>",
+    )
+    with serve() as server:
+        server.add("/rss.xml", body=doc)
+        config = make_config(toml + feed_source("umpan", server.url("/rss.xml")))
+        report = ingestor(config, db, clock).run()
+    assert [(o.ok, o.new) for o in report.outcomes] == [(True, 1), (True, 1)]
+    with db.connect() as conn:
+        titles = {a.title for a in article_store.load_articles(conn)}
+        folder_state = source_store.get_source(conn, "redaksi")
+        feed_state = source_store.get_source(conn, "umpan")
+    assert titles == {"Pasar Murah di Bontang", "Jembatan Baru"}
+    assert folder_state and folder_state.error_count == 0 and folder_state.last_error
+    assert "surrogat.json: 'summary' contains a lone surrogate U+DFFF" in folder_state.last_error
+    assert "nul.json" in folder_state.last_error and "NUL" in folder_state.last_error
+    assert feed_state and feed_state.last_error and feed_state.error_count == 0
+    assert "'Fri, 31 Dec 9999 23:59:59 -1200' is out of range" in feed_state.last_error
+
+
+def test_an_undated_article_keeps_the_date_of_its_first_ingest(
+    tmp_path: Path, make_config: ConfigFactory, db: Database, clock: Clock
+) -> None:
+    folder, toml = directory_source(tmp_path)
+    (folder / "tanpa-tanggal.md").write_text("# Rapat Desa\n\nIsi berita.\n", encoding="utf-8")
+    (folder / "masa-depan.md").write_text(
+        "---\ntitle: Dari Masa Depan\ndate: 2099-01-01T00:00:00+08:00\n---\nIsi.\n",
+        encoding="utf-8",
+    )
+    config = make_config(toml)
+    first_seen = clock.now
+    assert ingestor(config, db, clock).run().total("new") == 2
+    with db.connect() as conn:
+        changed = article_store.last_change(conn)
+    clock.now += timedelta(hours=3)
+    again = ingestor(config, db, clock).run()
+    assert (again.total("new"), again.total("updated"), again.total("unchanged")) == (0, 0, 2)
+    with db.connect() as conn:
+        stored = article_store.load_articles(conn)
+        assert article_store.last_change(conn) == changed  # no feed rebuild is due
+    assert {a.published for a in stored} == {first_seen}
+    assert {a.updated for a in stored} == {first_seen}
+    # a real edit is stored, and the date given at first sight still stands
+    (folder / "tanpa-tanggal.md").write_text("# Rapat Desa\n\nIsi yang diubah.\n", encoding="utf-8")
+    clock.now += timedelta(hours=1)
+    edited = ingestor(config, db, clock).run()
+    assert edited.total("updated") == 1
+    with db.connect() as conn:
+        [article] = [a for a in article_store.load_articles(conn) if a.title == "Rapat Desa"]
+    assert article.published == first_seen and "diubah" in article.content_html
+
+
+def test_fields_are_capped_at_ingest_with_a_warning_on_the_source(
+    tmp_path: Path, make_config: ConfigFactory, db: Database, clock: Clock
+) -> None:
+    folder, toml = directory_source(tmp_path)
+    body = "<p>" + "kata <b>tebal</b> " * 20_000 + "</p>"
+    item = {
+        "title": "Judul " * 200_000,
+        "author": "Penulis " * 1000,
+        "tags": [f"tag{i}" for i in range(500)],
+        "summary": "ringkas " * 5000,
+        "content_html": body,
+        "date": "2025-11-16T08:00:00+08:00",
+    }
+    (folder / "besar.json").write_text(json.dumps(item), encoding="utf-8")
+    config = make_config(
+        toml + "[ingest]\nmax_title_chars = 100\nmax_body_chars = 5000\nmax_tags = 10\n"
+    )
+    report = ingestor(config, db, clock).run()
+    assert report.outcomes[0].new == 1
+    with db.connect() as conn:
+        [article] = article_store.load_articles(conn)
+        state = source_store.get_source(conn, "redaksi")
+    assert len(article.title) <= 100 and article.title.startswith("Judul Judul")
+    assert article.author and len(article.author) <= 200
+    assert len(article.content_html) <= 5000
+    assert article.content_html.endswith("…</p>")  # cut inside the text, markup closed
+    assert article.content_html.count("<b>") == article.content_html.count("</b>")
+    assert state and state.error_count == 0 and state.last_error
+    for cut in ("title cut to 100", "author cut to 200", "body cut to 5000", "tags: kept the first 10", "summary cut to 10000"):  # fmt: skip
+        assert cut in state.last_error

@@ -179,6 +179,17 @@ class FeedsConfig(_Section):
     formats: tuple[Literal["rss", "atom", "json"], ...] = ("rss", "atom", "json")
     full_content: bool = True
     websub_hub: Annotated[str, AfterValidator(_check_http_url)] = ""
+    concurrency: int = Field(default=4, ge=1, le=64)
+    """Sources one run reads at the same time (a slow upstream holds only its slot)."""
+    max_title_chars: int = Field(default=1000, ge=10)
+    max_author_chars: int = Field(default=200, ge=10)
+    max_summary_chars: int = Field(default=10_000, ge=100)
+    """Cap of a summary as the source gives it (stored summaries are shorter still)."""
+    max_tags: int = Field(default=50, ge=1)
+    """Tags, categories and regions hints kept per article (each list)."""
+    max_tag_chars: int = Field(default=100, ge=10)
+    max_body_chars: int = Field(default=1_000_000, ge=1000)
+    """Cap of an article's sanitised HTML body; longer bodies are cut at an element boundary."""
     cache_max_age: Duration = timedelta(minutes=5)
     build_delay: Duration = timedelta(seconds=10)
 

@@ -11,8 +11,9 @@ import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -26,13 +27,16 @@ from kabarfeed.normalize import (
     canonical_url,
     clean_text,
     content_hash,
-    decide_dates,
+    cut_html,
+    cut_markup,
+    decide_article_dates,
     first_image,
     sanitize_html,
     stable_key,
     truncate,
 )
 from kabarfeed.sources import directory, feed
+from kabarfeed.sources.isolation import Rejected, check_text, isolate
 from kabarfeed.store import Database
 from kabarfeed.store import articles as article_store
 from kabarfeed.store import sources as source_store
@@ -118,6 +122,94 @@ def next_regular_fetch(
     return now + interval + timedelta(seconds=spread)
 
 
+@dataclass(frozen=True, slots=True)
+class FieldLimits:
+    """Caps applied to every article at ingest (``[ingest] max_*``)."""
+
+    title: int = 1000
+    author: int = 200
+    summary: int = 10_000
+    tags: int = 50
+    tag: int = 100
+    body: int = 1_000_000
+
+    @classmethod
+    def of(cls, config: Config) -> FieldLimits:
+        """The limits of ``config``."""
+        i = config.ingest
+        return cls(
+            i.max_title_chars,
+            i.max_author_chars,
+            i.max_summary_chars,
+            i.max_tags,
+            i.max_tag_chars,
+            i.max_body_chars,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedItem:
+    """One article ready to store, its notes, and what was cut to fit the limits."""
+
+    prepared: article_store.Prepared
+    warnings: tuple[str, ...] = ()
+    cut: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Capped:
+    """A raw article within :class:`FieldLimits`, and what was cut."""
+
+    raw: RawArticle
+    cut: tuple[str, ...]
+
+
+def _cap_text(name: str, value: str | None, limit: int, cut: list[str]) -> str | None:
+    if value is None or len(value) <= limit:
+        return value
+    cut.append(f"{name} cut to {limit} characters (was {len(value)})")
+    return truncate(value, limit)
+
+
+def _cap_list(
+    name: str, values: tuple[str, ...], limits: FieldLimits, cut: list[str]
+) -> tuple[str, ...]:
+    kept = tuple(v if len(v) <= limits.tag else v[: limits.tag] for v in values[: limits.tags])
+    if len(values) > limits.tags:
+        cut.append(f"{name}: kept the first {limits.tags} of {len(values)}")
+    if any(len(v) > limits.tag for v in values[: limits.tags]):
+        cut.append(f"{name}: entries cut to {limits.tag} characters")
+    return kept
+
+
+def cap_fields(raw: RawArticle, limits: FieldLimits) -> _Capped:
+    """``raw`` with every free-text field within ``limits`` (the body is cut later,
+    once sanitised). Pure."""
+    cut: list[str] = []
+    title = clean_text(raw.title[: limits.title * 4 + 1])
+    if len(title) > limits.title:
+        cut.append(f"title cut to {limits.title} characters (was {len(raw.title)})")
+        title = truncate(title, limits.title)
+    summary = raw.summary
+    if summary is not None and len(summary) > limits.summary:
+        cut.append(f"summary cut to {limits.summary} characters (was {len(summary)})")
+        summary = cut_markup(summary, limits.summary)
+    content = raw.content_html
+    if content is not None and len(content) > 4 * limits.body:
+        content = cut_markup(content, 4 * limits.body)  # sanitised and cut exactly below
+    capped = replace(
+        raw,
+        title=title,
+        author=_cap_text("author", clean_text(raw.author) or None, limits.author, cut),
+        summary=summary,
+        content_html=content,
+        tags=_cap_list("tags", raw.tags, limits, cut),
+        categories=_cap_list("categories", raw.categories, limits, cut),
+        regions=_cap_list("regions", raw.regions, limits, cut),
+    )
+    return _Capped(capped, tuple(cut))
+
+
 def _lead(content_html: str) -> str:
     return truncate(clean_text(content_html), LEAD_CHARS)
 
@@ -140,12 +232,22 @@ def _guid_key(raw: RawArticle) -> str | None:
     return stable_key("guid", raw.source, guid)
 
 
-def _image(raw: RawArticle, content: str, base: str) -> Image | None:
+_MAX_IMAGE_TYPE = 100  # the column's width
+_MAX_IMAGE_LENGTH = 2**31 - 1  # a 32-bit integer column
+
+
+def _image(raw: RawArticle, content: str, base: str, caption_chars: int) -> Image | None:
     if raw.image and raw.image.url:
         url = absolute_url(raw.image.url, base)
         if url:
-            caption = clean_text(raw.image.caption) or None
-            return Image(url, caption, raw.image.type, raw.image.length)
+            caption = truncate(clean_text(raw.image.caption), caption_chars) or None
+            kind = (
+                raw.image.type
+                if raw.image.type and len(raw.image.type) <= _MAX_IMAGE_TYPE
+                else None
+            )
+            length = raw.image.length if (raw.image.length or 0) <= _MAX_IMAGE_LENGTH else None
+            return Image(url, caption, kind, length)
     found = first_image(content)
     return Image(found) if found else None
 
@@ -158,16 +260,23 @@ def prepare(
     language: str,
     default_tz: str,
     now: datetime,
-) -> tuple[article_store.Prepared, list[str]]:
-    """Normalise and classify one raw article. Pure; raises ParseError when
-    the article has no usable title or link."""
-    title = clean_text(raw.title)
+    limits: FieldLimits = FieldLimits(),
+) -> PreparedItem:
+    """Normalise, cap and classify one raw article. Pure; raises ParseError when
+    the article has no usable title or link, or holds text that cannot be stored."""
+    check_text(raw.origin, _text_fields(raw), nul=False)
+    capped = cap_fields(raw, limits)
+    raw, cut = capped.raw, list(capped.cut)
+    title = raw.title
     url = absolute_url(raw.url, raw.origin if "://" in raw.origin else None)
     if not title:
         raise ParseError(f"{raw.origin}: an item has no title")
     if not url:
         raise ParseError(f"{raw.origin}: item {title[:60]!r} has no usable link")
     content = sanitize_html(raw.content_html or raw.summary, base_url=url)
+    if len(content) > limits.body:
+        cut.append(f"body cut to {limits.body} characters (was {len(content)})")
+        content = cut_html(content, limits.body, base_url=url)
     summary = truncate(clean_text(raw.summary or content), SUMMARY_CHARS)
     lead = _lead(content)
     dateline = None if raw.dateline_city else find_dateline(lead)
@@ -185,7 +294,7 @@ def prepare(
     decided = classify(taxonomy, signals)
     region_tz = next((r.timezone for r in taxonomy.regions if r.slug in decided.regions[:1]), None)
     floating = raw.floating_time and region_tz is not None
-    published, updated, warnings = decide_dates(
+    dates = decide_article_dates(
         _rezone(raw.published, region_tz) if floating else raw.published,
         _rezone(raw.updated, region_tz) if floating else raw.updated,
         now=now,
@@ -196,21 +305,22 @@ def prepare(
         source=raw.source,
         url=url,
         title=title,
-        published=published,
-        updated=updated,
+        published=dates.published,
+        updated=dates.updated,
         first_seen=now,
         content_hash=chash,
         guid=raw.guid,
-        author=clean_text(raw.author) or None,
+        author=raw.author,
         summary=summary,
         content_html=content,
-        image=_image(raw, content, url),
+        image=_image(raw, content, url, limits.title),
         regions=decided.regions,
         categories=decided.categories,
         advertorial=decided.advertorial,
         language=(raw.language or language).lower()[:16],
         local_tz=(region_tz if floating else raw.local_tz) or region_tz or default_tz,
     )
+    check_text(raw.origin, _stored_text(article))
     revision = stable_key(
         article.url,
         article.title,
@@ -221,12 +331,53 @@ def prepare(
         ",".join(article.regions),
         ",".join(article.categories),
         str(article.advertorial),
-        article.published.isoformat(),
+        # a date the clock gave (no usable one upstream) is no edit: it is given once
+        "dated at first sight" if dates.from_clock else article.published.isoformat(),
     )
     prepared = article_store.Prepared(
-        article, _guid_key(raw), stable_key(canonical_url(url)), revision
+        article,
+        _guid_key(raw),
+        stable_key(canonical_url(url)),
+        revision,
+        dated_by_clock=dates.from_clock,
     )
-    return prepared, [*raw.warnings, *warnings]
+    return PreparedItem(prepared, (*raw.warnings, *dates.warnings), tuple(cut))
+
+
+def _text_fields(raw: RawArticle) -> dict[str, object]:
+    """The text a source handed over, by field name (for :func:`check_text`)."""
+    image = raw.image
+    return {
+        "title": raw.title,
+        "guid": raw.guid,
+        "url": raw.url,
+        "author": raw.author,
+        "summary": raw.summary,
+        "content": raw.content_html,
+        "image": (image.url, image.caption, image.type) if image else None,
+        "regions": raw.regions,
+        "categories": raw.categories,
+        "tags": raw.tags,
+        "dateline": raw.dateline_city,
+        "language": raw.language,
+        "local_tz": raw.local_tz,
+    }
+
+
+def _stored_text(article: Article) -> dict[str, object]:
+    """The text columns of ``article`` (NUL and lone surrogates are refused there)."""
+    image = article.image
+    return {
+        "title": article.title,
+        "guid": article.guid,
+        "url": article.url,
+        "author": article.author,
+        "summary": article.summary,
+        "content": article.content_html,
+        "image": (image.url, image.caption, image.type) if image else None,
+        "language": article.language,
+        "local_tz": article.local_tz,
+    }
 
 
 # ---------------------------------------------------------------- I/O part
@@ -390,27 +541,23 @@ class Ingestor:
         problems: list[str],
         validators: tuple[str | None, str | None],
     ) -> SourceOutcome:
-        taxonomy = self.config.taxonomy
         prepared: list[article_store.Prepared] = []
         warnings = list(problems)
+        rejected: list[Rejected] = []
+        cut: list[str] = []
+        limits = FieldLimits.of(self.config)
         for raw in raws:
-            try:
-                item, item_warnings = prepare(
-                    raw,
-                    source=source,
-                    taxonomy=taxonomy,
-                    language=self.config.site.language,
-                    default_tz=self.config.site.timezone,
-                    now=now,
-                )
-            except ParseError as e:
-                warnings.append(str(e))
+            result = isolate(raw.origin, partial(self._prepare, raw, source, now, limits))
+            if isinstance(result, Rejected):
+                rejected.append(result)
                 continue
-            prepared.append(item)
-            warnings.extend(f"{raw.origin}: {w}" for w in item_warnings)
+            prepared.append(result.prepared)
+            warnings.extend(f"{raw.origin}: {w}" for w in result.warnings)
+            cut.extend(f"{raw.origin}: {c}" for c in result.cut)
         next_fetch = next_regular_fetch(
             now, source.interval, jitter=self.config.ingest.interval_jitter, rand=self.rand
         )
+        status = source_status(problems, [str(r) for r in rejected], cut)
         with self.db.begin() as conn:
             counts = article_store.save_articles(conn, prepared, now=now)
             source_store.record_success(
@@ -420,9 +567,13 @@ class Ingestor:
                 next_fetch_at=next_fetch,
                 etag=validators[0],
                 last_modified=validators[1],
-                warning=("; ".join(problems[:5]) + _more(problems, 5)) if problems else None,
+                warning=status,
             )
-        for w in warnings:
+        for r in rejected:
+            log.warning(
+                "source %s: item rejected: %s", source.name, r, extra={"source": source.name}
+            )
+        for w in [*warnings, *cut]:
             log.warning("source %s: %s", source.name, w, extra={"source": source.name})
         return SourceOutcome(
             source.name,
@@ -430,9 +581,40 @@ class Ingestor:
             counts.new,
             counts.updated,
             counts.unchanged,
-            warnings=tuple(warnings),
+            warnings=(*warnings, *(f"item rejected: {r}" for r in rejected), *cut),
             changed_ids=counts.changed_ids,
         )
+
+    def _prepare(
+        self, raw: RawArticle, source: SourceConfig, now: datetime, limits: FieldLimits
+    ) -> PreparedItem:
+        return prepare(
+            raw,
+            source=source,
+            taxonomy=self.config.taxonomy,
+            language=self.config.site.language,
+            default_tz=self.config.site.timezone,
+            now=now,
+            limits=limits,
+        )
+
+
+def source_status(
+    problems: Sequence[str], rejected: Sequence[str], cut: Sequence[str]
+) -> str | None:
+    """The warning kept on a source that worked: what it could not read, which
+    items were rejected and why, and what was cut to fit the limits (first five
+    of each)."""
+    parts = []
+    if problems:
+        parts.append("; ".join(problems[:5]) + _more(problems, 5))
+    if rejected:
+        parts.append(
+            f"{len(rejected)} item(s) rejected: " + "; ".join(rejected[:5]) + _more(rejected, 5)
+        )
+    if cut:
+        parts.append(f"{len(cut)} field(s) cut: " + "; ".join(cut[:5]) + _more(cut, 5))
+    return " | ".join(parts) or None
 
 
 def _more(items: Sequence[str], shown: int) -> str:

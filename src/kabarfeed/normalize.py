@@ -10,6 +10,7 @@ import hashlib
 import html
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -149,6 +150,43 @@ def sanitize_html(fragment: str | None, *, base_url: str | None) -> str:
     return _CONTROL.sub("", cleaned).strip()
 
 
+def cut_markup(text: str, limit: int) -> str:
+    """At most ``limit`` characters of text or HTML, never ending inside a tag or entity.
+
+    The cut falls at the last word boundary (or tag end) before ``limit``; the
+    result may still hold unclosed elements, which :func:`cut_html` closes.
+    """
+    if len(text) <= limit:
+        return text
+    head = text[: max(limit, 0)]
+    if head.rfind("<") > head.rfind(">"):
+        head = head[: head.rfind("<")]
+    if head.rfind("&") > head.rfind(";"):
+        head = head[: head.rfind("&")]
+    boundary = max(head.rfind(" "), head.rfind("\n"), head.rfind(">") + 1)
+    if boundary > len(head) - 200:  # a word boundary nearby: do not split a word
+        head = head[:boundary]
+    return head
+
+
+def cut_html(fragment: str, limit: int, *, base_url: str | None) -> str:
+    """Sanitised HTML of at most ``limit`` characters: cut, then sanitised again.
+
+    Cutting never leaves broken markup: the cut never splits a tag or entity,
+    and the sanitiser closes the elements left open, with an ellipsis at the
+    cut. Already short HTML is returned unchanged.
+    """
+    if len(fragment) <= limit:
+        return fragment
+    budget = limit - 1
+    while budget > 0:
+        cut = sanitize_html(cut_markup(fragment, budget).rstrip() + "…", base_url=base_url)
+        if len(cut) <= limit:
+            return cut
+        budget -= len(cut) - limit + 16  # closing tags (and escapes) took the rest
+    return ""
+
+
 def first_image(fragment: str) -> str | None:
     """The ``src`` of the first ``<img>`` in already-sanitised HTML."""
     match = re.search(r"<img[^>]*\ssrc=\"([^\"]+)\"", fragment)
@@ -164,6 +202,20 @@ def to_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class Dates:
+    """What :func:`decide_article_dates` decided.
+
+    ``from_clock`` is true when the article had no usable date and was dated
+    ``now``: such a date is given once, at first sight, and kept afterwards.
+    """
+
+    published: datetime
+    updated: datetime
+    warnings: tuple[str, ...]
+    from_clock: bool
+
+
 def decide_dates(
     published: datetime | None, updated: datetime | None, *, now: datetime
 ) -> tuple[datetime, datetime, list[str]]:
@@ -172,18 +224,27 @@ def decide_dates(
     A missing publication date becomes the updated date or ``now``; a date more
     than a day in the future (bad upstream clock) is clamped to ``now``.
     """
+    dates = decide_article_dates(published, updated, now=now)
+    return dates.published, dates.updated, list(dates.warnings)
+
+
+def decide_article_dates(
+    published: datetime | None, updated: datetime | None, *, now: datetime
+) -> Dates:
+    """Like :func:`decide_dates`, also telling whether the date came from the clock."""
     warnings: list[str] = []
+    from_clock = False
     pub, upd = to_utc(published), to_utc(updated)
     if pub is None:
-        pub = upd or now
+        pub, from_clock = upd or now, upd is None
         warnings.append("no publication date; using " + ("updated date" if upd else "now"))
     if pub > now + FUTURE_TOLERANCE:
         warnings.append(f"publication date {pub.isoformat()} is in the future; using now")
-        pub = now
+        pub, from_clock = now, True
     if upd is None or upd < pub:
         upd = pub
     upd = min(upd, max(now, pub))
-    return pub, upd, warnings
+    return Dates(pub, upd, tuple(warnings), from_clock)
 
 
 def stable_key(*parts: str | None) -> str:

@@ -26,6 +26,7 @@ import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -35,6 +36,7 @@ from markdown_it import MarkdownIt
 
 from kabarfeed.errors import ParseError, SourceError
 from kabarfeed.models import Image, RawArticle
+from kabarfeed.sources.isolation import Rejected, check_text, isolate
 from kabarfeed.textformat import ZONES, body_html, find_dateline, parse_text_article
 
 __all__ = ["SUFFIXES", "DirectoryResult", "FileProblem", "read_directory", "slugify"]
@@ -161,7 +163,7 @@ def slugify(text: str) -> str:
     """
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-    return slug or hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return slug or hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
 
 
 # --- walking and decoding ---------------------------------------------------------
@@ -194,22 +196,27 @@ def _decode(data: bytes) -> tuple[str, tuple[str, ...]]:
 
 
 def _read_file(file: Path, ctx: _Context, out: _Collector) -> None:
-    """Parse one file into ``out``; failures become problems, never exceptions."""
+    """Parse one file into ``out``; its failure becomes a problem, never an exception."""
     try:
-        text, warnings = _decode(file.read_bytes())
+        data = file.read_bytes()
     except OSError as e:
         out.problems.append(FileProblem(str(file), f"{file}: cannot read: {e.strerror or e}"))
         return
+    result = isolate(str(file), lambda: _parse_file(file, data, ctx, out))
+    if isinstance(result, Rejected):
+        out.problems.append(FileProblem(str(file), _prefixed(file, result.reason)))
+
+
+def _parse_file(file: Path, data: bytes, ctx: _Context, out: _Collector) -> None:
+    """Decode and parse one file by its suffix (JSON list items are isolated inside)."""
+    text, warnings = _decode(data)
     suffix = file.suffix.lower()
-    try:
-        if suffix == ".txt":
-            out.add(_from_text(file, text, warnings, ctx))
-        elif suffix == ".json":
-            _from_json(file, text, warnings, ctx, out)
-        else:
-            out.add(_from_markdown(file, text, warnings, ctx))
-    except ParseError as e:
-        out.problems.append(FileProblem(str(file), _prefixed(file, str(e))))
+    if suffix == ".txt":
+        out.add(_from_text(file, text, warnings, ctx))
+    elif suffix == ".json":
+        _from_json(file, text, warnings, ctx, out)
+    else:
+        out.add(_from_markdown(file, text, warnings, ctx))
 
 
 def _prefixed(file: Path, message: str) -> str:
@@ -298,6 +305,7 @@ def _split_front_matter(text: str, file: Path) -> tuple[dict[str, Any], str]:
         meta = {}
     if not isinstance(meta, dict):
         raise ParseError(f"{file}: front matter must be a table of keys, not {_kind(meta)}")
+    check_text(f"{file}: front matter", meta, nul=False)
     return {str(k): v for k, v in meta.items()}, text[match.end() :]
 
 
@@ -339,18 +347,21 @@ def _from_json(
         raise ParseError(f"{file}: the list of articles is empty")
     for number, item in enumerate(data, 1):
         origin = _Origin(file, number)
-        try:
-            if not isinstance(item, dict):
-                raise ParseError(f"{origin}: expected an object, got {_kind(item)}")
-            out.add(_json_item(origin, item, warnings, ctx))
-        except ParseError as e:
-            out.problems.append(FileProblem(str(origin), str(e)))
+        step = partial(_json_item, origin, item, warnings, ctx)
+        result = isolate(str(origin), step)
+        if isinstance(result, RawArticle):
+            out.add(result)
+        else:
+            out.problems.append(FileProblem(str(origin), str(result)))
 
 
 def _json_item(
-    origin: _Origin, item: dict[str, Any], warnings: tuple[str, ...], ctx: _Context
+    origin: _Origin, item: object, warnings: tuple[str, ...], ctx: _Context
 ) -> RawArticle:
     """One JSON object as a RawArticle (``content_html`` wins over ``body``)."""
+    if not isinstance(item, dict):
+        raise ParseError(f"{origin}: expected an object, got {_kind(item)}")
+    check_text(str(origin), item, nul=False)
     meta = {str(k): v for k, v in item.items()}
     html_value = _opt_str(meta, "content_html", origin)
     body = _opt_str(meta, "body", origin)

@@ -23,6 +23,7 @@ import types
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import urljoin, urlsplit
@@ -34,15 +35,18 @@ import httpx
 from kabarfeed import __version__
 from kabarfeed.errors import FetchError, ParseError
 from kabarfeed.models import Image, RawArticle
+from kabarfeed.sources.isolation import Rejected, isolate
 
 __all__ = [
     "ACCEPT",
     "DEFAULT_LIMITS",
     "FetchLimits",
     "FetchResult",
+    "MappedEntries",
     "ParsedFeed",
     "fetch",
     "make_client",
+    "map_entries",
     "parse_date",
     "parse_feed",
     "repair_mojibake",
@@ -249,6 +253,8 @@ class ParsedFeed:
     title: str | None = None
     language: str | None = None
     warnings: tuple[str, ...] = ()
+    rejected: tuple[Rejected, ...] = ()
+    """Entries left out (each also listed in ``warnings``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,18 +292,44 @@ def parse_feed(
         author=_author(feed) if str(result.get("version", "")).startswith("atom") else None,
         non_permalink_guids=_non_permalink_guids(data),
     )
-    articles: list[RawArticle] = []
-    for index, entry in enumerate(result["entries"], start=1):
-        try:
-            articles.append(_to_article(entry, context))
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
-            warnings.append(f"entry {index} skipped: {e}")
+    mapped = _map(result["entries"], context)
+    warnings.extend(str(r) for r in mapped.rejected)
     return ParsedFeed(
-        articles=tuple(articles),
+        articles=mapped.articles,
         title=_clean_text(_text(feed, "title")),
         language=context.language,
         warnings=tuple(warnings),
+        rejected=mapped.rejected,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MappedEntries:
+    """Entries mapped to articles, and those rejected with their reasons."""
+
+    articles: tuple[RawArticle, ...] = ()
+    rejected: tuple[Rejected, ...] = ()
+
+
+def map_entries(entries: Any, *, source: str, url: str) -> MappedEntries:
+    """Map feedparser ``entries`` (a list of dicts) to articles, one isolated item each.
+
+    A bad entry (e.g. a date out of range) is rejected with its reason; the
+    others are mapped. Never raises.
+    """
+    return _map(entries, _Context(source=source, url=url, language=None, author=None))
+
+
+def _map(entries: Any, ctx: _Context) -> MappedEntries:
+    articles: list[RawArticle] = []
+    rejected: list[Rejected] = []
+    for index, entry in enumerate(entries if isinstance(entries, list) else [], start=1):
+        result = isolate(f"{ctx.url} entry {index}", partial(_to_article, entry, ctx))
+        if isinstance(result, Rejected):
+            rejected.append(result)
+        else:
+            articles.append(result)
+    return MappedEntries(tuple(articles), tuple(rejected))
 
 
 def _feedparser(data: bytes, url: str, content_type: str | None) -> Any:
@@ -456,6 +488,8 @@ def _skip_declaration(text: str, i: int) -> int:
 
 
 def _to_article(entry: Any, ctx: _Context) -> RawArticle:
+    if not isinstance(entry, dict):
+        raise ParseError(f"entry is {type(entry).__name__}, not a mapping")
     warnings: list[str] = []
     guid = (_text(entry, "id") or "").strip() or None
     title = _clean_text(_text(entry, "title"))
@@ -677,12 +711,18 @@ _WORD: Final = re.compile(r"[^\W\d_]+")
 def _entry_date(entry: Any, key: str, warnings: list[str]) -> datetime | None:
     """``published``/``updated`` as aware UTC, from feedparser or the raw string."""
     parsed = dict.get(entry, f"{key}_parsed")
-    if isinstance(parsed, time.struct_time):
-        return datetime(*parsed[:6], tzinfo=UTC)
     raw = _text(entry, key)
+    if isinstance(parsed, time.struct_time):
+        try:
+            return datetime(*parsed[:6], tzinfo=UTC)
+        except (ValueError, OverflowError) as e:
+            raise ParseError(f"{key} date {(raw or '').strip()!r} is out of range") from e
     if not raw or not raw.strip():
         return None
-    value = parse_date(raw)
+    try:
+        value = parse_date(raw)
+    except OverflowError as e:
+        raise ParseError(f"{key} date {raw.strip()!r} is out of range") from e
     if value is None:
         warnings.append(f"unparseable {key} date {raw.strip()!r}")
     return value
@@ -692,6 +732,8 @@ def parse_date(raw: str) -> datetime | None:
     """Parse an RFC 822 / ISO 8601 date, also with Portuguese or Indonesian names.
 
     Returns an aware UTC datetime (naive values are taken as UTC), or ``None``.
+    Raises :class:`OverflowError` for a valid date that UTC cannot hold
+    (``31 Dec 9999 23:59 -1200``).
     """
     text = " ".join(raw.split())
     for candidate in (text, _WORD.sub(_translate_word, text)):

@@ -29,6 +29,9 @@ class Prepared:
     guid_key: str | None
     url_key: str
     revision: str
+    dated_by_clock: bool = False
+    """The article had no usable date and was dated at ingest: once stored,
+    its stored date stands (an edit never re-dates it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +198,9 @@ def _update(conn: Connection, known: _Known, p: Prepared, *, now: datetime) -> N
     values = _row_values(p)
     for key in ("id", "first_seen_at", "source"):
         values.pop(key)
-    newer_upstream = p.article.updated > known.updated_at
+    if p.dated_by_clock:
+        values.pop("published_at")
+    newer_upstream = p.article.updated > known.updated_at and not p.dated_by_clock
     values["updated_at"] = p.article.updated if newer_upstream else now
     values["changed_at"] = now
     conn.execute(update(articles).where(articles.c.id == known.id).values(**values))
