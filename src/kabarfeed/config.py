@@ -308,6 +308,38 @@ class SeedConfig(_Section):
     subscribers: Path | None = None
 
 
+class BouncesConfig(_Section):
+    """``[bounces]``: hearing back from the mail world (DSNs, complaints, webhooks)."""
+
+    address: str = ""
+    maildir: Path | None = None
+    imap_url: str = ""
+    imap_password: SecretStr = SecretStr("")
+    imap_folder_done: str = "kabarfeed-processed"
+    poll_interval: Duration = timedelta(minutes=1)
+    failed: Path = Path("var/bounces-failed")
+    max_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
+    soft_threshold: int = Field(default=5, gt=0)
+    soft_window: Duration = timedelta(days=30)
+    postmark_user: str = ""
+    postmark_password: SecretStr = SecretStr("")
+    postmark_path_secret: SecretStr = SecretStr("")
+    mailgun_signing_key: SecretStr = SecretStr("")
+    mailgun_max_age: Duration = timedelta(minutes=5)
+    sendgrid_public_key: str = ""
+    ses_topic_arns: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> BouncesConfig:
+        if self.address and "@" not in self.address:
+            raise ValueError(f'address "{self.address}" is not an email address')
+        if self.address and "+" in self.address.split("@", 1)[0]:
+            raise ValueError(f'address "{self.address}" must not contain "+" (VERP adds it)')
+        if self.imap_url and not re.match(r"^imaps?://[^/\s]+", self.imap_url):
+            raise ValueError(f'imap_url "{self.imap_url}" must be imaps://... or imap://...')
+        return self
+
+
 class LoggingConfig(_Section):
     """``[logging]``: text on a terminal, or JSON lines."""
 
@@ -345,6 +377,7 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     admin: AdminConfig = AdminConfig()
+    bounces: BouncesConfig = BouncesConfig()
     path: Path | None = Field(default=None, exclude=True)
 
     @property
@@ -506,6 +539,12 @@ def _resolve_paths(config: Config, base: Path) -> Config:
             "smtp": config.smtp.model_copy(update={"ca_file": fix(config.smtp.ca_file)}),
             "maildir": config.maildir.model_copy(update={"path": fix(config.maildir.path)}),
             "dkim": config.dkim.model_copy(update={"key_file": fix(config.dkim.key_file)}),
+            "bounces": config.bounces.model_copy(
+                update={
+                    "maildir": fix(config.bounces.maildir),
+                    "failed": fix(config.bounces.failed),
+                }
+            ),
         }
     )
 

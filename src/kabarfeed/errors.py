@@ -90,3 +90,8 @@ class PermanentDeliveryError(DeliveryError):
 
 class ConnectionDeliveryError(DeliveryError):
     """The connection to the mail server failed; no recipient is to blame."""
+
+
+class IntakeError(KabarfeedError):
+    """A report from the mail world (bounce, complaint, webhook) could not be read:
+    garbage, truncated or too large. Kept aside with this reason, never fatal."""

@@ -198,3 +198,51 @@ deliveries = Table(
     Index("ix_deliveries_state_next", "state", "next_attempt_at"),
     Index("ix_deliveries_local_date", "local_date"),
 )
+
+Index("ix_deliveries_message_id", deliveries.c.message_id)
+"""Bounces that lost their VERP address are matched on the original Message-ID."""
+
+mail_events = Table(
+    "mail_events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("dedup_key", String(200), nullable=False, unique=True),
+    Column("received_at", UTCDateTime, nullable=False, index=True),
+    Column("source", String(20), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("provider", String(40)),
+    Column("recipient", String(320)),
+    Column("status_code", String(20)),
+    Column("diagnostic", Text),
+    Column("raw_ref", Text),
+    Column("attribution", String(20), nullable=False),
+    Column(
+        "delivery_id",
+        Integer,
+        ForeignKey("deliveries.id", ondelete="SET NULL"),
+        index=True,
+    ),
+    Column(
+        "subscriber_id",
+        Integer,
+        ForeignKey("subscribers.id", ondelete="CASCADE"),
+        index=True,
+    ),
+    Column("local_date", String(10)),
+    Column("action", Text),
+    Index("ix_mail_events_subscriber_kind", "subscriber_id", "kind", "received_at"),
+)
+"""What the mail world told us: one row per bounce, complaint, unsubscribe or
+delay (from a DSN, an ARF report, a provider webhook or the SMTP dialogue).
+``dedup_key`` makes re-ingesting the same report a no-op."""
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email_key", String(320), primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("reason", String(40), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("event_id", Integer, ForeignKey("mail_events.id", ondelete="SET NULL")),
+)
+"""Addresses never mailed again (complaints); only a fresh double opt-in lifts it."""
