@@ -86,7 +86,8 @@ class _Compiled:
     """One group's parts: encoded static runs (bytes) and line templates (tuples
     of literal text and hole names, alternating)."""
 
-    count: int
+    kept: tuple[int, ...]
+    """Positions (in ``EditionInput.articles``) of the articles the edition shows."""
     subject: bytes
     language: bytes
     text: tuple[bytes | tuple[str, ...], ...]
@@ -270,6 +271,28 @@ def _group_key(e: EditionInput) -> tuple[Any, ...]:
     return (
         s.language,
         e.local_date,
+OUTLIER = 4
+"""An article weighing this many times the median is dropped on its own."""
+
+
+def fit_step(
+    kept: tuple[int, ...], weights: Sequence[int], size: int, limit: int
+) -> tuple[int, ...]:
+    """One step of fitting an edition of ``size`` bytes under ``limit``. Pure.
+
+    ``weights`` estimates each kept article's share. The heaviest article goes
+    alone when it weighs :data:`OUTLIER` times the median (one huge article
+    never costs the others); otherwise articles go from the end, as many as
+    the overflow needs, at least one and never all.
+    """
+    heaviest = max(range(len(kept)), key=lambda i: weights[i])
+    median = sorted(weights)[len(weights) // 2]
+    if weights[heaviest] > OUTLIER * max(median, 1):
+        return kept[:heaviest] + kept[heaviest + 1 :]
+    n = len(kept)
+    return kept[: max(1, min(n - 1, n * limit // size))]
+
+
         s.timezone,
         s.regions,
         s.categories,
@@ -313,9 +336,11 @@ class DigestRenderer:
         except jinja2.TemplateError as e:
             raise RenderError(f"email template {name}: {e}") from e
 
-    def _parts(self, edition: EditionInput, n: int, who: _Recipient) -> tuple[str, str, str]:
-        """Subject, text and CSS-inlined HTML showing the first ``n`` articles."""
-        ctx = self._context.edition(edition, edition.articles[:n], who)
+    def _parts(
+        self, edition: EditionInput, kept: Sequence[int], who: _Recipient
+    ) -> tuple[str, str, str]:
+        """Subject, text and CSS-inlined HTML showing the articles at positions ``kept``."""
+        ctx = self._context.edition(edition, [edition.articles[i] for i in kept], who)
         subject = mail.header_text(self._render("subject.txt.j2", ctx))
         text = self._render("digest.txt.j2", ctx)
         try:
@@ -334,15 +359,29 @@ class DigestRenderer:
             h["token"],
         )
 
-    def _fit(self, edition: EditionInput) -> tuple[int, tuple[str, str, str]]:
-        """How many articles fit under :data:`HTML_LIMIT`, and the placeholder render."""
-        n = len(edition.articles)
-        parts = self._parts(edition, n, self._placeholder(edition))
-        while n > 1 and len(parts[2].encode("utf-8")) > HTML_LIMIT:
+    def _fit(self, edition: EditionInput) -> tuple[tuple[int, ...], tuple[str, str, str]]:
+        """Which articles fit under :data:`HTML_LIMIT`, and the placeholder render.
+
+        The edition degrades one article at a time: an article far heavier than
+        the others (see :func:`fit_step`) is dropped alone; articles of ordinary
+        size are dropped from the end, as many as the overflow says.
+        """
+        kept = tuple(range(len(edition.articles)))
+        parts = self._parts(edition, kept, self._placeholder(edition))
+        size = len(parts[2].encode("utf-8"))
+        while len(kept) > 1 and size > HTML_LIMIT:
+            weights = [self._weight(edition.articles[i], edition.subscriber) for i in kept]
+            kept = fit_step(kept, weights, size, HTML_LIMIT)
+            parts = self._parts(edition, kept, self._placeholder(edition))
             size = len(parts[2].encode("utf-8"))
-            n = max(1, min(n - 1, n * HTML_LIMIT // size - 1))
-            parts = self._parts(edition, n, self._placeholder(edition))
-        return n, parts
+        return kept, parts
+
+    def _weight(self, a: Article, sub: Subscriber) -> int:
+        """An article's share of the rendered HTML, estimated from its text."""
+        shown = self._context._article(a, sub)
+        image = shown["image"] or {}
+        fields = (shown["title"], shown["url"], shown["summary"], shown["author"], *image.values())
+        return sum(len(str(f).encode("utf-8")) for f in fields) + 2 * len(shown["title"])
 
     def _group(self, edition: EditionInput) -> _Compiled:
         key = _group_key(edition)
@@ -350,9 +389,9 @@ class DigestRenderer:
         if found is not None:
             self._groups.move_to_end(key)
             return found
-        n, (subject, text, html) = self._fit(edition)
+        kept, (subject, text, html) = self._fit(edition)
         compiled = _Compiled(
-            n,
+            kept,
             mail.fold("Subject", subject),
             mail.fold("Content-Language", edition.subscriber.language),
             self._compile(text),
@@ -482,13 +521,13 @@ class DigestRenderer:
 
     def render_html(self, edition: EditionInput) -> str:
         """The HTML part for ``edition``, with the recipient's own links (web view)."""
-        n = self._group(edition).count
-        return self._parts(edition, n, self._recipient(edition.subscriber))[2]
+        kept = self._group(edition).kept
+        return self._parts(edition, kept, self._recipient(edition.subscriber))[2]
 
     def render_reference(self, edition: EditionInput) -> OutgoingMessage:
         """The same message built the slow, obvious way (for tests and benchmarks)."""
-        n = self._group(edition).count
-        subject, text, html = self._parts(edition, n, self._recipient(edition.subscriber))
+        kept = self._group(edition).kept
+        subject, text, html = self._parts(edition, kept, self._recipient(edition.subscriber))
         env = self._envelope(edition, subject, self.clock())
         data = mail.reference_message(env, text, html)
         return self._outgoing(edition, env.message_id, data)
