@@ -266,11 +266,6 @@ class _Context:
         return f"{day}, {format_time(local, 'short', locale=sub.language)} {zone}"
 
 
-def _group_key(e: EditionInput) -> tuple[Any, ...]:
-    s = e.subscriber
-    return (
-        s.language,
-        e.local_date,
 OUTLIER = 4
 """An article weighing this many times the median is dropped on its own."""
 
@@ -293,6 +288,11 @@ def fit_step(
     return kept[: max(1, min(n - 1, n * limit // size))]
 
 
+def _group_key(e: EditionInput) -> tuple[Any, ...]:
+    s = e.subscriber
+    return (
+        s.language,
+        e.local_date,
         s.timezone,
         s.regions,
         s.categories,
