@@ -13,6 +13,19 @@ by counters, never by wall-clock time:
   (the message is not accepted);
 - ``stall_data``: DATA never answers (until the server stops) — for timeouts;
 - ``max_per_connection``: MAIL beyond this many in one session gets ``421`` + close;
+- ``script``: per recipient and attempt (the n-th RCPT for that address), one
+  :class:`Act` — accept, ``421`` and close, ``451``, ``550``, drop mid-DATA
+  (after some content, before the final dot), drop after the final dot (the
+  message is stored, no reply), stall before the final dot (at RCPT) or after
+  it (stored, the reply comes ``stall`` seconds later). Attempts beyond the
+  script are accepted; ``plan`` (a function of address and attempt) is used
+  for recipients without a script;
+- ``dot_delay``: seconds before every reply to the final dot (a slow relay; the
+  message is accepted).
+
+Every message the server *stored* is in ``received`` (``replied`` tells
+whether its ``250`` was sent — a stored message whose reply never left is the
+one a client must treat as an unknown outcome).
 - ``tls``: ``"starttls"`` (required before MAIL) or ``"tls"`` (implicit) with a
   self-signed certificate made at test time (:func:`make_certificate`);
 - ``auth``: ``{user: password}``, with ``auth_mechanisms`` (``PLAIN``/``LOGIN``).
@@ -21,18 +34,21 @@ by counters, never by wall-clock time:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import enum
 import ipaddress
 import itertools
 import ssl
 import threading
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, syntax
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -49,9 +65,31 @@ def _key(session: Session) -> int:
     return int(session.kf_serial)  # type: ignore[attr-defined]
 
 
+class Act(enum.StrEnum):
+    """What the server does with one recipient's attempt."""
+
+    ACCEPT = "accept"
+    CLOSE_421 = "421-close"
+    """``421`` to RCPT, then the connection is closed."""
+    DEFER_451 = "451"
+    REJECT_550 = "550"
+    DROP_MID_DATA = "drop-mid-data"
+    """The connection is cut after the first line of content: nothing stored."""
+    DROP_AFTER_DOT = "drop-after-dot"
+    """The message is stored, then the connection is cut without a reply."""
+    STALL_BEFORE_DOT = "stall-before-dot"
+    """RCPT is answered only after ``stall`` seconds (nothing stored)."""
+    STALL_AFTER_DOT = "stall-after-dot"
+    """The message is stored; its ``250`` comes ``stall`` seconds later."""
+
+
+STORING = frozenset({Act.ACCEPT, Act.DROP_AFTER_DOT, Act.STALL_AFTER_DOT})
+"""Acts after which the server holds the message."""
+
+
 @dataclass(frozen=True)
 class Received:
-    """One message the server accepted."""
+    """One message the server accepted (stored)."""
 
     mail_from: str
     rcpt_tos: tuple[str, ...]
@@ -59,6 +97,8 @@ class Received:
     connection: int
     tls: bool
     user: str | None
+    act: Act = Act.ACCEPT
+    """``DROP_AFTER_DOT``/``STALL_AFTER_DOT``: stored, but the reply may never have arrived."""
 
 
 @dataclass
@@ -72,6 +112,17 @@ class Faults:
     drop_data_at: set[int] = field(default_factory=set)
     stall_data: bool = False
     max_per_connection: int | None = None
+    script: dict[str, list[Act]] = field(default_factory=dict)
+    plan: Callable[[str, int], Act] | None = None
+    stall: float = 1.0
+    dot_delay: float = 0.0
+
+    def act(self, address: str, attempt: int) -> Act:
+        """The scripted act for ``address``'s ``attempt``-th RCPT (1-based)."""
+        steps = self.script.get(address)
+        if steps is not None:
+            return steps[attempt - 1] if attempt <= len(steps) else Act.ACCEPT
+        return self.plan(address, attempt) if self.plan is not None else Act.ACCEPT
 
 
 def make_certificate(folder: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
@@ -155,6 +206,20 @@ class _Handler:
         with s.lock:
             s.rcpt_attempts[address] += 1
             attempt = s.rcpt_attempts[address]
+        act = s.faults.act(address, attempt)
+        with s.lock:
+            s.acts.append((address, attempt, act))
+        session.kf_act = act  # type: ignore[attr-defined]
+        if act is Act.CLOSE_421:
+            asyncio.get_running_loop().call_soon(_close, smtp)
+            return "421 4.3.2 Service shutting down, closing transmission channel"
+        if act is Act.DEFER_451:
+            return "451 4.3.0 Try again later"
+        if act is Act.REJECT_550:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        if act is Act.STALL_BEFORE_DOT:
+            await _sleep_unless_stopped(s, s.faults.stall)
+            return "451 4.3.0 stalled"
         if address in s.faults.reject:
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         if address in s.faults.defer_always or (address in s.faults.defer_first and attempt == 1):
@@ -174,6 +239,7 @@ class _Handler:
             if smtp.transport is not None:
                 smtp.transport.abort()
             return "451 4.3.0 connection dropped"
+        act = getattr(session, "kf_act", Act.ACCEPT)
         content = envelope.original_content or b""
         with s.lock:
             s.received.append(
@@ -184,14 +250,46 @@ class _Handler:
                     s.connection_ids.setdefault(_key(session), len(s.connection_ids) + 1),
                     session.ssl is not None,
                     s.session_user.get(_key(session)),
+                    act if act in STORING else Act.ACCEPT,
                 )
             )
+        if act is Act.DROP_AFTER_DOT:
+            s.no_reply(envelope.rcpt_tos)
+            if smtp.transport is not None:
+                smtp.transport.abort()
+            return "451 4.3.0 connection dropped"
+        if act is Act.STALL_AFTER_DOT:
+            await _sleep_unless_stopped(s, s.faults.stall)
+            if smtp.transport is None or smtp.transport.is_closing():
+                s.no_reply(envelope.rcpt_tos)  # the client gave up waiting
+        elif s.faults.dot_delay:
+            await _sleep_unless_stopped(s, s.faults.dot_delay)
         return f"250 2.0.0 Ok: queued as {number}"
+
+
+async def _sleep_unless_stopped(server: ScriptedSMTPServer, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(server.stop_event.wait(), seconds)
 
 
 def _close(smtp: SMTP) -> None:
     if smtp.transport is not None:
         smtp.transport.close()
+
+
+class _FaultySMTP(SMTP):
+    """aiosmtpd's server, able to cut a connection in the middle of DATA."""
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        act = getattr(self.session, "kf_act", Act.ACCEPT)
+        if act is not Act.DROP_MID_DATA or self.envelope is None or not self.envelope.rcpt_tos:
+            await super().smtp_DATA(arg)
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        await self._reader.readuntil(b"\r\n")  # some content, never the final dot
+        if self.transport is not None:
+            self.transport.abort()
 
 
 class ScriptedSMTPServer:
@@ -230,6 +328,9 @@ class ScriptedSMTPServer:
         self.session_user: dict[int, str] = {}
         self.auth_failures = 0
         self.mail_count = self.data_count = self.shutdowns = self.connections = 0
+        self.acts: list[tuple[str, int, Act]] = []
+        self.unreplied: Counter[str] = Counter()
+        """Stored messages whose ``250`` never reached the client, per recipient."""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.AbstractServer | None = None
@@ -296,7 +397,7 @@ class ScriptedSMTPServer:
             )
         with warnings.catch_warnings():  # AUTH without TLS is intended here
             warnings.simplefilter("ignore", UserWarning)
-            return SMTP(**kwargs)
+            return _FaultySMTP(**kwargs)
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
@@ -317,6 +418,11 @@ class ScriptedSMTPServer:
         """How many messages each recipient received."""
         with self.lock:
             return Counter(r for m in self.received for r in m.rcpt_tos)
+
+    def no_reply(self, recipients: list[str]) -> None:
+        """Note stored messages whose reply the client never got."""
+        with self.lock:
+            self.unreplied.update(recipients)
 
     def messages_for(self, address: str) -> list[Received]:
         with self.lock:

@@ -24,7 +24,7 @@ from kabarfeed.delivery.ratelimit import RateLimiter
 from kabarfeed.delivery.smtp import SmtpSettings, SmtpTransport
 from kabarfeed.models import DeliveryState
 from kabarfeed.store import Database
-from smtpserver import Faults, ScriptedSMTPServer, make_certificate
+from smtpserver import Act, Faults, ScriptedSMTPServer, make_certificate
 
 
 def transport(server: ScriptedSMTPServer | None, port: int = 0, **kw: object) -> SmtpTransport:
@@ -143,13 +143,79 @@ def test_421_mid_session_requeues_without_blame(db: Database, clock, fixed_now) 
     assert all(r.attempts == 1 for r in rows(db))  # a 421 is not an attempt
 
 
-def test_drop_during_data_requeues(db: Database, clock, fixed_now) -> None:
+def test_drop_mid_data_is_unknown_and_retried_once_later(db: Database, fixed_now) -> None:
+    """The client cannot tell a cut mid-DATA from a cut after the final dot once
+    its bytes have left: both are unknown, retried after unknown_retry_after."""
     emails = setup_queue(db, fixed_now, 12)
-    with ScriptedSMTPServer(Faults(drop_data_at={2, 7})) as server:
-        report = run_engine(db, transport(server, pool_size=2), clock)
-    assert report.ok and report.progress.connection_faults == 2
-    assert_each_once(server, emails)
+    now = [fixed_now]
+    script = {emails[2]: [Act.DROP_MID_DATA], emails[7]: [Act.DROP_MID_DATA]}
+    with ScriptedSMTPServer(Faults(script=script)) as server:
+        first = run_engine(db, transport(server, pool_size=2), lambda: now[0])
+        assert first.progress.unknown == 2 and first.progress.sent == 10
+        parked = by_state(db, DeliveryState.UNKNOWN)
+        assert sorted(r.email for r in parked) == [emails[2], emails[7]]
+        assert all(r.next_attempt_at == fixed_now + timedelta(minutes=30) for r in parked)
+        assert all("unknown outcome" in (r.last_reply or "") for r in parked)
+        assert run_engine(db, transport(server), lambda: now[0]).progress.claimed == 0
+        now[0] += timedelta(minutes=31)
+        last = run_engine(db, transport(server), lambda: now[0])
+    assert last.progress.sent == 2
+    assert_each_once(server, emails)  # nothing was stored mid-DATA: one copy each
     assert states(db) == {"sent": 12}
+
+
+def test_drop_after_dot_is_unknown_and_its_retry_is_the_documented_duplicate(
+    db: Database, fixed_now
+) -> None:
+    emails = setup_queue(db, fixed_now, 4)
+    now = [fixed_now]
+    with ScriptedSMTPServer(Faults(script={emails[1]: [Act.DROP_AFTER_DOT]})) as server:
+        first = run_engine(db, transport(server), lambda: now[0])
+        assert first.progress.unknown == 1 and first.progress.sent == 3
+        now[0] += timedelta(minutes=31)
+        run_engine(db, transport(server), lambda: now[0])
+    assert states(db) == {"sent": 4}
+    copies = server.messages_for(emails[1])
+    assert len(copies) == 2 and server.unreplied[emails[1]] == 1  # the server had it
+    assert len({_message_id(m.data) for m in copies}) == 1  # the same Message-ID
+    [row] = [r for r in rows(db) if r.email == emails[1]]
+    assert row.attempts == 2 and row.unknown_outcomes == 1
+
+
+def test_second_unknown_outcome_is_left_for_an_admin(db: Database, fixed_now) -> None:
+    emails = setup_queue(db, fixed_now, 1)
+    now = [fixed_now]
+    script = {emails[0]: [Act.DROP_AFTER_DOT, Act.DROP_AFTER_DOT]}
+    with ScriptedSMTPServer(Faults(script=script)) as server:
+        for _ in range(2):
+            run_engine(db, transport(server), lambda: now[0])
+            now[0] += timedelta(hours=1)
+        assert run_engine(db, transport(server), lambda: now[0]).progress.claimed == 0
+    [row] = rows(db)
+    assert row.state is DeliveryState.UNKNOWN and row.next_attempt_at is None
+    assert "left for an admin" in (row.last_reply or "")
+
+
+def test_stall_before_the_dot_times_out_without_blame(db: Database, clock, fixed_now) -> None:
+    emails = setup_queue(db, fixed_now, 6)
+    script = {emails[3]: [Act.STALL_BEFORE_DOT]}
+    with ScriptedSMTPServer(Faults(script=script, stall=5.0)) as server:
+        report = run_engine(db, transport(server, rcpt_timeout=0.2), clock)
+    assert report.ok and report.progress.connection_faults == 1 and report.progress.unknown == 0
+    assert_each_once(server, emails)
+    assert states(db) == {"sent": 6}
+    assert all(r.attempts == 1 for r in rows(db))  # a timeout before the dot is no attempt
+
+
+def test_slow_reply_to_the_dot_within_its_timeout_is_sent(db: Database, clock, fixed_now) -> None:
+    """The old single 30 s timeout also bounded the final dot; it has its own now."""
+    emails = setup_queue(db, fixed_now, 3)
+    with ScriptedSMTPServer(Faults(dot_delay=0.4)) as server:
+        report = run_engine(
+            db, transport(server, timeout=0.1, mail_timeout=0.1, rcpt_timeout=0.1), clock
+        )
+    assert report.ok and report.progress.sent == 3 and report.progress.unknown == 0
+    assert_each_once(server, emails)
 
 
 def test_server_limits_messages_per_connection(db: Database, clock, fixed_now) -> None:
@@ -170,19 +236,24 @@ def test_client_reconnects_before_server_limit(db: Database, clock, fixed_now) -
     assert_each_once(server, emails)
 
 
-def test_stalled_server_times_out_and_pauses(db: Database, clock, fixed_now) -> None:
+def test_server_stalling_after_the_dot_gives_unknown_outcomes_and_pauses(
+    db: Database, clock, fixed_now
+) -> None:
     setup_queue(db, fixed_now, 10)
     with ScriptedSMTPServer(Faults(stall_data=True)) as server:
         report = run_engine(
             db,
-            transport(server, timeout=0.3, pool_size=2),
+            transport(server, data_end_timeout=0.3, pool_size=2),
             clock,
             engine_settings=settings(pause_after_failures=3),
         )
     assert report.paused and "consecutive connection failures" in report.pause_reason
     assert server.received == []
-    assert states(db) == {"queued": 10}  # nobody blamed, nothing left "sending"
-    assert all(r.attempts == 0 for r in rows(db))
+    found = states(db)
+    assert found["unknown"] == report.progress.unknown >= 3  # the dot left: maybe delivered
+    assert found == {"unknown": found["unknown"], "queued": 10 - found["unknown"]}
+    for r in rows(db):  # the others were never tried: nobody blamed, nothing left "sending"
+        assert r.attempts == (1 if r.state is DeliveryState.UNKNOWN else 0)
 
 
 def test_refused_connection_pauses(db: Database, clock, fixed_now) -> None:
@@ -264,3 +335,10 @@ def test_skips_unsubscribed_meanwhile(db: Database, clock, fixed_now) -> None:
     assert report.ok and report.progress.skipped == 1
     assert states(db) == {"sent": 3, "skipped": 1}
     assert "gone0@example.org" not in server.recipients()
+
+
+def _message_id(data: bytes) -> bytes:
+    for line in data.split(b"\r\n"):
+        if line.lower().startswith(b"message-id:"):
+            return line.split(b":", 1)[1].strip()
+    return b""

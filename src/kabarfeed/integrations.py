@@ -113,6 +113,14 @@ def skip_group(
         return deliveries.insert_editions(conn, rows, now)
 
 
+def enqueue_welcomes(config: Config, db: Database, now: datetime) -> Any:
+    """Record the promised welcome editions; a
+    :class:`~kabarfeed.delivery.enqueue.WelcomeReport`."""
+    from kabarfeed.delivery.enqueue import enqueue_welcomes as build
+
+    return build(config, db, now=now)
+
+
 # ------------------------------------------------------------------ delivery
 
 
@@ -125,42 +133,25 @@ async def drain_outbox(
     Returns the number of messages sent. The ``[smtp]`` rate is shared through
     the database with every other process sending from it."""
     from kabarfeed.delivery import factory
-    from kabarfeed.delivery.engine import DeliveryEngine
-    from kabarfeed.store.deliveries import SqlOutbox, worker_name
+    from kabarfeed.delivery.runner import OutboxRunner
+    from kabarfeed.store.deliveries import worker_name
 
-    settings = factory.engine_settings(config)
-    store = SqlOutbox(
-        db,
-        worker=worker_name(run_id),
-        lease=config.smtp.lease,
-        bounce_threshold=config.smtp.bounce_threshold,
-    )
-    limiter = factory.make_limiter(config, db)
+    runner = OutboxRunner(config, db, clock, worker_name(run_id), stop)
+    batch = factory.engine_settings(config).batch_size
     sent = 0
     while not stop.is_set():
-        engine = DeliveryEngine(
-            store,
-            _renderer(config, db, clock),
-            factory.make_transport(config, limiter),
-            settings,
-            clock=clock,
-        )
-        report = await engine.run(limit=settings.batch_size, stop=stop)
+        report = await runner.run(limit=batch)
         sent += report.progress.sent
-        if report.progress.sent or report.progress.failed or report.progress.deferred:
+        if report.progress.done:
             log.info(
-                "outbox: sent %d, deferred %d, failed %d, skipped %d",
+                "outbox: sent %d, deferred %d, failed %d, skipped %d, unknown %d, lost %d",
                 report.progress.sent,
                 report.progress.deferred,
                 report.progress.failed,
                 report.progress.skipped,
+                report.progress.unknown,
+                report.progress.lost,
             )
         if report.paused or report.progress.claimed == 0:
             break
     return sent
-
-
-def _renderer(config: Config, db: Database, clock: Clock) -> Any:
-    from kabarfeed.delivery.enqueue import OutboxRenderer
-
-    return OutboxRenderer(config, db, clock=clock)

@@ -223,6 +223,8 @@ class DeliveryState(enum.StrEnum):
     DEFERRED = "deferred"
     FAILED = "failed"
     SKIPPED = "skipped"
+    UNKNOWN = "unknown"
+    """The connection failed after the final dot: the server may have the message."""
 
 
 @dataclass(frozen=True, slots=True)

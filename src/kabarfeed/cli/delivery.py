@@ -69,9 +69,11 @@ def _progress(interactive: bool) -> Iterator[ProgressCallback]:
 
 
 def _line(p: SendProgress) -> str:
+    unknown = f", unknown outcome {p.unknown}" if p.unknown else ""
+    lost = f", lost to another sender {p.lost}" if p.lost else ""
     return (
         f"sent {p.sent}, deferred {p.deferred}, failed {p.failed}, skipped {p.skipped}"
-        f" — {p.rate:.0f} msg/s"
+        f"{unknown}{lost} — {p.rate:.0f} msg/s"
     )
 
 
@@ -103,6 +105,19 @@ def _send(app: AppContext, options: enqueue.DueOptions, processes: int) -> int:
         )
     if p.failed:
         click.echo("see the failures: kabarfeed deliveries --status failed", err=True)
+    if p.unknown:
+        click.echo(
+            f"{p.unknown} messages got no reply after the final dot (the server may have "
+            "them); see: kabarfeed deliveries --status unknown",
+            err=True,
+        )
+    if p.lost:
+        click.secho(
+            f"{p.lost} deliveries were taken over by another sender while this one was "
+            "sending them (their lease ran out); their results were not recorded here",
+            fg="red",
+            err=True,
+        )
     return 0 if report.ok else 1
 
 
@@ -243,8 +258,8 @@ def register(main: click.Group) -> None:
     )
     @pass_app
     def retry(app: AppContext, date_text: str | None, status: str) -> None:
-        """Put failed (or deferred) deliveries back in the queue with fresh attempts;
-        the next `digest send` sends them."""
+        """Put failed (or deferred, or unknown) deliveries back in the queue with
+        fresh attempts; the next `digest send` sends them (same Message-ID)."""
         day = parse_date_option(date_text)
         with app.db.begin() as conn:
             n = store.requeue(

@@ -44,7 +44,7 @@ def register(main: click.Group) -> None:
         )
         report = run_workers(config, app.db, app.clock, processes=processes, options=options)
         click.echo(f"worker: {report.summary()}")
-        if once and (report.paused or report.failed):
+        if once and (report.paused or report.failed or report.lost):
             if report.last_pause:
                 click.echo(f"paused: {report.last_pause}", err=True)
             raise click.exceptions.Exit(1)

@@ -12,11 +12,17 @@ depends on it:
    its next message. Results are grouped: one transaction holds every result
    that arrives within ``checkpoint_window`` (default 5 ms) of the first one,
    and it commits at once when every sender in flight is waiting for it.
+   A result is written only to a row this run still holds (``Store.record``
+   returns the rows it no longer held): such a result is counted ``lost`` and
+   logged, never counted as sent;
+4. while the run holds rows, a :class:`~kabarfeed.delivery.lease.LeaseKeeper`
+   thread renews their lease every third of ``EngineSettings.lease``, so no
+   other sender's recovery takes rows from a live run however slow the relay.
 
 So a crash can only duplicate a message whose ``250`` reply arrived and whose
 checkpoint had not committed yet: at most one message per sender
-(``concurrency``, the pool size) per process, and only during the few
-milliseconds between that reply and its group's commit.
+(``concurrency``, the pool size) per process. (A message whose final dot got
+no reply is *unknown*, see :mod:`kabarfeed.delivery.outbox`.)
 Connection faults put the message back in the in-memory queue (its row stays
 ``sending`` under this run's lease); after ``pause_after_failures`` consecutive
 faults the run pauses, releases everything unsent to ``queued`` and reports.
@@ -29,10 +35,12 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
+from kabarfeed.delivery.lease import LeaseKeeper
 from kabarfeed.delivery.outbox import (
     Decision,
     Rand,
@@ -58,6 +66,8 @@ class Claim:
     cutoff: datetime
     article_ids: tuple[str, ...] = ()
     total_matching: int = 0
+    unknowns: int = 0
+    """Earlier attempts of this row whose outcome is unknown (no reply to the final dot)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,8 @@ class Envelope:
     recipient: str
     message_id: str
     data: bytes
+    envelope_from: str | None = None
+    """This message's envelope sender (e.g. a VERP address); ``None``: the run's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +117,15 @@ class Store(Protocol):
     def claim(self, limit: int, now: datetime) -> list[Claim]:
         """Mark up to ``limit`` queued or due-deferred rows ``sending`` and return them."""
 
-    def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
-        """Store the decisions (and count hard bounces) in one transaction."""
+    def record(self, outcomes: Sequence[Outcome], now: datetime) -> Sequence[int]:
+        """Store the decisions (and count hard bounces) in one transaction, each
+        only on a row this run still holds; return the ids of rows it no longer held."""
 
     def release(self, ids: Sequence[int], now: datetime) -> None:
         """Put claimed rows that were not attempted back to ``queued``."""
+
+    def renew(self, now: datetime) -> int:
+        """Extend the lease of every row this run holds; return how many."""
 
 
 class Renderer(Protocol):
@@ -125,7 +141,8 @@ class Transport(Protocol):
     name: str
 
     async def send(self, envelope_from: str, recipient: str, data: bytes) -> SendResult:
-        """Try once; never raises for delivery problems, returns the classified result."""
+        """Try once; never raises for delivery problems, returns the classified result
+        (:attr:`ResultKind.UNKNOWN` when the outcome after the final dot is unknown)."""
 
     async def close(self) -> None:
         """Release connections."""
@@ -142,6 +159,8 @@ class EngineSettings:
     pause_after_failures: int = 10
     checkpoint_window: float = 0.005
     """Seconds a result may wait for others to share its commit."""
+    lease: timedelta | None = None
+    """The store's claim lease, renewed every third of it during a run (``None``: never)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,12 +174,16 @@ class Progress:
     skipped: int = 0
     connection_faults: int = 0
     recovered: int = 0
+    unknown: int = 0
+    """Rows whose outcome is unknown (no reply after the final dot)."""
+    lost: int = 0
+    """Results whose row another sender had taken meanwhile (not written, not sent)."""
     elapsed: float = 0.0
 
     @property
     def done(self) -> int:
         """Rows that reached a state for this run."""
-        return self.sent + self.deferred + self.failed + self.skipped
+        return self.sent + self.deferred + self.failed + self.skipped + self.unknown + self.lost
 
     @property
     def rate(self) -> float:
@@ -179,8 +202,8 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        """Nothing failed permanently and the server was reachable."""
-        return not self.paused and self.progress.failed == 0
+        """Nothing failed permanently or was lost, and the server was reachable."""
+        return not self.paused and self.progress.failed == 0 and self.progress.lost == 0
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -200,22 +223,25 @@ class _Checkpointer:
         self._clock = clock
         self._window = window
         self._in_flight = in_flight
-        self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
+        self._pending: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._timer: asyncio.TimerHandle | None = None
 
-    async def record(self, outcome: Outcome) -> None:
+    async def record(self, outcome: Outcome) -> bool:
+        """Commit ``outcome`` with its group; whether its row was still held."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[bool] = loop.create_future()
         self._pending.append((outcome, future))
         if len(self._pending) >= self._in_flight():
             self._flush()
         elif self._timer is None:
             self._timer = loop.call_later(self._window, self._flush)
-        await future
+        return await future
 
-    def record_now(self, outcomes: Sequence[Outcome]) -> None:
-        if outcomes:
-            self._store.record(outcomes, self._clock())
+    def record_now(self, outcomes: Sequence[Outcome]) -> set[int]:
+        """Commit ``outcomes`` at once; the ids of rows no longer held."""
+        if not outcomes:
+            return set()
+        return set(self._store.record(outcomes, self._clock()))
 
     def _flush(self) -> None:
         if self._timer is not None:
@@ -225,15 +251,15 @@ class _Checkpointer:
         if not batch:
             return
         try:
-            self._store.record([o for o, _ in batch], self._clock())
+            lost = set(self._store.record([o for o, _ in batch], self._clock()))
         except Exception as e:  # the store failed: every waiter must learn it
             for _, future in batch:
                 if not future.done():
                     future.set_exception(e)
             return
-        for _, future in batch:
+        for outcome, future in batch:
             if not future.done():
-                future.set_result(None)
+                future.set_result(outcome.delivery_id not in lost)
 
 
 _COUNTERS = tuple(f.name for f in fields(Progress) if f.name != "elapsed")
@@ -243,6 +269,7 @@ _COUNTER_OF = {
     DeliveryState.SENT: "sent",
     DeliveryState.DEFERRED: "deferred",
     DeliveryState.FAILED: "failed",
+    DeliveryState.UNKNOWN: "unknown",
 }
 _PROGRESS_EVERY = 0.1
 """Seconds between two progress callbacks (the last state is always reported)."""
@@ -309,19 +336,26 @@ class DeliveryEngine:
             asyncio.create_task(self._worker(queue))
             for _ in range(max(1, self.settings.concurrency))
         ]
-        try:
-            await self._produce(queue, limit)
-        finally:
-            for _ in workers:
-                queue.put_nowait(None)
-            await asyncio.gather(*workers, return_exceptions=True)
-            await self.transport.close()
-        released = self._release_unsent(queue)
+        with self._lease_keeper():
+            try:
+                await self._produce(queue, limit)
+            finally:
+                for _ in workers:
+                    queue.put_nowait(None)
+                await asyncio.gather(*workers, return_exceptions=True)
+                await self.transport.close()
+            released = self._release_unsent(queue)
         state = self._state
         self._report(force=True)
         if state.error is not None:
             raise state.error
         return RunReport(self._snapshot(), state.paused, state.pause_reason, released)
+
+    def _lease_keeper(self) -> AbstractContextManager[object]:
+        lease = self.settings.lease
+        if lease is None:
+            return nullcontext()
+        return LeaseKeeper(lambda: self.store.renew(self._clock()), lease)
 
     async def _produce(self, queue: asyncio.Queue[Envelope | None], limit: int | None) -> None:
         claimed = 0
@@ -352,9 +386,11 @@ class DeliveryEngine:
                 )
                 for s in batch.skipped
             ]
-            self._checkpoints.record_now(outcomes)
+            lost = self._checkpoints.record_now(outcomes)
             self._state.in_hand.difference_update(s.claim.id for s in batch.skipped)
-            self._bump(skipped=len(outcomes))
+            self._bump(skipped=len(outcomes) - len(lost), lost=len(lost))
+            if lost:
+                log.warning("%d skipped deliveries were taken by another sender", len(lost))
         for envelope in batch.envelopes:
             queue.put_nowait(envelope)
 
@@ -381,21 +417,46 @@ class DeliveryEngine:
 
     async def _deliver(self, envelope: Envelope, queue: asyncio.Queue[Envelope | None]) -> None:
         claim = envelope.claim
-        result = await self.transport.send(
-            self.settings.envelope_from, envelope.recipient, envelope.data
-        )
+        sender = envelope.envelope_from or self.settings.envelope_from
+        result = await self.transport.send(sender, envelope.recipient, envelope.data)
         if result.kind is ResultKind.CONNECTION:
             self._connection_fault(result)
             if not self._halted():
                 queue.put_nowait(envelope)
             return
-        self._state.consecutive_faults = 0
-        decision = decide(result, claim.attempts, self._clock(), self.settings.retry, self._rand)
-        await self._checkpoints.record(
+        if result.kind is ResultKind.UNKNOWN:  # recorded below, and a fault of the server
+            self._connection_fault(result)
+        else:
+            self._state.consecutive_faults = 0
+        decision = decide(
+            result,
+            claim.attempts,
+            self._clock(),
+            self.settings.retry,
+            self._rand,
+            unknowns_before=claim.unknowns,
+        )
+        held = await self._checkpoints.record(
             Outcome(claim.id, claim.subscriber_id, decision, envelope.message_id)
         )
         self._state.in_hand.discard(claim.id)
+        if not held:
+            self._lost(claim, decision)
+            return
+        if decision.state is DeliveryState.UNKNOWN:
+            log.warning("delivery %d: %s", claim.id, decision.reply)
         self._count(decision)
+
+    def _lost(self, claim: Claim, decision: Decision) -> None:
+        """A result for a row another sender took meanwhile: not written, not sent."""
+        self._bump(lost=1)
+        log.error(
+            "delivery %d was taken by another sender while this run was sending it "
+            "(its lease ran out); this run's result (%s %s) was not recorded",
+            claim.id,
+            decision.state.value,
+            decision.code or "",
+        )
 
     def _connection_fault(self, result: SendResult) -> None:
         state = self._state

@@ -26,7 +26,13 @@ def envelope_sender(config: Config) -> str:
 def engine_settings(config: Config, *, processes: int = 1) -> EngineSettings:
     """Engine knobs from ``[smtp]`` (they apply to the Maildir transport too)."""
     smtp = config.smtp
-    policy = RetryPolicy(smtp.max_attempts, smtp.retry_base, smtp.retry_max)
+    policy = RetryPolicy(
+        smtp.max_attempts,
+        smtp.retry_base,
+        smtp.retry_max,
+        unknown_retries=smtp.unknown_retries,
+        unknown_retry_after=smtp.unknown_retry_after,
+    )
     concurrency = smtp.pool_size if uses_smtp(config) else 1
     return EngineSettings(
         envelope_sender(config),
@@ -34,6 +40,7 @@ def engine_settings(config: Config, *, processes: int = 1) -> EngineSettings:
         concurrency,
         _claim_size(config, processes),
         smtp.pause_after_failures,
+        lease=smtp.lease,
     )
 
 

@@ -10,7 +10,16 @@ State machine (one row per edition)::
                         │  ├──temporary, attempts exhausted──► failed
                         │  ├──permanent (5xx)──► failed
                         │  ├──subscriber gone / empty──► skipped
+                        │  ├──no reply to the final dot──► unknown ──retry due──► sending
+                        │  │                                 (retries used up: stays for an admin)
                         │  └──connection fault / crash──► queued (never the recipient's fault)
+
+An *unknown* outcome is a timeout or a dropped connection after the whole
+message, final dot included, was handed to the network: the server may have
+accepted it. It is retried ``unknown_retries`` times (default once) after
+``unknown_retry_after`` (default 30 minutes), with the same Message-ID so a
+receiver that de-duplicates drops the copy; after that the row stays
+``unknown`` until an admin runs ``kabarfeed deliveries retry --status unknown``.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ class ResultKind(enum.StrEnum):
     TEMPORARY = "temporary"
     PERMANENT = "permanent"
     CONNECTION = "connection"
+    UNKNOWN = "unknown"
+    """No reply after the final dot: the server may or may not have the message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +73,9 @@ class RetryPolicy:
     retry_base: timedelta
     retry_max: timedelta
     jitter: float = 0.2
+    unknown_retries: int = 1
+    """How many times an unknown outcome is sent again before an admin must decide."""
+    unknown_retry_after: timedelta = timedelta(minutes=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +89,8 @@ class Decision:
     reply: str = ""
     sent: bool = False
     bounce: bool = False
+    unknowns: int = 0
+    """Unknown outcomes of this row so far (this attempt included)."""
 
 
 def backoff(attempts: int, policy: RetryPolicy, rand: Rand) -> timedelta:
@@ -92,18 +108,42 @@ def backoff(attempts: int, policy: RetryPolicy, rand: Rand) -> timedelta:
 
 
 def decide(
-    result: SendResult, attempts_before: int, now: datetime, policy: RetryPolicy, rand: Rand
+    result: SendResult,
+    attempts_before: int,
+    now: datetime,
+    policy: RetryPolicy,
+    rand: Rand,
+    *,
+    unknowns_before: int = 0,
 ) -> Decision:
-    """The decision for a row that had ``attempts_before`` attempts and got ``result``.
+    """The decision for a row that had ``attempts_before`` attempts (``unknowns_before``
+    of them unknown outcomes) and got ``result``.
 
     Connection faults do not count as an attempt: the message goes back to
     ``queued`` untouched, because nothing is known about the recipient.
     """
     if result.kind is ResultKind.CONNECTION:
-        return Decision(DeliveryState.QUEUED, attempts_before, None, result.code, result.reply)
+        return Decision(
+            DeliveryState.QUEUED,
+            attempts_before,
+            None,
+            result.code,
+            result.reply,
+            unknowns=unknowns_before,
+        )
     attempts = attempts_before + 1
+    if result.kind is ResultKind.UNKNOWN:
+        return _unknown(result, attempts, unknowns_before + 1, now, policy)
     if result.kind is ResultKind.ACCEPTED:
-        return Decision(DeliveryState.SENT, attempts, None, result.code, result.reply, sent=True)
+        return Decision(
+            DeliveryState.SENT,
+            attempts,
+            None,
+            result.code,
+            result.reply,
+            sent=True,
+            unknowns=unknowns_before,
+        )
     if result.kind is ResultKind.PERMANENT:
         return Decision(
             DeliveryState.FAILED,
@@ -112,11 +152,42 @@ def decide(
             result.code,
             result.reply,
             bounce=result.hard_bounce,
+            unknowns=unknowns_before,
         )
     if attempts >= policy.max_attempts:
-        return Decision(DeliveryState.FAILED, attempts, None, result.code, result.reply)
+        return Decision(
+            DeliveryState.FAILED,
+            attempts,
+            None,
+            result.code,
+            result.reply,
+            unknowns=unknowns_before,
+        )
     retry_at = now + backoff(attempts, policy, rand)
-    return Decision(DeliveryState.DEFERRED, attempts, retry_at, result.code, result.reply)
+    return Decision(
+        DeliveryState.DEFERRED,
+        attempts,
+        retry_at,
+        result.code,
+        result.reply,
+        unknowns=unknowns_before,
+    )
+
+
+def _unknown(
+    result: SendResult, attempts: int, unknowns: int, now: datetime, policy: RetryPolicy
+) -> Decision:
+    """``unknown``, due again after ``unknown_retry_after`` while retries are left,
+    else parked (no next attempt) for an admin."""
+    retry = unknowns <= policy.unknown_retries
+    when = now + policy.unknown_retry_after if retry else None
+    plan = (
+        f"sent again after {policy.unknown_retry_after}"
+        if retry
+        else "left for an admin: kabarfeed deliveries retry --status unknown"
+    )
+    reply = f"unknown outcome ({result.reply}); {plan}"
+    return Decision(DeliveryState.UNKNOWN, attempts, when, result.code, reply, unknowns=unknowns)
 
 
 def skip(attempts_before: int, reason: str) -> Decision:

@@ -7,21 +7,21 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import queue as queue_module
-import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from kabarfeed.clock import system_clock
 from kabarfeed.config import Config
-from kabarfeed.delivery import enqueue, factory
-from kabarfeed.delivery.engine import DeliveryEngine, Progress, ProgressCallback, RunReport
+from kabarfeed.delivery import enqueue
+from kabarfeed.delivery.engine import Progress, ProgressCallback, RunReport
+from kabarfeed.delivery.runner import OutboxRunner
 from kabarfeed.digest.render import DigestRenderer, EditionInput
 from kabarfeed.errors import DeliveryError
 from kabarfeed.models import Clock
 from kabarfeed.store import Database, open_database
-from kabarfeed.store.deliveries import SqlOutbox, worker_name
 
 _REPORT_EVERY = 0.25
+_COUNTED = tuple(f.name for f in fields(Progress) if f.name != "elapsed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,30 +42,16 @@ class DryRunSummary:
     largest: int
 
 
-def make_engine(
+def make_runner(
     config: Config,
     db: Database,
     clock: Clock,
     *,
-    run_id: str,
     processes: int = 1,
     on_progress: ProgressCallback | None = None,
-) -> DeliveryEngine:
-    """An engine wired to the database, the configured transport and the digest."""
-    store = SqlOutbox(
-        db,
-        worker=worker_name(run_id),
-        lease=config.smtp.lease,
-        bounce_threshold=config.smtp.bounce_threshold,
-    )
-    return DeliveryEngine(
-        store,
-        enqueue.OutboxRenderer(config, db, clock=clock),
-        factory.make_transport(config, factory.make_limiter(config, db)),
-        factory.engine_settings(config, processes=processes),
-        clock=clock,
-        on_progress=on_progress,
-    )
+) -> OutboxRunner:
+    """The outbox runner (the same as the worker's and the service's) for one sender."""
+    return OutboxRunner(config, db, clock, processes=processes, on_progress=on_progress)
 
 
 def send_due(
@@ -80,10 +66,8 @@ def send_due(
     """Build the due editions, then send everything claimable in the outbox."""
     built = enqueue.enqueue_due(config, db, options, now=clock())
     if processes <= 1:
-        engine = make_engine(
-            config, db, clock, run_id=uuid.uuid4().hex[:8], on_progress=on_progress
-        )
-        return SendSummary(built, asyncio.run(engine.run(options.limit)))
+        runner = make_runner(config, db, clock, on_progress=on_progress)
+        return SendSummary(built, asyncio.run(runner.run(options.limit)))
     db.dispose()
     return SendSummary(built, _send_parallel(config, db.url, processes, on_progress, options.limit))
 
@@ -133,15 +117,8 @@ def _child(
             out.put((index, "progress", asdict(p)))
 
     try:
-        engine = make_engine(
-            config,
-            db,
-            system_clock,
-            run_id=uuid.uuid4().hex[:8],
-            processes=processes,
-            on_progress=report,
-        )
-        result = asyncio.run(engine.run(limit))
+        runner = make_runner(config, db, system_clock, processes=processes, on_progress=report)
+        result = asyncio.run(runner.run(limit))
         final = (asdict(result.progress), result.paused, result.pause_reason, result.released)
         out.put((index, "done", final))
     except Exception as e:  # reported to the parent, which raises
@@ -206,6 +183,5 @@ def _collect(out: Any, children: list[Any], on_progress: ProgressCallback | None
 def _sum(items: list[Progress]) -> Progress:
     if not items:
         return Progress()
-    fields = ("claimed", "sent", "deferred", "failed", "skipped", "connection_faults", "recovered")
-    totals = {f: sum(getattr(p, f) for p in items) for f in fields}
+    totals = {f: sum(getattr(p, f) for p in items) for f in _COUNTED}
     return Progress(**totals, elapsed=max(p.elapsed for p in items))

@@ -15,6 +15,15 @@ connection itself — refused, reset mid-DATA, timeout, TLS or AUTH failure,
 ``421`` — are reported as :attr:`ResultKind.CONNECTION` and never blamed on
 the recipient. After a fault the pool waits (exponential backoff) before it
 connects again. One :class:`RateLimiter` paces every connection together.
+
+Every step waits as long as RFC 5321 section 4.5.3.2 recommends (each
+configurable under ``[smtp]``): connect and greeting 5 min, MAIL 5 min, RCPT
+5 min, the ``354`` to DATA 2 min, the message data reaching the network 3 min,
+the reply to the final dot 10 min. A timeout or a dropped connection *after*
+the whole message, final dot included, reached the network is
+:attr:`ResultKind.UNKNOWN`: the server may have accepted it, so it must not be
+retried as if it had not (see :mod:`kabarfeed.delivery.outbox`). Before that
+point a fault is a plain connection fault: the server cannot have the message.
 """
 
 from __future__ import annotations
@@ -54,7 +63,8 @@ class SmtpSettings:
     security: Security = "starttls"
     username: str = ""
     password: str = ""
-    timeout: float = 30.0
+    timeout: float = 300.0
+    """EHLO, STARTTLS, AUTH, RSET, QUIT."""
     ca_file: Path | None = None
     verify_tls: bool = True
     pool_size: int = 4
@@ -62,6 +72,12 @@ class SmtpSettings:
     helo: str = ""
     reconnect_base: float = 1.0
     reconnect_max: float = 60.0
+    greeting_timeout: float = 300.0
+    mail_timeout: float = 300.0
+    rcpt_timeout: float = 300.0
+    data_timeout: float = 120.0
+    data_block_timeout: float = 180.0
+    data_end_timeout: float = 600.0
 
     @classmethod
     def from_config(cls, cfg: SmtpConfig) -> SmtpSettings:
@@ -80,6 +96,12 @@ class SmtpSettings:
             cfg.helo,
             cfg.reconnect_base.total_seconds(),
             cfg.reconnect_max.total_seconds(),
+            cfg.greeting_timeout.total_seconds(),
+            cfg.mail_timeout.total_seconds(),
+            cfg.rcpt_timeout.total_seconds(),
+            cfg.data_timeout.total_seconds(),
+            cfg.data_block_timeout.total_seconds(),
+            cfg.data_end_timeout.total_seconds(),
         )
 
     def __repr__(self) -> str:
@@ -148,6 +170,7 @@ class _Wire(asyncio.Protocol):
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self.transport: asyncio.WriteTransport | None = None
+        self._writable: asyncio.Future[None] | None = None
         self._buffer = bytearray()
         self._lines: list[bytes] = []
         self._replies: deque[Reply] = deque()
@@ -165,6 +188,9 @@ class _Wire(asyncio.Protocol):
         wire = cls(timeout)
         transport.set_protocol(wire)
         wire.connection_made(transport)
+        # pause_writing/resume_writing now tell whether every byte written has
+        # reached the socket (see :meth:`drain`)
+        transport.set_write_buffer_limits(high=0, low=0)
         return wire
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -215,6 +241,36 @@ class _Wire(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
         self._wake(self._error)
+        writable = self._writable
+        if writable is not None and not writable.done():
+            writable.set_exception(self._error)
+
+    def pause_writing(self) -> None:
+        """Asyncio callback: bytes are waiting in the transport's buffer."""
+        if self._writable is None or self._writable.done():
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        """Asyncio callback: the transport's buffer is empty again."""
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait until every byte written has been handed to the socket, at most
+        ``timeout`` seconds (the connection is dropped after that)."""
+        if self._error is not None:
+            raise self._error
+        writable = self._writable
+        if writable is None or writable.done():
+            return
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(
+            timeout, self._fail, TimeoutError(f"message data not sent within {timeout:g}s")
+        )
+        try:
+            await asyncio.shield(writable)
+        finally:
+            timer.cancel()
 
     def _wake(self, error: Exception | None) -> None:
         waiter = self._waiter
@@ -237,31 +293,50 @@ class _Wire(asyncio.Protocol):
             raise ConnectionClosed("connection closed")
         self.transport.write(data)
 
-    async def read(self, count: int) -> list[Reply]:
-        """The next ``count`` replies, waiting at most ``timeout`` for them."""
+    async def read(self, count: int, timeout: float | None = None) -> list[Reply]:
+        """The next ``count`` replies, waiting at most ``timeout`` (default: the
+        wire's) for them."""
         if len(self._replies) < count:
-            await self._wait(count)
+            await self._wait(count, self.timeout if timeout is None else timeout)
         return [self._replies.popleft() for _ in range(count)]
 
-    async def _wait(self, count: int) -> None:
+    async def _wait(self, count: int, timeout: float) -> None:
         if self._error is not None:
             raise self._error
         loop = asyncio.get_running_loop()
         self._want, self._waiter = count, loop.create_future()
-        timer = loop.call_later(self.timeout, self._expire)
+        timer = loop.call_later(timeout, self._expire, timeout)
         try:
             await self._waiter
         finally:
             timer.cancel()
             self._waiter = None
 
-    def _expire(self) -> None:
-        self._fail(TimeoutError(f"no SMTP reply within {self.timeout:g}s"))
+    def _expire(self, timeout: float) -> None:
+        self._fail(TimeoutError(f"no SMTP reply within {timeout:g}s"))
 
     def close(self) -> None:
         """Drop the socket."""
         if self.transport is not None:
             self.transport.abort()
+
+
+@dataclass(frozen=True, slots=True)
+class StepTimeouts:
+    """Seconds to wait for each step of a transaction (RFC 5321 4.5.3.2)."""
+
+    mail: float = 300.0
+    rcpt: float = 300.0
+    data: float = 120.0
+    data_block: float = 180.0
+    data_end: float = 600.0
+
+    @classmethod
+    def of(cls, s: SmtpSettings) -> StepTimeouts:
+        """The steps' timeouts from the settings."""
+        return cls(
+            s.mail_timeout, s.rcpt_timeout, s.data_timeout, s.data_block_timeout, s.data_end_timeout
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +347,7 @@ class _Session:
     pipelining: bool
     size: bool
     smtputf8: bool
+    timeouts: StepTimeouts
 
 
 class _Connection:
@@ -307,7 +383,7 @@ class _Connection:
             local_hostname=s.helo or None,
         )
         try:
-            await client.connect()
+            await client.connect(timeout=s.greeting_timeout)
             if s.security == "starttls":
                 await client.starttls(tls_context=self._context)
             if client.is_ehlo_or_helo_needed:
@@ -319,7 +395,9 @@ class _Connection:
             client.close()
             raise
         has = client.supports_extension
-        self.session = _Session(wire, has("pipelining"), has("size"), has("smtputf8"))
+        self.session = _Session(
+            wire, has("pipelining"), has("size"), has("smtputf8"), StepTimeouts.of(s)
+        )
         self.sent = 0
         return self.session
 
@@ -392,7 +470,7 @@ class SmtpTransport:
         except _CONNECTION_ERRORS as e:
             return self._fault(conn, e)
         conn.sent += 1
-        if result.kind is ResultKind.CONNECTION:
+        if result.kind in (ResultKind.CONNECTION, ResultKind.UNKNOWN):
             conn.abort()
             self._failures += 1
         else:
@@ -448,14 +526,17 @@ def _commands(session: _Session, sender: bytes, recipient: bytes, size: int) -> 
 async def _envelope(session: _Session, commands: list[bytes]) -> list[Reply]:
     """Replies to MAIL, RCPT and DATA: one pipelined group, or one by one
     (stopping at the first refusal) when the server cannot pipeline."""
-    wire = session.wire
+    wire, t = session.wire, session.timeouts
+    timeouts = (t.mail, t.rcpt, t.data)
+    replies: list[Reply] = []
     if session.pipelining:
         wire.write(b"".join(commands))
-        return await wire.read(len(commands))
-    replies: list[Reply] = []
-    for command, ok in zip(commands, (250, 250, 354), strict=True):
+        for timeout in timeouts:  # each reply has its own timer, as if sent one by one
+            replies += await wire.read(1, timeout)
+        return replies
+    for command, ok, timeout in zip(commands, (250, 250, 354), timeouts, strict=True):
         wire.write(command)
-        replies += await wire.read(1)
+        replies += await wire.read(1, timeout)
         if replies[-1].code not in (ok, 251):
             break
     return replies
@@ -495,8 +576,13 @@ async def transaction(
     if refused is not None:
         await _abandon(session.wire, replies)
         return refused
-    session.wire.write(payload)
-    (done,) = await session.wire.read(1)
+    wire, t = session.wire, session.timeouts
+    wire.write(payload)
+    await wire.drain(t.data_block)  # a fault until here: the server cannot have the message
+    try:
+        (done,) = await wire.read(1, t.data_end)
+    except _CONNECTION_ERRORS as e:
+        return SendResult(ResultKind.UNKNOWN, None, f"no reply to the final dot: {describe(e)}")
     if done.code == 250:
         return SendResult.accepted(done.code, done.text)
     return classify_reply(done.code, done.text, recipient_phase=False)

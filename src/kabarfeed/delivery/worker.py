@@ -5,9 +5,11 @@ Any number of workers, on any machines, share one PostgreSQL outbox:
 * each claims batches with ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
   LOCKED)`` (:func:`kabarfeed.store.deliveries.claim`), so two workers never
   get the same row, and stamps them with its name and a lease;
-* a :class:`LeaseKeeper` thread renews the lease of every row the worker holds
-  every third of the lease, so a live worker's lease never runs out mid-batch
-  however slowly the rate limit lets it send;
+* it sends through the same :class:`~kabarfeed.delivery.runner.OutboxRunner`
+  as ``digest send`` and the service: a lease keeper thread renews the lease
+  of every row it holds every third of the lease, so a live worker's lease
+  never runs out mid-batch however slowly the relay or the rate limit lets it
+  send, and a result is written back only while the row is still its own;
 * a worker that dies stops renewing: its rows go back to ``queued`` at the next
   claim round of any worker once the lease has run out — at once on the same
   host, where the dead pid is noticed (:func:`~kabarfeed.store.deliveries.recover`);
@@ -52,18 +54,33 @@ from typing import Any, TextIO
 from sqlalchemy.engine import make_url
 
 from kabarfeed.config import Config
-from kabarfeed.delivery import factory
-from kabarfeed.delivery.engine import Claim, DeliveryEngine, Outcome, Progress
-from kabarfeed.delivery.enqueue import OutboxRenderer
+from kabarfeed.delivery.engine import Progress
+from kabarfeed.delivery.lease import LeaseKeeper, renew_every
 from kabarfeed.delivery.ratelimit import RateLimiter
+from kabarfeed.delivery.runner import OutboxRunner, StoppableOutbox
 from kabarfeed.errors import KabarfeedError, StoreError
 from kabarfeed.models import Clock
 from kabarfeed.store import Database, open_database
-from kabarfeed.store import deliveries as outbox_store
-from kabarfeed.store.deliveries import SqlOutbox, worker_name
+from kabarfeed.store.deliveries import worker_name
 from kabarfeed.store.state import WORKER_HEARTBEAT_PREFIX, write_state
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "DeliveryWorker",
+    "LeaseKeeper",
+    "StoppableOutbox",
+    "WorkerOptions",
+    "WorkerRefused",
+    "WorkerReport",
+    "merge",
+    "renew_every",
+    "run_many",
+    "run_one",
+    "run_workers",
+    "single_worker",
+    "sqlite_path",
+]
 
 DEFAULT_POLL = timedelta(seconds=5)
 
@@ -97,6 +114,8 @@ class WorkerReport:
     recovered: int = 0
     paused: int = 0
     last_pause: str = ""
+    unknown: int = 0
+    lost: int = 0
 
     def add(self, p: Progress, pause: str) -> WorkerReport:
         """These totals plus one engine run's."""
@@ -109,13 +128,16 @@ class WorkerReport:
             self.recovered + p.recovered,
             self.paused + (1 if pause else 0),
             pause or self.last_pause,
+            self.unknown + p.unknown,
+            self.lost + p.lost,
         )
 
     def summary(self) -> str:
         """One line for logs and the CLI."""
         return (
             f"sent {self.sent}, deferred {self.deferred}, failed {self.failed}, "
-            f"skipped {self.skipped}, re-queued from dead workers {self.recovered}"
+            f"skipped {self.skipped}, unknown outcome {self.unknown}, "
+            f"lost to another sender {self.lost}, re-queued from dead workers {self.recovered}"
         )
 
 
@@ -132,89 +154,10 @@ def merge(reports: Sequence[WorkerReport]) -> WorkerReport:
             total.recovered + r.recovered,
             total.paused + r.paused,
             r.last_pause or total.last_pause,
+            total.unknown + r.unknown,
+            total.lost + r.lost,
         )
     return total
-
-
-def renew_every(lease: timedelta) -> float:
-    """Seconds between lease renewals: a third of the lease (at least 0.1 s)."""
-    return max(lease.total_seconds() / 3, 0.1)
-
-
-# ------------------------------------------------------------------ the parts
-
-
-class LeaseKeeper:
-    """A thread extending this worker's leases every :func:`renew_every` seconds."""
-
-    def __init__(self, db: Database, worker: str, lease: timedelta, clock: Clock) -> None:
-        self.db = db
-        self.worker = worker
-        self.lease = lease
-        self.clock = clock
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="kf-lease", daemon=True)
-
-    def renew_once(self) -> int:
-        """Extend every row this worker holds to ``now + lease``; return how many."""
-        with self.db.begin() as conn:
-            return outbox_store.renew(conn, self.worker, self.clock() + self.lease)
-
-    def _loop(self) -> None:
-        while not self._done.wait(renew_every(self.lease)):
-            try:
-                self.renew_once()
-            except StoreError as e:  # the next round tries again; recovery covers the rest
-                log.warning("could not renew delivery leases: %s", e)
-
-    def __enter__(self) -> LeaseKeeper:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._done.set()
-        self._thread.join(timeout=5)
-
-
-class StoppableOutbox:
-    """The SQL outbox, but claiming nothing once ``stop`` is set (a second guard
-    next to the engine's own ``stop``), and recovering dead workers' rows
-    every ``recover_every`` between claims — not only when a run starts, which
-    under a long backlog could be hours away."""
-
-    def __init__(
-        self, outbox: SqlOutbox, stop: asyncio.Event, *, recover_every: timedelta | None = None
-    ) -> None:
-        self.outbox = outbox
-        self.stop = stop
-        self.recover_every = recover_every
-        self.recovered = 0
-        self._last_recover: datetime | None = None
-
-    def recover(self, now: datetime) -> int:
-        """See :class:`~kabarfeed.delivery.engine.Store`."""
-        self._last_recover = now
-        return self.outbox.recover(now)
-
-    def claim(self, limit: int, now: datetime) -> list[Claim]:
-        """Nothing after ``stop``; otherwise see :class:`~kabarfeed.delivery.engine.Store`."""
-        if self.stop.is_set():
-            return []
-        every, last = self.recover_every, self._last_recover
-        if every is not None and (last is None or now - last >= every):
-            found = self.recover(now)
-            if found:
-                self.recovered += found
-                log.info("re-queued %d deliveries of stopped workers", found)
-        return self.outbox.claim(limit, now)
-
-    def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
-        """See :class:`~kabarfeed.delivery.engine.Store`."""
-        self.outbox.record(outcomes, now)
-
-    def release(self, ids: Sequence[int], now: datetime) -> None:
-        """See :class:`~kabarfeed.delivery.engine.Store`."""
-        self.outbox.release(ids, now)
 
 
 # ------------------------------------------------------------------ the loop
@@ -233,18 +176,9 @@ class DeliveryWorker:
     limiter: RateLimiter | None = None
 
     def __post_init__(self) -> None:
-        smtp = self.config.smtp
-        self._outbox = StoppableOutbox(
-            SqlOutbox(
-                self.db,
-                worker=self.name,
-                lease=smtp.lease,
-                bounce_threshold=smtp.bounce_threshold,
-            ),
-            self.stop,
-            recover_every=smtp.lease / 2,
+        self._runner = OutboxRunner(
+            self.config, self.db, self.clock, self.name, self.stop, limiter=self.limiter
         )
-        self._limiter = self.limiter or factory.make_limiter(self.config, self.db)
 
     async def run(self) -> WorkerReport:
         """Drain until stopped (or, with ``once``, until nothing is due)."""
@@ -253,12 +187,11 @@ class DeliveryWorker:
         started = self.clock()
         beating = asyncio.create_task(self._beat_until_stopped(started))
         try:
-            with LeaseKeeper(self.db, self.name, self.config.smtp.lease, self.clock):
-                while not self.stop.is_set():
-                    total = total.add(*await self._round())
-                    if self.options.once:
-                        break
-                    await self._idle(self.options.poll.total_seconds())
+            while not self.stop.is_set():
+                total = total.add(*await self._round())
+                if self.options.once:
+                    break
+                await self._idle(self.options.poll.total_seconds())
         finally:
             beating.cancel()
             with suppress(asyncio.CancelledError):
@@ -294,23 +227,19 @@ class DeliveryWorker:
             log.warning("worker %s: heartbeat not recorded: %s", self.name, e)
 
     async def _round(self) -> tuple[Progress, str]:
-        engine = DeliveryEngine(
-            self._outbox,
-            OutboxRenderer(self.config, self.db, clock=self.clock),
-            factory.make_transport(self.config, self._limiter),
-            factory.engine_settings(self.config),
-            clock=self.clock,
-        )
-        report = await engine.run(stop=self.stop)
+        report = await self._runner.run()
         p = report.progress
         if p.claimed or p.recovered:
             log.info(
-                "worker %s: sent %d, deferred %d, failed %d, skipped %d, re-queued %d (%.0f msg/s)",
+                "worker %s: sent %d, deferred %d, failed %d, skipped %d, unknown %d, lost %d, "
+                "re-queued %d (%.0f msg/s)",
                 self.name,
                 p.sent,
                 p.deferred,
                 p.failed,
                 p.skipped,
+                p.unknown,
+                p.lost,
                 p.recovered,
                 p.rate,
             )

@@ -70,6 +70,8 @@ class DeliveryRow:
     created_at: datetime
     updated_at: datetime
     sent_at: datetime | None
+    unknown_outcomes: int = 0
+    """Attempts that got no reply after the final dot (the server may have the message)."""
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -150,7 +152,10 @@ def claim(
     """Mark up to ``limit`` queued or due-deferred rows ``sending`` for ``worker``."""
     due = or_(
         d.state == DeliveryState.QUEUED.value,
-        and_(d.state == DeliveryState.DEFERRED.value, d.next_attempt_at <= now),
+        and_(
+            d.state.in_([DeliveryState.DEFERRED.value, DeliveryState.UNKNOWN.value]),
+            d.next_attempt_at <= now,
+        ),
     )
     picked = select(d.id).where(due).order_by(d.id).limit(limit).with_for_update(skip_locked=True)
     ids = evaluated_once(picked, conn.dialect.name)
@@ -172,6 +177,7 @@ def claim(
             d.cutoff_at,
             d.article_ids,
             d.total_matching,
+            d.unknown_outcomes,
         )
     )
     rows = conn.execute(stmt).all()
@@ -188,6 +194,7 @@ def _claim(r: Row[Any]) -> Claim:
         r.cutoff_at,
         tuple(json.loads(r.article_ids or "[]")),
         r.total_matching,
+        r.unknown_outcomes or 0,
     )
 
 
@@ -198,10 +205,16 @@ def record(
     *,
     worker: str,
     bounce_threshold: int,
-) -> None:
-    """Store each outcome on its row (only if this worker still holds it)."""
+) -> list[int]:
+    """Store each outcome on its row, only if ``worker`` still holds it (``sending``
+    under its name); return the ids of the rows it no longer held, whose
+    outcomes were not written (another sender took them after the lease ran out).
+
+    One statement per row, because only a row's own ``rowcount`` tells whether
+    it was still held (an executemany's total cannot say which one was not).
+    """
     if not outcomes:
-        return
+        return []
     stmt = (
         update(deliveries)
         .where(
@@ -217,15 +230,19 @@ def record(
             last_reply=bindparam("b_reply"),
             message_id=bindparam("b_mid"),
             sent_at=bindparam("b_sent"),
+            unknown_outcomes=bindparam("b_unknowns"),
             updated_at=now,
             claimed_by=None,
             lease_until=None,
         )
     )
-    conn.execute(stmt, [_outcome_params(o, now) for o in outcomes])
+    lost: list[int] = []
     for o in outcomes:
-        if o.decision.bounce:
+        if conn.execute(stmt, _outcome_params(o, now)).rowcount != 1:
+            lost.append(o.delivery_id)
+        elif o.decision.bounce:
             record_bounce(conn, o.subscriber_id, bounce_threshold, now)
+    return lost
 
 
 def _outcome_params(o: Outcome, now: datetime) -> dict[str, Any]:
@@ -239,6 +256,7 @@ def _outcome_params(o: Outcome, now: datetime) -> dict[str, Any]:
         "b_reply": (dec.reply or "")[:1000] or None,
         "b_mid": o.message_id,
         "b_sent": now if dec.sent else None,
+        "b_unknowns": dec.unknowns,
     }
 
 
@@ -394,6 +412,7 @@ def _row(r: Row[Any]) -> DeliveryRow:
         r.created_at,
         r.updated_at,
         r.sent_at,
+        r.unknown_outcomes or 0,
     )
 
 
@@ -405,7 +424,7 @@ def count_by_state(conn: Connection, *, local_date: str | None = None) -> dict[s
     return {r.state: r.n for r in conn.execute(query)}
 
 
-RETRYABLE = (DeliveryState.FAILED, DeliveryState.DEFERRED)
+RETRYABLE = (DeliveryState.FAILED, DeliveryState.DEFERRED, DeliveryState.UNKNOWN)
 
 
 def requeue(
@@ -415,7 +434,9 @@ def requeue(
     state: DeliveryState = DeliveryState.FAILED,
     local_date: str | None = None,
 ) -> int:
-    """Put ``failed`` (or ``deferred``) rows back to ``queued`` with fresh attempts."""
+    """Put ``failed`` (or ``deferred``, or ``unknown``) rows back to ``queued`` with
+    fresh attempts. An ``unknown`` row's message may already be in the recipient's
+    mailbox; re-sending it keeps its Message-ID."""
     if state not in RETRYABLE:
         raise ValueError(f"only {', '.join(s.value for s in RETRYABLE)} rows can be retried")
     where = [d.state == state.value]
@@ -424,7 +445,13 @@ def requeue(
     result = conn.execute(
         update(deliveries)
         .where(*where)
-        .values(state=DeliveryState.QUEUED.value, attempts=0, next_attempt_at=None, updated_at=now)
+        .values(
+            state=DeliveryState.QUEUED.value,
+            attempts=0,
+            unknown_outcomes=0,
+            next_attempt_at=None,
+            updated_at=now,
+        )
     )
     return int(result.rowcount)
 
@@ -457,12 +484,19 @@ class SqlOutbox:
         with self.db.begin() as conn:
             return claim(conn, limit, now, worker=self.worker, lease=self.lease)
 
-    def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+    def record(self, outcomes: Sequence[Outcome], now: datetime) -> list[int]:
         """See :func:`record`."""
         with self.db.begin() as conn:
-            record(conn, outcomes, now, worker=self.worker, bounce_threshold=self.bounce_threshold)
+            return record(
+                conn, outcomes, now, worker=self.worker, bounce_threshold=self.bounce_threshold
+            )
 
     def release(self, ids: Sequence[int], now: datetime) -> None:
         """See :func:`release`."""
         with self.db.begin() as conn:
             release(conn, ids, now, worker=self.worker)
+
+    def renew(self, now: datetime) -> int:
+        """See :func:`renew` (to ``now`` + the lease)."""
+        with self.db.begin() as conn:
+            return renew(conn, self.worker, now + self.lease)

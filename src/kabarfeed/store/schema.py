@@ -194,6 +194,7 @@ deliveries = Table(
     Column("sent_at", UTCDateTime),
     Column("claimed_by", String(200)),
     Column("lease_until", UTCDateTime),
+    Column("unknown_outcomes", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("subscriber_id", "local_date"),
     Index("ix_deliveries_state_next", "state", "next_attempt_at"),
     Index("ix_deliveries_local_date", "local_date"),
