@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "run": ("kabarfeed.cli.service",),
     "status": ("kabarfeed.cli.service",),
     "worker": ("kabarfeed.cli.worker",),
+    "bounces": ("kabarfeed.cli.bounces",),
 }
 """Top-level command -> the modules whose ``register(group)`` define it, in
 order. Modules are imported only when their command runs, so ``kabarfeed
