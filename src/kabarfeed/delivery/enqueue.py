@@ -19,6 +19,7 @@ from datetime import date, datetime
 
 from sqlalchemy import Connection, select
 
+from kabarfeed.bounces.sending import ReturnPaths, suppressed
 from kabarfeed.config import Config
 from kabarfeed.delivery.dkim import DkimSigner
 from kabarfeed.delivery.engine import Claim, Envelope, RenderedBatch, Skip
@@ -286,6 +287,7 @@ class OutboxRenderer:
         self.db = db
         self.digest = DigestRenderer(config, clock=clock)
         self.signer = DkimSigner.from_config(config.dkim)
+        self.return_paths = ReturnPaths.from_config(config, db, clock=clock)
 
     def render(self, claims: Sequence[Claim]) -> RenderedBatch:
         """Render a batch of claims (articles and subscribers loaded once per batch)."""
@@ -293,12 +295,16 @@ class OutboxRenderer:
             people = load_subscribers(conn, sorted({c.subscriber_id for c in claims}))
             wanted = sorted({a for c in claims for a in c.article_ids})
             found = {a.id: a for a in load_articles(conn, ids=wanted)} if wanted else {}
+        blocked = suppressed(self.db, list(people.values()))
         editions: list[tuple[Claim, EditionInput]] = []
         skipped: list[Skip] = []
         for c in claims:
             sub = people.get(c.subscriber_id)
             if sub is None or sub.status is not SubscriberStatus.ACTIVE:
                 skipped.append(Skip(c, f"subscriber is {sub.status.value if sub else 'gone'}"))
+                continue
+            if sub.id in blocked:
+                skipped.append(Skip(c, "address is on the suppression list (complaint)"))
                 continue
             articles = tuple(found[a] for a in c.article_ids if a in found)
             if c.article_ids and not articles:
@@ -313,6 +319,12 @@ class OutboxRenderer:
         messages = self.digest.render_batch([e for _, e in editions])
         sign = self.signer.sign if self.signer else None
         return tuple(
-            Envelope(c, m.recipient, m.message_id, sign(m.data) if sign else m.data)
+            Envelope(
+                c,
+                m.recipient,
+                m.message_id,
+                sign(m.data) if sign else m.data,
+                self.return_paths.for_delivery(c.id),
+            )
             for (c, _), m in zip(editions, messages, strict=True)
         )
