@@ -4,6 +4,7 @@ the caller's transaction (so an event and its status change land together)."""
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,14 +14,18 @@ from kabarfeed.bounces import store, verp
 from kabarfeed.bounces.model import (
     Attribution,
     EventKind,
+    EventSource,
     Finding,
     Report,
     StoredEvent,
     Target,
 )
+from kabarfeed.bounces.parse import classify_code
 from kabarfeed.bounces.policy import PolicySettings, Verdict, decide
 from kabarfeed.models import SubscriberStatus
 from kabarfeed.store import subscribers as subscriber_store
+
+_ENHANCED_RE = re.compile(r"\b[245]\.\d{1,3}\.\d{1,3}\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,9 @@ class Keys:
 
     verp_base: str
     secret: bytes
+
+
+_BOUNCES = (EventKind.HARD, EventKind.SOFT)
 
 
 def attribute(conn: Connection, report: Report, keys: Keys) -> Target:
@@ -122,6 +130,8 @@ def _record_one(
         soft_in_window=soft,
         settings=settings,
     )
+    if subscriber is not None and target.attribution.trusted and finding.kind in _BOUNCES:
+        store.count_bounce(conn, subscriber.id, now)
     if subscriber is not None and decision.verdict is Verdict.BOUNCE:
         subscriber_store.set_status(conn, subscriber.id, SubscriberStatus.BOUNCED, now=now)
     elif subscriber is not None and decision.verdict is Verdict.UNSUBSCRIBE:
@@ -131,3 +141,39 @@ def _record_one(
     note = f"{action}; {decision.note}" if action else decision.note
     store.set_action(conn, event_id, note)
     return StoredEvent(event_id, finding.kind, target, finding.recipient, note)
+
+
+def record_smtp_refusal(
+    conn: Connection,
+    *,
+    delivery_id: int,
+    subscriber_id: int,
+    code: int | None,
+    reply: str | None,
+    attempt: int,
+    settings: PolicySettings,
+    now: datetime,
+) -> StoredEvent:
+    """A recipient refused during our own SMTP dialogue (5xx at RCPT), under the
+    same policy as a DSN: an addressing failure (5.1.x) bounces at once, any
+    other refusal counts as a soft bounce in the window."""
+    text = " ".join((reply or "").split())[:1000] or None
+    status = _enhanced(text) or (str(code) if code else None)
+    kind = classify_code(status, text) if status else EventKind.HARD
+    finding = Finding(kind, None, status, text, "refused at RCPT")
+    report = Report(
+        EventSource.SMTP,
+        f"smtp:{delivery_id}:{attempt}",
+        (finding,),
+        raw_ref=f"delivery {delivery_id}, attempt {attempt}",
+    )
+    local_date = store.delivery_target(conn, delivery_id)
+    target = Target(
+        Attribution.SMTP, delivery_id, subscriber_id, local_date[1] if local_date else None
+    )
+    return record_report(conn, report, Keys("", b""), settings, now=now, target=target)[0]
+
+
+def _enhanced(text: str | None) -> str | None:
+    match = _ENHANCED_RE.search(text or "")
+    return match[0] if match else None

@@ -252,3 +252,13 @@ def count_suppressed(conn: Connection) -> int:
 def set_action(conn: Connection, event_id: int, action: str) -> None:
     """Record what was done about an event."""
     conn.execute(update(mail_events).where(e.id == event_id).values(action=action[:500]))
+
+
+def count_bounce(conn: Connection, subscriber_id: int, now: datetime) -> None:
+    """Add one to the subscriber's lifetime bounce counter (shown to admins)."""
+    s = subscribers.c
+    conn.execute(
+        update(subscribers)
+        .where(s.id == subscriber_id)
+        .values(bounce_count=s.bounce_count + 1, updated_at=now)
+    )

@@ -21,7 +21,6 @@ from sqlalchemy import (
     Row,
     and_,
     bindparam,
-    case,
     func,
     or_,
     select,
@@ -29,7 +28,7 @@ from sqlalchemy import (
 )
 
 from kabarfeed.delivery.engine import Claim, Outcome
-from kabarfeed.models import DeliveryState, SubscriberStatus
+from kabarfeed.models import DeliveryState
 from kabarfeed.store.db import Database
 from kabarfeed.store.dialect import evaluated_once, insert_ignoring_conflicts
 from kabarfeed.store.schema import deliveries, subscribers
@@ -241,7 +240,7 @@ def record(
         if conn.execute(stmt, _outcome_params(o, now)).rowcount != 1:
             lost.append(o.delivery_id)
         elif o.decision.bounce:
-            record_bounce(conn, o.subscriber_id, bounce_threshold, now)
+            record_refusal(conn, o, bounce_threshold, now)
     return lost
 
 
@@ -260,22 +259,24 @@ def _outcome_params(o: Outcome, now: datetime) -> dict[str, Any]:
     }
 
 
-def record_bounce(conn: Connection, subscriber_id: int, threshold: int, now: datetime) -> bool:
-    """Count a hard bounce; past ``threshold`` the subscriber becomes ``bounced``.
+def record_refusal(conn: Connection, o: Outcome, threshold: int, now: datetime) -> None:
+    """A recipient refused at RCPT joins the bounce policy of DSNs and webhooks
+    (:mod:`kabarfeed.bounces`): stored as an event, an addressing failure (5.1.x)
+    bounces at once, other refusals count as soft bounces, ``threshold`` of them
+    within 30 days making the subscriber ``bounced``."""
+    from kabarfeed.bounces.policy import PolicySettings
+    from kabarfeed.bounces.record import record_smtp_refusal
 
-    Returns whether the subscriber is now bounced.
-    """
-    s = subscribers.c
-    bounced = case(
-        (s.bounce_count + 1 >= threshold, SubscriberStatus.BOUNCED.value), else_=s.status
+    record_smtp_refusal(
+        conn,
+        delivery_id=o.delivery_id,
+        subscriber_id=o.subscriber_id,
+        code=o.decision.code,
+        reply=o.decision.reply,
+        attempt=o.decision.attempts,
+        settings=PolicySettings(soft_threshold=threshold),
+        now=now,
     )
-    conn.execute(
-        update(subscribers)
-        .where(s.id == subscriber_id)
-        .values(bounce_count=s.bounce_count + 1, status=bounced, updated_at=now)
-    )
-    status = conn.execute(select(s.status).where(s.id == subscriber_id)).scalar()
-    return bool(status == SubscriberStatus.BOUNCED.value)
 
 
 def release(conn: Connection, ids: Sequence[int], now: datetime, *, worker: str) -> None:
