@@ -106,3 +106,28 @@ def test_a_suppressed_address_is_skipped_even_if_reactivated_without_opt_in(
     assert by_email["budi@example.org"].state is DeliveryState.SKIPPED
     assert "suppression" in (by_email["budi@example.org"].last_reply or "")
     assert status_of(db, ana) == "active" and status_of(db, budi) == "active"
+
+
+def test_only_a_fresh_double_opt_in_lifts_the_suppression(db: Database) -> None:
+    from kabarfeed.web.signup import confirm
+
+    pending = SubscriberDraft(
+        "Budi@Example.org",
+        regions=("balikpapan",),
+        categories=(),
+        timezone="Asia/Makassar",
+        send_at="06:00",
+        language="id",
+        status=SubscriberStatus.PENDING,
+    )
+    with db.begin() as conn:
+        sub = subscriber_store.add(conn, pending, now=CUTOFF)
+        store.suppress(conn, "budi@example.org", "complaint", event_id=None, now=CUTOFF)
+    with db.begin() as conn:  # an admin re-activating does not lift it
+        subscriber_store.set_status(conn, sub.id, SubscriberStatus.ACTIVE, now=CUTOFF)
+        assert store.is_suppressed(conn, "budi@example.org")
+        subscriber_store.set_status(conn, sub.id, SubscriberStatus.PENDING, now=CUTOFF)
+    confirmed, activated = confirm(db, sub.token, now=CUTOFF + timedelta(minutes=5))
+    assert activated and confirmed.status is SubscriberStatus.ACTIVE
+    with db.connect() as conn:
+        assert not store.is_suppressed(conn, "budi@example.org")

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select, update
 
+from kabarfeed.bounces.store import lift_suppression
 from kabarfeed.errors import InputError, StoreError
 from kabarfeed.models import Consent, Subscriber, SubscriberStatus
 from kabarfeed.store import Database
@@ -193,6 +194,7 @@ def confirm(db: Database, subscriber_token: str, *, now: datetime) -> tuple[Subs
             raise LookupError(subscriber_token)
         if sub.status is not SubscriberStatus.PENDING:
             return sub, False
+        lift_suppression(conn, sub.email)  # a fresh double opt-in is the only way back
         return store.set_status(conn, sub.id, SubscriberStatus.ACTIVE, now=now), True
 
 
