@@ -259,9 +259,10 @@ class _Handler:
                 smtp.transport.abort()
             return "451 4.3.0 connection dropped"
         if act is Act.STALL_AFTER_DOT:
+            s.no_reply(envelope.rcpt_tos)  # aiosmtpd cancels this if the client hangs up
             await _sleep_unless_stopped(s, s.faults.stall)
-            if smtp.transport is None or smtp.transport.is_closing():
-                s.no_reply(envelope.rcpt_tos)  # the client gave up waiting
+            if smtp.transport is not None and not smtp.transport.is_closing():
+                s.no_reply(envelope.rcpt_tos, -1)  # the client is still there for the 250
         elif s.faults.dot_delay:
             await _sleep_unless_stopped(s, s.faults.dot_delay)
         return f"250 2.0.0 Ok: queued as {number}"
@@ -419,10 +420,11 @@ class ScriptedSMTPServer:
         with self.lock:
             return Counter(r for m in self.received for r in m.rcpt_tos)
 
-    def no_reply(self, recipients: list[str]) -> None:
-        """Note stored messages whose reply the client never got."""
+    def no_reply(self, recipients: list[str], count: int = 1) -> None:
+        """Note stored messages whose reply the client never got (or take the note back)."""
         with self.lock:
-            self.unreplied.update(recipients)
+            for address in recipients:
+                self.unreplied[address] += count
 
     def messages_for(self, address: str) -> list[Received]:
         with self.lock:
