@@ -116,7 +116,16 @@ def _token_routes(client: TestClient) -> list[tuple[str, str, tuple[str, ...]]]:
     return found
 
 
+SIGNATURE = st.from_regex(r"[A-Za-z0-9_-]{0,30}", fullmatch=True)
+STAMP = st.integers(min_value=0, max_value=16**14).map(lambda n: format(n, "x"))
+CRAFTED = st.one_of(
+    st.builds(
+        lambda t, s, g: f"{t}.{s}.{g}", st.sampled_from(["A" * 22, "x" * 16]), STAMP, SIGNATURE
+    ),
+    st.builds(lambda s, g: f"{s}.{g}", STAMP, SIGNATURE),
+)
 SEGMENT = st.one_of(
+    CRAFTED,
     st.text(min_size=1, max_size=80),
     st.from_regex(r"[A-Za-z0-9_-]{16,40}\.[0-9a-f]{1,14}\.[A-Za-z0-9_-]{0,30}", fullmatch=True),
     st.from_regex(r"[0-9a-f]{8,14}\.[A-Za-z0-9_-]{0,30}", fullmatch=True),

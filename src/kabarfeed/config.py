@@ -12,6 +12,7 @@ where secrets belong.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -41,19 +43,75 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 _HHMM_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_HOST_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?")
+MAX_DURATION_SECONDS = 100 * 365 * 86400
+"""The longest duration a config value may name (100 years)."""
+MAX_REGION_DEPTH = 8
+"""Province → city → ... : how deep regions may nest."""
+MAX_PROBLEM_CHARS = 300
 
 
 def parse_duration(value: object) -> timedelta:
     """Parse ``"15m"``, ``"2h"``, ``"7d"``, ``"500ms"`` or a number of seconds."""
     if isinstance(value, timedelta):
         return value
+    seconds: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return timedelta(seconds=value)
-    if isinstance(value, str):
+        seconds = float(value) if value <= MAX_DURATION_SECONDS else math.inf
+    elif isinstance(value, str) and len(value) <= 64:
         match = _DURATION_RE.match(value)
         if match:
-            return timedelta(seconds=float(match[1]) * _DURATION_UNITS[match[2]])
-    raise ValueError(f'"{value}" is not a duration like "15m" (units: ms, s, m, h, d, w)')
+            seconds = float(match[1]) * _DURATION_UNITS[match[2]]
+    if seconds is None:
+        raise ValueError(f'{shown(value)} is not a duration like "15m" (units: ms, s, m, h, d, w)')
+    if not seconds <= MAX_DURATION_SECONDS:
+        raise ValueError(
+            f"{shown(value)} is too long (at most {MAX_DURATION_SECONDS // 86400} days)"
+        )
+    return timedelta(seconds=seconds)
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``value`` for an error message: quoted, escapes visible, one line, short."""
+    text = value if isinstance(value, str) else type(value).__name__
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        text = f"a number of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        text = str(value)
+    quoted = repr(text) if _CONTROL_CHARS.search(text) else f'"{text}"'
+    return quoted if len(quoted) <= limit else quoted[: limit - 4] + '..."'
+
+
+def _check_phrase(value: str) -> str:
+    """Text that ends up in a mail header (names, titles): no line breaks or
+    control characters (they would start a new header)."""
+    if _CONTROL_CHARS.search(value):
+        raise ValueError(
+            f"{shown(value)} contains a line break or control character "
+            "(not allowed in a value used in mail headers)"
+        )
+    return value
+
+
+def _check_address(value: str) -> str:
+    """An email address (no display name) for a header or the SMTP envelope;
+    empty means "not set"."""
+    _check_phrase(value)
+    if not value:
+        return value
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as e:
+        raise ValueError(f"{shown(value)} is not an email address like news@example.id: {e}") from e
+    return value
+
+
+def _check_host(value: str) -> str:
+    """A host name (or empty): letters, digits, dots and hyphens."""
+    if value and not _HOST_RE.fullmatch(value):
+        raise ValueError(f"{shown(value)} is not a host name like mail.example.id")
+    return value
 
 
 def _check_zone(value: str) -> str:
@@ -88,6 +146,11 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
 Slug = Annotated[str, AfterValidator(_check_slug)]
 HHMM = Annotated[str, AfterValidator(_check_hhmm)]
+Phrase = Annotated[str, AfterValidator(_check_phrase)]
+"""Text used in mail headers (a display name, a title)."""
+EmailAddress = Annotated[str, AfterValidator(_check_address)]
+"""A bare email address used in headers or the SMTP envelope ("" = not set)."""
+HostName = Annotated[str, AfterValidator(_check_host)]
 
 
 class _Section(BaseModel):
@@ -97,7 +160,7 @@ class _Section(BaseModel):
 class SiteConfig(_Section):
     """``[site]``: identity of the publication."""
 
-    title: str = "Nusantara Plus"
+    title: Phrase = "Nusantara Plus"
     base_url: str = "http://127.0.0.1:8080"
     language: Literal["id", "en"] = "id"
     timezone: TimeZoneName = "Asia/Makassar"
@@ -107,8 +170,13 @@ class SiteConfig(_Section):
 
     @model_validator(mode="after")
     def _strip_base(self) -> SiteConfig:
-        if not re.match(r"^https?://[^/\s]+", self.base_url):
-            raise ValueError(f'base_url "{self.base_url}" must start with http:// or https://')
+        if not re.match(r"^https?://[^/\s]+", self.base_url) or re.search(
+            r"[\s\x00-\x1f\x7f-\x9f<>\"]", self.base_url
+        ):
+            raise ValueError(
+                f"base_url {shown(self.base_url)} must be an http:// or https:// URL "
+                "without spaces, quotes or control characters"
+            )
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
         return self
 
@@ -204,11 +272,11 @@ class DigestConfig(_Section):
     summary_chars: int = Field(default=300, gt=0)
     skip_empty: bool = True
     max_lateness: Duration = timedelta(hours=6)
-    from_address: str = "redaksi@news.example.id"
-    from_name: str = ""
-    reply_to: str = ""
-    unsubscribe_mailto: str = ""
-    advertorial_label: str = "Advertorial"
+    from_address: Annotated[EmailAddress, Field(min_length=1)] = "redaksi@news.example.id"
+    from_name: Phrase = ""
+    reply_to: EmailAddress = ""
+    unsubscribe_mailto: EmailAddress = ""
+    advertorial_label: Phrase = "Advertorial"
     logo_url: str = ""
     templates: Path | None = None
 
@@ -248,9 +316,9 @@ class SmtpConfig(_Section):
     retry_base: Duration = timedelta(minutes=1)
     retry_max: Duration = timedelta(hours=2)
     bounce_threshold: int = Field(default=3, gt=0)
-    envelope_from: str = ""
+    envelope_from: EmailAddress = ""
     pause_after_failures: int = Field(default=10, gt=0)
-    helo: str = ""
+    helo: HostName = ""
     reconnect_base: Duration = timedelta(seconds=1)
     reconnect_max: Duration = timedelta(minutes=1)
     batch_size: int = Field(default=200, gt=0, le=10000)
@@ -267,8 +335,8 @@ class DkimConfig(_Section):
     """``[dkim]``: optional DKIM signing of outgoing mail."""
 
     enabled: bool = False
-    domain: str = ""
-    selector: str = ""
+    domain: HostName = ""
+    selector: HostName = ""
     key_file: Path | None = None
     algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
 
@@ -410,13 +478,15 @@ def build_taxonomy(config: Config) -> Taxonomy:
     """Turn the region/category config into the pure :class:`Taxonomy`."""
     by_slug = {r.slug: r for r in config.regions}
 
-    def zone(slug: str, seen: frozenset[str] = frozenset()) -> str:
+    def zone(slug: str) -> str:
+        seen: set[str] = set()
         region = by_slug[slug]
-        if region.timezone:
-            return region.timezone
-        if region.parent and region.parent in by_slug and region.parent not in seen:
-            return zone(region.parent, seen | {slug})
-        return config.site.timezone
+        while not region.timezone:
+            seen.add(region.slug)
+            if not region.parent or region.parent not in by_slug or region.parent in seen:
+                return config.site.timezone
+            region = by_slug[region.parent]
+        return region.timezone
 
     regions = tuple(
         Region(r.slug, r.name, zone(r.slug), r.parent, tuple(r.aliases)) for r in config.regions
@@ -463,6 +533,10 @@ def _cross_checks(data: Mapping[str, Any]) -> list[tuple[str, str]]:
             problems.append((f"regions[{i}].parent", _unknown("region", parent, region_slugs)))
         elif parent and _in_cycle(_str(region, "slug"), parents):
             problems.append((f"regions[{i}].parent", f'"{parent}" makes a cycle'))
+        elif parent and _depth(_str(region, "slug"), parents) > MAX_REGION_DEPTH:
+            problems.append(
+                (f"regions[{i}].parent", f"regions nest deeper than {MAX_REGION_DEPTH} levels")
+            )
     for i, source in enumerate(_tables(data, "sources")):
         for key, valid in (("region", region_slugs), ("category", category_slugs)):
             value = _str(source, key)
@@ -480,6 +554,16 @@ def _in_cycle(slug: str | None, parents: Mapping[str | None, str | None]) -> boo
         seen.add(node)
         node = parents.get(node)
     return False
+
+
+def _depth(slug: str | None, parents: Mapping[str | None, str | None]) -> int:
+    """How many levels a region sits below its root (cycles counted once)."""
+    seen: set[str] = set()
+    node = slug
+    while node and node not in seen:
+        seen.add(node)
+        node = parents.get(node)
+    return len(seen)
 
 
 def _unknown(kind: str, value: str, valid: set[str]) -> str:
@@ -507,8 +591,16 @@ def _format_error(err: Mapping[str, Any]) -> tuple[str, str]:
     elif err["type"] == "missing":
         message = "is required"
     elif err["type"] in ("literal_error", "enum"):
-        message = f'"{err.get("input")}" is not allowed: {message.lower()}'
-    return _format_loc(loc), message
+        message = f"{shown(err.get('input'))} is not allowed: {message.lower()}"
+    return _format_loc(loc), _one_line(message)
+
+
+def _one_line(text: str) -> str:
+    """A problem as one bounded line (values can be hostile: long, multi-line)."""
+    flat = " ".join(
+        repr(part)[1:-1] if _CONTROL_CHARS.search(part) else part for part in text.split()
+    )
+    return flat if len(flat) <= MAX_PROBLEM_CHARS else flat[: MAX_PROBLEM_CHARS - 3] + "..."
 
 
 def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -587,10 +679,16 @@ def parse_config(
     except ValidationError as e:
         problems = [_format_error(err) for err in e.errors()] + cross
         raise ConfigError([f"{label}: {loc}: {msg}" for loc, msg in problems]) from e
+    except (ValueError, TypeError, ArithmeticError, RecursionError, MemoryError) as e:
+        # A validator met input nobody planned for: still one line, never a traceback.
+        raise ConfigError([f"{label}: {_one_line(f'unusable value: {e}')}"]) from e
     if cross:
         raise ConfigError([f"{label}: {loc}: {msg}" for loc, msg in cross])
     base = path.parent if path else Path.cwd()
-    return _resolve_paths(config.model_copy(update={"path": path}), base.resolve())
+    try:
+        return _resolve_paths(config.model_copy(update={"path": path}), base.resolve())
+    except (OSError, ValueError, RuntimeError) as e:  # NUL in a path, symlink loops
+        raise ConfigError([f"{label}: {_one_line(f'unusable path: {e}')}"]) from e
 
 
 def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Config:
@@ -610,6 +708,12 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
         raise ConfigError([f"{path.name}: not UTF-8 text (byte {e.start})"]) from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError([f"{path.name}: TOML syntax error: {e}"]) from e
+    except RecursionError as e:
+        raise ConfigError([f"{path.name}: values nested too deeply"]) from e
+    except ValueError as e:  # an integer of thousands of digits
+        raise ConfigError(
+            [f"{path.name}: a value cannot be read ({_one_line(str(e))[:80]})"]
+        ) from e
     return parse_config(data, path=path.resolve(), environ=environ)
 
 

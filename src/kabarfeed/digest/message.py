@@ -1,10 +1,13 @@
 """Mail headers and fast MIME serialisation, shared by digests and confirmation mails.
 
 Everything that reaches a header passes :func:`header_text` (no CR/LF or
-other control characters from data); non-ASCII becomes RFC 2047 encoded words
-through the stdlib policy. ``List-Unsubscribe`` is folded between its URIs
-(the stdlib would turn a long mailto URI into encoded words, which clients
-do not decode inside ``<...>``).
+other control characters from data), addresses with a line break or control
+character are refused, and every folded line is checked once more before it
+leaves (:func:`checked_header`): a line break inside a header is only ever a
+fold. Non-ASCII becomes RFC 2047 encoded words through the stdlib policy.
+``List-Unsubscribe`` is folded between its URIs (the stdlib would turn a
+long mailto URI into encoded words, which clients do not decode inside
+``<...>``).
 
 The serialiser writes exactly what :class:`email.message.EmailMessage` with
 :data:`MAIL_POLICY` writes for the same parts (tests prove it), but from
@@ -76,16 +79,38 @@ MAIL_POLICY = _MailPolicy(linesep="\r\n", max_line_length=_MAX_LINE)
 """The policy every kabarfeed message is written with."""
 
 
+_BAD_BREAK = re.compile(rb"\r(?!\n)|(?<!\r)\n|\r\n(?![ \t])")
+
+
+def checked_header(line: bytes) -> bytes:
+    """``line`` (one folded header, CRLF-terminated) when its only line breaks
+    are folds (CRLF then a space or tab) and the final CRLF; else
+    :class:`InputError`: the value would have started a header of its own."""
+    name = line.split(b":", 1)[0]
+    if not line.endswith(b"\r\n") or _BAD_BREAK.search(line[:-2]) or not name.isascii():
+        raise InputError(f"refused a {name[:40]!r} header with a line break in its value")
+    return line
+
+
 def fold(name: str, value: str) -> bytes:
     """One header line (folded, CRLF-terminated, encoded words for non-ASCII)."""
-    return MAIL_POLICY.fold_binary(name, MAIL_POLICY.header_factory(name, header_text(value)))
+    folded = MAIL_POLICY.fold_binary(name, MAIL_POLICY.header_factory(name, header_text(value)))
+    return checked_header(folded)
+
+
+def _plain_address(addr: str) -> str:
+    """``addr`` when it has no line break or control character; else :class:`InputError`
+    (an address is never "cleaned": a mangled one would go somewhere else)."""
+    if _CONTROL.search(addr):
+        raise InputError(f"{addr[:80]!r} is not a usable email address (line break or control)")
+    return addr
 
 
 def address(display_name: str | None, addr: str) -> str:
     """``Name <addr>`` with the name quoted as RFC 5322 needs (or just ``addr``)."""
     name = header_text(display_name or "")
     try:
-        return str(Address(display_name=name, addr_spec=header_text(addr)))
+        return str(Address(display_name=name, addr_spec=_plain_address(addr).strip()))
     except (ValueError, IndexError) as e:
         raise InputError(f'"{addr}" is not a usable email address') from e
 
@@ -93,13 +118,14 @@ def address(display_name: str | None, addr: str) -> str:
 def fold_address(name: str, display_name: str | None, addr: str) -> bytes:
     """A fast path for ``To``/``From``: plain ASCII names skip the stdlib parser."""
     dn = header_text(display_name or "")
+    addr = _plain_address(addr)
     if (dn and not _SIMPLE_NAME.match(dn)) or not addr.isascii():
         return fold(name, address(dn, addr))
     value = f"{dn} <{addr}>" if dn else addr
     line = f"{name}: {value}"
     if len(line) > _MAX_LINE or "  " in dn:
         return fold(name, address(dn, addr))
-    return (line + "\r\n").encode("ascii")
+    return checked_header((line + "\r\n").encode("ascii"))
 
 
 def site_domain(base_url: str) -> str:

@@ -34,7 +34,7 @@ class Database:
         self.url = url
         try:
             self.engine: Engine = create_engine_for(url)
-        except (SQLAlchemyError, ImportError, ValueError) as e:
+        except (SQLAlchemyError, ImportError, ValueError, OSError) as e:  # OSError: its folder
             raise StoreError(f"cannot open database {_redact(url)}: {e}") from e
 
     @property
