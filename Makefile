@@ -1,4 +1,4 @@
-# kabarfeed — `make run` runs the main job on the embedded defaults,
+# kabarfeed — `make run` runs the service on the embedded defaults (Ctrl-C stops it),
 # `make test` runs the whole test suite. Both build .venv themselves.
 
 PYTHON ?= python3.11
@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP) $(RUNSTAMP)
 
+# The service in the foreground: feeds, pages and digests until Ctrl-C.
 run: $(RUNSTAMP)
-	$(BIN)/kabarfeed --config config.toml run --once
+	$(BIN)/kabarfeed --config config.toml run
 
 # System packages the tests need (Chromium, PostgreSQL, Postfix's smtp-sink);
 # installed only when missing, so a warm machine pays nothing.

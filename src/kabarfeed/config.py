@@ -146,6 +146,15 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
 Slug = Annotated[str, AfterValidator(_check_slug)]
 HHMM = Annotated[str, AfterValidator(_check_hhmm)]
+
+
+def _check_welcome(value: str) -> str:
+    if value == "off" or re.fullmatch(r"latest:([1-9]\d?|1\d\d|200)", value):
+        return value
+    raise ValueError(f'"{value}" is not "off" or "latest:N" (N from 1 to 200), e.g. "latest:10"')
+
+
+Welcome = Annotated[str, AfterValidator(_check_welcome)]
 Phrase = Annotated[str, AfterValidator(_check_phrase)]
 """Text used in mail headers (a display name, a title)."""
 EmailAddress = Annotated[str, AfterValidator(_check_address)]
@@ -167,6 +176,7 @@ class SiteConfig(_Section):
     description: str = ""
     postal_address: str = ""
     secret: SecretStr = SecretStr("")
+    assets: Path | None = None
 
     @model_validator(mode="after")
     def _strip_base(self) -> SiteConfig:
@@ -279,6 +289,12 @@ class DigestConfig(_Section):
     advertorial_label: Phrase = "Advertorial"
     logo_url: str = ""
     templates: Path | None = None
+    welcome: Welcome = "latest:10"
+
+    @property
+    def welcome_articles(self) -> int:
+        """How many articles a welcome edition holds (0: welcome editions are off)."""
+        return 0 if self.welcome == "off" else int(self.welcome.removeprefix("latest:"))
 
 
 class SmtpConfig(_Section):
@@ -424,6 +440,12 @@ class BouncesConfig(_Section):
         return self
 
 
+class SeedConfig(_Section):
+    """``[seed]``: sample data ``run`` imports once (the bundled config's demo readers)."""
+
+    subscribers: Path | None = None
+
+
 class LoggingConfig(_Section):
     """``[logging]``: text on a terminal, or JSON lines."""
 
@@ -460,6 +482,7 @@ class Config(_Section):
     web: WebConfig = WebConfig()
     logging: LoggingConfig = LoggingConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    seed: SeedConfig = SeedConfig()
     admin: AdminConfig = AdminConfig()
     bounces: BouncesConfig = BouncesConfig()
     path: Path | None = Field(default=None, exclude=True)
@@ -647,6 +670,8 @@ def _resolve_paths(config: Config, base: Path) -> Config:
             "smtp": config.smtp.model_copy(update={"ca_file": fix(config.smtp.ca_file)}),
             "maildir": config.maildir.model_copy(update={"path": fix(config.maildir.path)}),
             "dkim": config.dkim.model_copy(update={"key_file": fix(config.dkim.key_file)}),
+            "site": config.site.model_copy(update={"assets": fix(config.site.assets)}),
+            "seed": config.seed.model_copy(update={"subscribers": fix(config.seed.subscribers)}),
             "bounces": config.bounces.model_copy(
                 update={
                     "maildir": fix(config.bounces.maildir),

@@ -113,6 +113,14 @@ def skip_group(
         return deliveries.insert_editions(conn, rows, now)
 
 
+def enqueue_welcomes(config: Config, db: Database, now: datetime) -> Any:
+    """Record the promised welcome editions; a
+    :class:`~kabarfeed.delivery.enqueue.WelcomeReport`."""
+    from kabarfeed.delivery.enqueue import enqueue_welcomes as build
+
+    return build(config, db, now=now)
+
+
 # ------------------------------------------------------------------ delivery
 
 

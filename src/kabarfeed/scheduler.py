@@ -489,9 +489,13 @@ class ServiceScheduler:
         async with lock:
             plan = await asyncio.to_thread(self.cases.run_group, group, self.clock())
         if any(e.send for e in plan.editions):
-            self._drain_wakeup.set()
-            if not self._draining and self._aps.get_job("drain"):
-                self._aps.modify_job("drain", next_run_time=self.clock())
+            self.request_drain()
+
+    def request_drain(self) -> None:
+        """Drain the outbox now (editions were just queued), not at the next interval."""
+        self._drain_wakeup.set()
+        if not self._draining and self._aps.running and self._aps.get_job("drain"):
+            self._aps.modify_job("drain", next_run_time=self.clock())
 
     # ---- delivery and heartbeat
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -46,6 +47,7 @@ from kabarfeed.scheduler import (
     human_duration,
     plan_group,
 )
+from kabarfeed.seed import SeedReport, import_seed
 from kabarfeed.status import (
     HEARTBEAT_KEY,
     ONCE_KEY,
@@ -183,6 +185,7 @@ class Workers:
         self.started = runtime.clock()
         self.port: int | None = None
         self.role = role or (lambda: "leader")
+        self.on_queued: Callable[[], None] | None = None
 
     def sources(self) -> Sequence[SourceConfig]:
         """Enabled sources of the current config."""
@@ -210,7 +213,19 @@ class Workers:
                 outcome.unchanged,
                 extra={"source": source.name},
             )
+        if outcome.changed_ids:
+            self.welcome()
         return bool(outcome.changed_ids)
+
+    def welcome(self) -> int:
+        """Record promised welcome editions (new articles may have made them
+        possible); ask for a drain when any was queued. Returns how many."""
+        report = integrations.enqueue_welcomes(self.rt.config, self.rt.db, self.rt.clock())
+        if report.queued:
+            log.info("welcome editions: %d queued", report.queued)
+            if self.on_queued is not None:
+                self.on_queued()
+        return int(report.queued)
 
     def build_feeds(self) -> None:
         """Rebuild feeds incrementally."""
@@ -218,7 +233,10 @@ class Workers:
         log.info("feeds built: %s", summary)
 
     def groups(self) -> Sequence[SendGroup]:
-        """Groups of active subscribers."""
+        """Groups of active subscribers (asked before every digest check, so
+        promised welcome editions are recorded first: a new subscriber's
+        welcome, not a regular edition, is their first digest)."""
+        self.welcome()
         with self.rt.db.connect() as conn:
             return active_group_list(conn)
 
@@ -333,6 +351,8 @@ class Service:
         self.scheduler = ServiceScheduler(self.cases, clock, timing_of(config))
         self.stopping = asyncio.Event()
         self.web: SwappableApp | None = None
+        self.seed: SeedReport | None = None
+        self.on_listening: Callable[[Service, str, int], None] | None = None
         self._reload_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -341,6 +361,7 @@ class Service:
     async def once(self) -> int:
         """Do all work due now; return the number of messages sent. While another
         process holds the scheduler role, only the outbox is drained."""
+        self.seed = await asyncio.to_thread(self.import_seed)
         if await self.elector.poll() is not Role.LEADER:
             log.info("another process is the scheduler: run --once only drains the outbox")
         try:
@@ -368,6 +389,10 @@ class Service:
         sock = bind_socket(host, port)
         self.workers.port = sock.getsockname()[1]
         server = self._web_server(host)
+        self.seed = await asyncio.to_thread(self.import_seed)
+        self.workers.on_queued = functools.partial(self._wake_drain, asyncio.get_running_loop())
+        if self.on_listening is not None:
+            self.on_listening(self, host, self.workers.port)
         log.info("listening on http://%s:%d", host, self.workers.port)
         self._install_signals()
         await self.elector.poll()
@@ -391,6 +416,18 @@ class Service:
             await asyncio.wait_for(serving, 5)
         sock.close()
         return finished
+
+    def _wake_drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """From a job thread: drain now (editions were queued)."""
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(self.scheduler.request_drain)
+
+    def import_seed(self) -> SeedReport | None:
+        """Import the ``[seed] subscribers`` addresses not imported before."""
+        report = import_seed(self.rt.config, self.rt.db, now=self.rt.clock())
+        if report and report.added:
+            log.info("seed: %d subscribers imported from %s", len(report.added), report.label)
+        return report
 
     async def _on_elected(self) -> None:
         """Took over from a dead leader: rebuild feeds it may have left stale

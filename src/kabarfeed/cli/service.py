@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -13,12 +14,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from kabarfeed.banner import Startup, banner_lines
 from kabarfeed.cli.context import AppContext
 from kabarfeed.config import ENV_PREFIX, Config, resolve_storage_url
 from kabarfeed.errors import ConfigError
-from kabarfeed.service import run_service
+from kabarfeed.service import Service, run_service
 from kabarfeed.status import StatusReport, gather_status
 from kabarfeed.store import open_database
+from kabarfeed.store.deliveries import count_by_state
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -46,6 +49,7 @@ def register(main: click.Group) -> None:
             host=host or config.web.host,
             port=config.web.port if port is None else port,
             once=once,
+            on_ready=_announce_when_listening,
         )
         if code:
             raise click.exceptions.Exit(code)
@@ -60,6 +64,21 @@ def register(main: click.Group) -> None:
             click.echo(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
         else:
             _print(report)
+
+
+def _announce_when_listening(service: Service) -> None:
+    service.on_listening = _print_banner
+
+
+def _print_banner(service: Service, host: str, port: int) -> None:
+    """Print the "open these" block to stdout, before any log line of the run."""
+    with service.rt.db.connect() as conn:
+        outbox = count_by_state(conn)
+    app = service.web.app if service.web is not None else None
+    paths = tuple(str(getattr(r, "path", "")) for r in getattr(app, "routes", ()))
+    startup = Startup(host, port, paths, outbox, service.seed)
+    click.echo("\n".join(banner_lines(service.rt.config, startup, cwd=Path.cwd())))
+    sys.stdout.flush()
 
 
 def _gather(app: AppContext) -> StatusReport:

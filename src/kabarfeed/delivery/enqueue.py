@@ -25,11 +25,18 @@ from kabarfeed.delivery.dkim import DkimSigner
 from kabarfeed.delivery.engine import Claim, Envelope, RenderedBatch, Skip
 from kabarfeed.digest.render import DigestRenderer, EditionInput
 from kabarfeed.digest.schedule import is_due, local_date_for, send_moment
-from kabarfeed.digest.selection import Selection, edition_since, select_articles
+from kabarfeed.digest.selection import (
+    Selection,
+    edition_since,
+    region_scope,
+    select_articles,
+    select_latest,
+)
 from kabarfeed.models import Article, Clock, DeliveryState, Subscriber, SubscriberStatus
 from kabarfeed.store import Database
 from kabarfeed.store import deliveries as outbox_store
 from kabarfeed.store import subscribers as subscriber_store
+from kabarfeed.store import welcomes as welcome_store
 from kabarfeed.store.articles import load_articles
 from kabarfeed.store.schema import subscribers as subscribers_table
 
@@ -57,6 +64,7 @@ class Planned:
     subscriber: Subscriber
     local_date: date
     selection: Selection
+    welcome: bool = False
 
     @property
     def empty(self) -> bool:
@@ -140,8 +148,13 @@ def plan(
     pool = candidates.covering(conn, min(since.values()), min(cut for _, _, cut in batch))
     taxonomy = config.taxonomy
     shared = candidates.selections  # valid across batches: the pool only ever widens
+    promised = _promised(config, conn, [s.id for s, _, _ in batch])
     out: list[Planned] = []
     for sub, day, cutoff in batch:
+        if sub.id in promised:
+            limit = config.digest.welcome_articles
+            out.append(Planned(sub, day, _welcome(config, conn, sub, limit, cutoff), welcome=True))
+            continue
         key = (sub.regions, sub.categories, since[sub.id], cutoff)
         if key not in shared:
             shared[key] = select_articles(
@@ -203,11 +216,28 @@ def plan_due(
             return
 
 
+def _promised(config: Config, conn: Connection, ids: Sequence[int]) -> set[int]:
+    """Subscribers whose edition is to be their welcome edition."""
+    if not ids or config.digest.welcome_articles == 0:
+        return set()
+    return welcome_store.pending_among(conn, ids)
+
+
+def recordable(planned: Sequence[Planned]) -> list[Planned]:
+    """What :func:`record` inserts: an empty welcome edition is not recorded
+    (the promise waits for a matching article; the subscriber gets no row that day)."""
+    return [p for p in planned if not (p.welcome and p.empty)]
+
+
 def record(config: Config, db: Database, planned: Sequence[Planned], now: datetime) -> int:
-    """Insert the rows (conflicts with a concurrent run are ignored); return how many are new."""
-    rows = [p.new_delivery(config.digest.skip_empty) for p in planned]
+    """Insert the rows (conflicts with a concurrent run are ignored) and settle
+    the welcome promises they keep, in one transaction; return how many are new."""
+    kept = recordable(planned)
+    rows = [p.new_delivery(config.digest.skip_empty) for p in kept]
     with db.begin() as conn:
-        return outbox_store.insert_editions(conn, rows, now)
+        new = outbox_store.insert_editions(conn, rows, now)
+        welcome_store.settle(conn, [p.subscriber.id for p in kept if p.welcome])
+        return new
 
 
 def enqueue_due(
@@ -222,10 +252,11 @@ def enqueue_due(
     total = EnqueueReport()
     for planned, counts in plan_due(config, db, options, now=now, batch_size=batch_size):
         record(config, db, planned, now)
-        empty = sum(1 for p in planned if p.empty and config.digest.skip_empty)
+        kept = recordable(planned)
+        empty = sum(1 for p in kept if p.empty and config.digest.skip_empty)
         total = EnqueueReport(
             total.considered + counts.considered,
-            total.queued + len(planned) - empty,
+            total.queued + len(kept) - empty,
             total.skipped_empty + empty,
             total.existing + counts.existing,
             total.not_due + counts.not_due,
@@ -260,6 +291,84 @@ def enqueue_editions(
             planned = plan(config, conn, todo, candidates)
         new += record(config, db, planned, now)
     return new
+
+
+@dataclass(frozen=True, slots=True)
+class WelcomeReport:
+    """Promised welcome editions: recorded now, still waiting for a matching
+    article, or dropped (subscriber gone or inactive, already has an edition,
+    or ``[digest] welcome = "off"``)."""
+
+    queued: int = 0
+    waiting: int = 0
+    dropped: int = 0
+
+
+def enqueue_welcomes(config: Config, db: Database, *, now: datetime) -> WelcomeReport:
+    """Record every promised welcome edition (see :mod:`kabarfeed.store.welcomes`).
+
+    A welcome edition holds the subscriber's ``[digest] welcome`` newest
+    matching articles whatever their age, is the edition of the subscriber's
+    current local date, and its cut-off is ``now``: the next regular edition
+    continues from there, so no article comes twice, and the unique (subscriber,
+    local date) row means at most one digest that day. The row is inserted and
+    the promise settled in one transaction. While the promise is open, a due
+    regular edition is built as the welcome instead (:func:`plan`); with no
+    matching article yet, nothing is recorded and the promise waits (for the
+    next ingest). A promise is dropped when welcomes are ``"off"``, the
+    subscriber is no longer active, or already had a digest.
+    """
+    with db.connect() as conn:
+        promised = sorted(welcome_store.pending(conn))
+    limit = config.digest.welcome_articles
+    queued = waiting = dropped = 0
+    for start in range(0, len(promised), _CHUNK):
+        ids = promised[start : start + _CHUNK]
+        with db.begin() as conn:
+            people = load_subscribers(conn, ids)
+            had = welcome_store.had_digest(conn, ids)
+            days = {s.id: local_date_for(s.timezone, now).isoformat() for s in people.values()}
+            taken = outbox_store.existing_editions(conn, ids, days.values())
+            settled: list[int] = []
+            rows: list[outbox_store.NewDelivery] = []
+            for sid in ids:
+                sub = people.get(sid)
+                if (
+                    limit == 0
+                    or sid in had
+                    or sub is None
+                    or sub.status is not SubscriberStatus.ACTIVE
+                ):
+                    settled.append(sid)
+                    continue
+                if (sid, days[sid]) in taken:
+                    continue  # today already has a (skipped) row: tomorrow's edition is the welcome
+                selection = _welcome(config, conn, sub, limit, now)
+                if not selection.articles:
+                    continue
+                day = date.fromisoformat(days[sid])
+                rows.append(Planned(sub, day, selection, True).new_delivery(skip_empty=True))
+                settled.append(sid)
+            outbox_store.insert_editions(conn, rows, now)
+            welcome_store.settle(conn, settled)
+        queued += len(rows)
+        dropped += len(settled) - len(rows)
+        waiting += len(ids) - len(settled)
+    return WelcomeReport(queued, waiting, dropped)
+
+
+def _welcome(
+    config: Config, conn: Connection, sub: Subscriber, limit: int, now: datetime
+) -> Selection:
+    taxonomy = config.taxonomy
+    pool = load_articles(
+        conn,
+        regions=sorted(region_scope(sub.regions, taxonomy)) if sub.regions else None,
+        categories=list(sub.categories) or None,
+        first_seen_until=now,
+        limit=limit,
+    )
+    return select_latest(sub, pool, limit=limit, cutoff=now, taxonomy=taxonomy)
 
 
 def load_subscribers(conn: Connection, ids: Sequence[int]) -> dict[int, Subscriber]:

@@ -120,6 +120,11 @@ def _safe_url(url: str | None, fallback: str) -> str:
     return fallback
 
 
+def _on_site(url: str, base_url: str) -> str:
+    """A path on the site (``/assets/logo.png``) made absolute against ``base_url``."""
+    return base_url + url if url.startswith("/") and not url.startswith("//") else url
+
+
 def trim_summary(text: str, limit: int) -> str:
     """``text`` shortened to ``limit`` characters at a word boundary, with "…"."""
     text = " ".join(text.split())
@@ -163,7 +168,10 @@ class _Context:
             "t": t,
             "site": self._site(),
             "edition": self._edition_info(edition, articles),
-            "sections": [self._section(s, sub) for s in sections_of(sub, articles, self.taxonomy)],
+            "sections": [
+                self._section(s, sub, edition.local_date)
+                for s in sections_of(sub, articles, self.taxonomy)
+            ],
             "advertorial_label": self.config.digest.advertorial_label,
             "recipient": {"name": who.name, "email": who.email},
             "links": {
@@ -180,7 +188,7 @@ class _Context:
         return {
             "title": site.title,
             "url": site.base_url,
-            "logo_url": _safe_url(self.config.digest.logo_url, ""),
+            "logo_url": _safe_url(_on_site(self.config.digest.logo_url, site.base_url), ""),
             "postal_address": site.postal_address,
         }
 
@@ -220,16 +228,16 @@ class _Context:
         category = self.taxonomy.category(slug)
         return category.name if category else slug
 
-    def _section(self, section: Section, sub: Subscriber) -> dict[str, Any]:
+    def _section(self, section: Section, sub: Subscriber, day: date) -> dict[str, Any]:
         title = section.title or strings_for(sub.language)["other"]
         return {
             "title": title,
             "kind": section.kind,
             "slug": section.slug,
-            "articles": [self._article(a, sub) for a in section.articles],
+            "articles": [self._article(a, sub, day) for a in section.articles],
         }
 
-    def _article(self, a: Article, sub: Subscriber) -> dict[str, Any]:
+    def _article(self, a: Article, sub: Subscriber, day: date | None = None) -> dict[str, Any]:
         base = self.config.site.base_url
         image = None
         if a.image and _safe_url(a.image.url, ""):
@@ -240,7 +248,7 @@ class _Context:
             "title": a.title,
             "url": _safe_url(a.url, base),
             "labels": labels,
-            "time": self._local_time(a.published, sub),
+            "time": self._local_time(a.published, sub, day),
             "image": image,
             "summary": trim_summary(a.summary, self.config.digest.summary_chars),
             "advertorial": a.advertorial,
@@ -259,10 +267,14 @@ class _Context:
 
         return sorted(regions, key=key)
 
-    def _local_time(self, moment: datetime, sub: Subscriber) -> str:
+    def _local_time(self, moment: datetime, sub: Subscriber, edition_day: date | None) -> str:
+        """The weekday and time; the date instead of the weekday for an article
+        a week or more older than the edition (a welcome edition's older news)."""
         local = moment.astimezone(ZoneInfo(sub.timezone))
         zone = _ZONE_ABBR.get(sub.timezone) or local.strftime("UTC%z")
-        day = format_date(local.date(), "EEEE", locale=sub.language)
+        old = edition_day is not None and (edition_day - local.date()).days >= 7
+        pattern = "d MMM y" if old else "EEEE"
+        day = format_date(local.date(), pattern, locale=sub.language)
         return f"{day}, {format_time(local, 'short', locale=sub.language)} {zone}"
 
 

@@ -6,6 +6,9 @@ are independent filters, each empty meaning "everything". The window is
 after a cut-off lands in the next edition: never lost, never repeated.
 Articles published more than ``max_age`` before the cut-off are left out.
 
+A *welcome edition* (:func:`select_latest`) instead holds the newest N
+matching articles whatever their age.
+
 Sections follow the subscriber's regions, then categories, in their order; an
 article appears once, in its first matching section. A subscriber without
 regions or categories gets one section per province (then "other").
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from kabarfeed.config import DigestConfig
 from kabarfeed.models import Article, Subscriber, Taxonomy
@@ -152,6 +155,35 @@ def select_articles(
             seen.add(a.id)
     grouped = _group(pool, _buckets(subscriber, taxonomy))
     return Selection(since, cutoff, _cap(grouped, config.max_articles), len(pool))
+
+
+def select_latest(
+    subscriber: Subscriber,
+    candidates: Sequence[Article],
+    *,
+    limit: int,
+    cutoff: datetime,
+    taxonomy: Taxonomy,
+) -> Selection:
+    """A welcome edition: the ``limit`` newest matching articles first seen by
+    ``cutoff``, whatever their age, in the subscriber's sections.
+
+    The window is ``(since, cutoff]`` with ``since`` just before the oldest
+    selected article's first-seen time, so the next edition, which starts at
+    ``cutoff``, can never repeat one. ``total_matching`` counts every match.
+    """
+    wanted = _Filter.of(subscriber, taxonomy)
+    seen: set[str] = set()
+    pool: list[Article] = []
+    for a in _newest_first(candidates):
+        if a.id not in seen and a.first_seen <= cutoff and wanted.accepts(a):
+            pool.append(a)
+        seen.add(a.id)
+    chosen = pool[:limit]
+    grouped = _group(chosen, _buckets(subscriber, taxonomy))
+    oldest = min((a.first_seen for a in chosen), default=cutoff)
+    since = min(oldest - timedelta(microseconds=1), cutoff)
+    return Selection(since, cutoff, tuple(grouped), len(pool))
 
 
 def _group(pool: list[Article], buckets: list[_Bucket]) -> list[Section]:

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, select, update
 from kabarfeed.bounces.store import lift_suppression
 from kabarfeed.errors import InputError, StoreError
 from kabarfeed.models import Consent, Subscriber, SubscriberStatus
-from kabarfeed.store import Database
+from kabarfeed.store import Database, welcomes
 from kabarfeed.store import subscribers as store
 from kabarfeed.store.schema import subscribers as table
 from kabarfeed.subscribers import SubscriberDraft
@@ -185,6 +185,7 @@ def restore_sent(db: Database, subscriber_id: int, previous: datetime | None) ->
 
 def confirm(db: Database, subscriber_token: str, *, now: datetime) -> tuple[Subscriber, bool]:
     """Activate a pending subscriber; return them and whether this call activated them.
+    Activation promises a welcome edition (built by the service, ``[digest] welcome``).
 
     :class:`LookupError` when the token is unknown.
     """
@@ -195,6 +196,7 @@ def confirm(db: Database, subscriber_token: str, *, now: datetime) -> tuple[Subs
         if sub.status is not SubscriberStatus.PENDING:
             return sub, False
         lift_suppression(conn, sub.email)  # a fresh double opt-in is the only way back
+        welcomes.promise(conn, sub.id, now)
         return store.set_status(conn, sub.id, SubscriberStatus.ACTIVE, now=now), True
 
 
