@@ -8,8 +8,8 @@ Usage::
 
 Each route can answer with static bytes and headers, honour ``ETag`` /
 ``Last-Modified`` with ``304``, return any status, sleep before answering,
-dribble its body slowly, stream a huge generated body, or redirect. Every
-request is recorded in :attr:`FeedServer.requests`.
+dribble its headers or its body slowly (chunked too), stream a huge generated
+body, or redirect. Every request is recorded in :attr:`FeedServer.requests`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ class Route:
     last_modified: str | None = None
     delay: float = 0.0  # seconds to sleep before the status line
     dribble: float = 0.0  # seconds to sleep between body chunks
+    header_dribble: float = 0.0  # seconds to sleep between header lines
+    chunked: bool = False  # Transfer-Encoding: chunked (HTTP/1.1), no Content-Length
+    hold: threading.Event | None = None  # answer only once this is set (at most 30 s)
+    hit: threading.Event | None = None  # set as soon as the route is requested
     chunk_size: int = CHUNK
     stream_bytes: int | None = None  # generate this many bytes instead of ``body``
     declare_length: bool = True  # send Content-Length
@@ -105,6 +109,10 @@ class _Handler(BaseHTTPRequestHandler):
         """Keep test output quiet."""
 
     def _reply(self, route: Route) -> None:
+        if route.hit is not None:
+            route.hit.set()
+        if route.hold is not None:
+            route.hold.wait(30)
         if route.delay:
             time.sleep(route.delay)
         if self._not_modified(route):
@@ -112,10 +120,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._validators(route)
             self.end_headers()
             return
+        if route.chunked:
+            self.protocol_version = "HTTP/1.1"
+            self.close_connection = True
         self.send_response(route.status)
         self._headers(route)
+        if route.header_dribble:
+            self._dribble_headers(route.header_dribble)
         self.end_headers()
         self._body(route)
+
+    def _dribble_headers(self, pause: float) -> None:
+        """Send the header lines buffered so far one at a time, ``pause`` apart."""
+        lines: list[bytes] = getattr(self, "_headers_buffer", [])
+        for line in lines:
+            self.wfile.write(line)
+            self.wfile.flush()
+            time.sleep(pause)
+        lines.clear()
 
     def _not_modified(self, route: Route) -> bool:
         inm = self.headers.get("If-None-Match")
@@ -140,18 +162,25 @@ class _Handler(BaseHTTPRequestHandler):
                 target = self.server.feeds.url(target)
             self.send_header("Location", target)
         size = route.stream_bytes if route.stream_bytes is not None else len(route.body)
-        if route.declare_length:
+        if route.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Connection", "close")
+        elif route.declare_length:
             self.send_header("Content-Length", str(size))
         for name, value in route.headers.items():
             self.send_header(name, value)
 
     def _body(self, route: Route) -> None:
         for chunk in _chunks(route):
-            self.wfile.write(chunk)
+            framed = b"%x\r\n%s\r\n" % (len(chunk), chunk) if route.chunked else chunk
+            self.wfile.write(framed)
             self.wfile.flush()
             route.sent += len(chunk)
             if route.dribble:
                 time.sleep(route.dribble)
+        if route.chunked:
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
 
 
 def _chunks(route: Route) -> Iterator[bytes]:

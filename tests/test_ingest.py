@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -400,5 +401,87 @@ def test_fields_are_capped_at_ingest_with_a_warning_on_the_source(
     assert article.content_html.endswith("…</p>")  # cut inside the text, markup closed
     assert article.content_html.count("<b>") == article.content_html.count("</b>")
     assert state and state.error_count == 0 and state.last_error
-    for cut in ("title cut to 100", "author cut to 200", "body cut to 5000", "tags: kept the first 10", "summary cut to 10000"):  # fmt: skip
+    for cut in (
+        "title cut to 100",
+        "author cut to 200",
+        "body cut to 5000",
+        "tags: kept the first 10",
+        "summary cut to 10000",
+    ):
         assert cut in state.last_error
+
+
+# ---------------------------------------------------------------- issue 22 §5
+
+
+def test_a_slow_upstream_fails_by_its_deadline_and_the_other_source_is_stored(
+    make_config: ConfigFactory, db: Database, clock: Clock
+) -> None:
+    with serve() as server:
+        server.add("/slow.xml", body=rss(("Lambat", "https://u.example/lambat", "isi")))
+        for hop, target in (("/s1", "/s2"), ("/s2", "/s3"), ("/s3", "/slow.xml")):
+            server.redirect(hop, target).delay = 0.3
+        server.add("/fast.xml", body=rss(("Cepat", "https://u.example/cepat", "isi")))
+        config = make_config(
+            '[ingest]\ntimeout = "500ms"\n'
+            + feed_source("lambat", server.url("/s1"))
+            + feed_source("cepat", server.url("/fast.xml"))
+        )
+        report = ingestor(config, db, clock).run()
+        assert server.hits("/slow.xml") == []
+    slow, fast = report.outcomes
+    assert not slow.ok and "timed out after 0.5s" in (slow.error or "")
+    assert fast.ok and fast.new == 1
+    with db.connect() as conn:
+        state = source_store.get_source(conn, "lambat")
+        [stored] = article_store.load_articles(conn)
+    assert state and state.error_count == 1 and "timed out" in (state.last_error or "")
+    assert stored.title == "Cepat"
+
+
+def test_sources_are_fetched_concurrently(
+    make_config: ConfigFactory, db: Database, clock: Clock
+) -> None:
+    """The first source answers only once the second has been asked: read one
+    after another, the first would time out waiting."""
+    second_asked = threading.Event()
+    with serve() as server:
+        server.add(
+            "/first.xml",
+            body=rss(("Pertama", "https://u.example/1", "isi")),
+            hold=second_asked,
+        )
+        server.add(
+            "/second.xml", body=rss(("Kedua", "https://u.example/2", "isi")), hit=second_asked
+        )
+        config = make_config(
+            '[ingest]\ntimeout = "5s"\nconcurrency = 2\n'
+            + feed_source("pertama", server.url("/first.xml"))
+            + feed_source("kedua", server.url("/second.xml"))
+        )
+        report = ingestor(config, db, clock).run()
+    assert [(o.source, o.ok, o.new) for o in report.outcomes] == [
+        ("pertama", True, 1),
+        ("kedua", True, 1),
+    ]
+
+
+def test_no_more_sources_than_the_bound_are_fetched_at_once(
+    make_config: ConfigFactory, db: Database, clock: Clock
+) -> None:
+    """Two sources wait for the third to be asked; with two slots it is asked
+    only after one of them gave up at its deadline."""
+    third_asked = threading.Event()
+    with serve() as server:
+        for n in (1, 2):
+            server.add(
+                f"/{n}.xml", body=rss((f"Berita {n}", f"https://u.example/{n}", "isi")),
+                hold=third_asked,
+            )  # fmt: skip
+        server.add("/3.xml", body=rss(("Berita 3", "https://u.example/3", "isi")), hit=third_asked)
+        config = make_config(
+            '[ingest]\ntimeout = "500ms"\nconcurrency = 2\n'
+            + "".join(feed_source(f"s{n}", server.url(f"/{n}.xml")) for n in (1, 2, 3))
+        )
+        report = ingestor(config, db, clock).run()
+    assert [o.ok for o in report.outcomes] == [False, False, True]

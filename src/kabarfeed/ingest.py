@@ -1,8 +1,11 @@
 """Ingestion: sources -> normalise -> classify -> dedupe -> store.
 
-One bad source never stops the run: its failure is stored on its row
-(``last_error``, ``error_count``, ``next_fetch_at`` with backoff) and logged,
-and nothing already stored is touched.
+Sources are read concurrently (``[ingest] concurrency`` at a time), each fetch
+within one total deadline. One bad source never stops the run: its failure is
+stored on its row (``last_error``, ``error_count``, ``next_fetch_at`` with
+backoff) and logged, and nothing already stored is touched. One bad item never
+costs its source (:mod:`kabarfeed.sources.isolation`): it is rejected with its
+reason, kept on the source's row beside what was cut to fit the limits.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -36,6 +40,7 @@ from kabarfeed.normalize import (
     truncate,
 )
 from kabarfeed.sources import directory, feed
+from kabarfeed.sources import fetch as fetching
 from kabarfeed.sources.isolation import Rejected, check_text, isolate
 from kabarfeed.store import Database
 from kabarfeed.store import articles as article_store
@@ -383,6 +388,20 @@ def _stored_text(article: Article) -> dict[str, object]:
 # ---------------------------------------------------------------- I/O part
 
 
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """What reading one source gave: articles and problems, or why it failed."""
+
+    source: SourceConfig
+    state: source_store.SourceState | None
+    now: datetime
+    raws: tuple[RawArticle, ...] = ()
+    problems: tuple[str, ...] = ()
+    validators: tuple[str | None, str | None] = (None, None)
+    skipped: bool = False
+    error: str | None = None
+
+
 @dataclass
 class Ingestor:
     """Runs ingestion for configured sources against one database.
@@ -404,16 +423,32 @@ class Ingestor:
         due_only: bool = False,
         progress: Callable[[SourceOutcome], None] | None = None,
     ) -> IngestReport:
-        """Ingest every enabled source (or those named), one after another."""
+        """Ingest every enabled source (or those named), ``[ingest] concurrency``
+        at a time; outcomes come in configuration order, ``progress`` is called
+        as each source finishes."""
         selected = [s for s in self.config.sources if s.enabled and (not only or s.name in only)]
-        outcomes = []
         with self._shared_client():
-            for source in selected:
-                outcome = self.run_source(source, due_only=due_only)
+            outcomes = self._run_all(selected, due_only, progress)
+        return IngestReport(tuple(outcomes))
+
+    def _run_all(
+        self,
+        selected: Sequence[SourceConfig],
+        due_only: bool,
+        progress: Callable[[SourceOutcome], None] | None,
+    ) -> list[SourceOutcome]:
+        workers = max(1, min(self.config.ingest.concurrency, len(selected)))
+        outcomes: list[SourceOutcome] = []
+        with ThreadPoolExecutor(workers, thread_name_prefix="kabarfeed-ingest") as pool:
+            reading = [pool.submit(self._collect, source, due_only) for source in selected]
+            # Stored in configuration order, as one after another would: the first
+            # source listed owns an article that several sources carry.
+            for future in reading:
+                outcome = self._finish(future.result())  # _collect never raises
                 outcomes.append(outcome)
                 if progress:
                     progress(outcome)
-        return IngestReport(tuple(outcomes))
+        return outcomes
 
     @contextmanager
     def _shared_client(self) -> Iterator[None]:
@@ -421,15 +456,15 @@ class Ingestor:
         if self.client is not None:
             yield
             return
-        self.client = feed.make_client(self._limits())
+        self.client = fetching.make_client(self._limits())
         try:
             yield
         finally:
             self.client.close()
             self.client = None
 
-    def _limits(self) -> feed.FetchLimits:
-        return feed.FetchLimits(
+    def _limits(self) -> fetching.FetchLimits:
+        return fetching.FetchLimits(
             timeout=self.config.ingest.timeout.total_seconds(),
             max_bytes=self.config.ingest.max_bytes,
             max_redirects=self.config.ingest.max_redirects,
@@ -437,20 +472,43 @@ class Ingestor:
 
     def run_source(self, source: SourceConfig, *, due_only: bool = False) -> SourceOutcome:
         """Ingest one source; every failure is recorded on its row, never raised."""
+        return self._finish(self._collect(source, due_only))
+
+    def _collect(self, source: SourceConfig, due_only: bool) -> _Read:
+        """Read (or fetch and parse) one source: the part of a run done concurrently."""
         now = self.clock()
         location = str(source.path) if source.kind == "directory" else (source.url or "")
-        with self.db.begin() as conn:
-            source_store.ensure_source(conn, source.name, source.kind, location, now=now)
-            state = source_store.get_source(conn, source.name)
+        try:
+            with self.db.begin() as conn:
+                source_store.ensure_source(conn, source.name, source.kind, location, now=now)
+                state = source_store.get_source(conn, source.name)
+        except Exception as e:  # the database: reported, the run goes on
+            log.exception("cannot read the state of source %s", source.name)
+            return _Read(source, None, now, error=f"cannot read source state: {e}")
         if due_only and state and state.next_fetch_at and state.next_fetch_at > now:
+            return _Read(source, state, now, skipped=True)
+        try:
+            return self._read(source, state, now)
+        except KabarfeedError as e:
+            return _Read(source, state, now, error=str(e))
+        except Exception as e:  # one source must never abort the run
+            log.exception("unexpected error ingesting source %s", source.name)
+            return _Read(source, state, now, error=f"internal error: {type(e).__name__}: {e}")
+
+    def _finish(self, read: _Read) -> SourceOutcome:
+        """Store what :meth:`_collect` read, or record why it failed."""
+        source, state, now = read.source, read.state, read.now
+        if read.skipped:
             return SourceOutcome(source.name, ok=True, skipped=True)
         try:
-            return self._ingest(source, state, now)
+            if read.error is not None:
+                return self._fail(source, state, now, read.error)
+            return self._done(source, now, list(read.raws), list(read.problems), read.validators)
         except KabarfeedError as e:
             return self._fail(source, state, now, str(e))
         except Exception as e:  # one source must never abort the run
-            log.exception("unexpected error ingesting source %s", source.name)
-            return self._fail(source, state, now, f"internal error: {e.__class__.__name__}: {e}")
+            log.exception("unexpected error storing source %s", source.name)
+            return self._fail(source, state, now, f"internal error: {type(e).__name__}: {e}")
 
     def _fail(
         self,
@@ -480,24 +538,18 @@ class Ingestor:
         )
         return SourceOutcome(source.name, ok=False, error=message)
 
-    def _ingest(
+    def _read(
         self, source: SourceConfig, state: source_store.SourceState | None, now: datetime
-    ) -> SourceOutcome:
-        validators: tuple[str | None, str | None] = (None, None)
+    ) -> _Read:
         if source.kind == "directory":
             raws, problems = self._read_directory(source)
-        else:
-            fetched = self._fetch_feed(source, state)
-            if fetched is None:
-                return self._done(
-                    source,
-                    now,
-                    [],
-                    [],
-                    (state.etag, state.last_modified) if state else (None, None),
-                )
-            raws, problems, validators = fetched
-        return self._done(source, now, raws, problems, validators)
+            return _Read(source, state, now, tuple(raws), tuple(problems))
+        fetched = self._fetch_feed(source, state)
+        if fetched is None:  # not modified
+            kept = (state.etag, state.last_modified) if state else (None, None)
+            return _Read(source, state, now, validators=kept)
+        raws, problems, validators = fetched
+        return _Read(source, state, now, tuple(raws), tuple(problems), validators)
 
     def _read_directory(self, source: SourceConfig) -> tuple[list[RawArticle], list[str]]:
         assert source.path is not None
@@ -519,7 +571,7 @@ class Ingestor:
         limits = self._limits()
         with self._shared_client():
             assert self.client is not None
-            result = feed.fetch(
+            result = fetching.fetch(
                 self.client,
                 source.url,
                 etag=state.etag if state else None,

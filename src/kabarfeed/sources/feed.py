@@ -1,12 +1,11 @@
-"""RSS/Atom feed source: fetch a feed URL (httpx) and map its entries (feedparser).
+"""RSS/Atom feed source: parse a feed document and map its entries (feedparser).
 
-Two halves, usable separately:
-
-* :func:`fetch` does one bounded, conditional GET (or reads a ``file://`` URL)
-  and returns a :class:`FetchResult`; network trouble becomes :class:`FetchError`.
 * :func:`parse_feed` turns the bytes into a :class:`ParsedFeed` of
   :class:`RawArticle`; a document that is not a usable feed becomes
-  :class:`ParseError`. Recoverable oddities are reported as warnings.
+  :class:`ParseError`. Recoverable oddities are reported as warnings; a bad
+  entry is rejected alone (:func:`map_entries`).
+* Fetching (one bounded, conditional GET with a total deadline) lives in
+  :mod:`kabarfeed.sources.fetch`; its names are re-exported here.
 
 HTML is passed on as feedparser decodes it (relative URLs resolved, *not*
 sanitised): the ingest stage owns the sanitising policy.
@@ -16,25 +15,28 @@ from __future__ import annotations
 
 import html
 import io
-import os
 import re
 import time
 import types
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import formatdate, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from functools import partial
-from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 from urllib.parse import urljoin, urlsplit
-from urllib.request import url2pathname
 
 import feedparser
-import httpx
 
-from kabarfeed import __version__
-from kabarfeed.errors import FetchError, ParseError
+from kabarfeed.errors import ParseError
 from kabarfeed.models import Image, RawArticle
+from kabarfeed.sources.fetch import (
+    ACCEPT,
+    DEFAULT_LIMITS,
+    FetchLimits,
+    FetchResult,
+    fetch,
+    make_client,
+)
 from kabarfeed.sources.isolation import Rejected, isolate
 
 __all__ = [
@@ -51,196 +53,6 @@ __all__ = [
     "parse_feed",
     "repair_mojibake",
 ]
-
-MIB: Final = 1024 * 1024
-ACCEPT: Final = "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.8"
-_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
-
-
-# --------------------------------------------------------------------------- fetching
-
-
-@dataclass(frozen=True, slots=True)
-class FetchLimits:
-    """Bounds of one fetch: total time (s), body size, redirect hops, User-Agent."""
-
-    timeout: float = 20.0
-    max_bytes: int = 10 * MIB
-    max_redirects: int = 5
-    user_agent: str = f"kabarfeed/{__version__} (+https://github.com/kabarfeed/kabarfeed)"
-
-    def __post_init__(self) -> None:
-        if self.timeout <= 0 or self.max_bytes <= 0 or self.max_redirects < 0:
-            raise ValueError(f"invalid fetch limits: {self!r}")
-
-
-DEFAULT_LIMITS: Final = FetchLimits()
-
-
-@dataclass(frozen=True, slots=True)
-class FetchResult:
-    """Outcome of :func:`fetch`. ``content`` is empty when ``status == "not_modified"``."""
-
-    status: Literal["ok", "not_modified"]
-    content: bytes
-    url: str
-    etag: str | None = None
-    last_modified: str | None = None
-    content_type: str | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-def make_client(limits: FetchLimits = DEFAULT_LIMITS) -> httpx.Client:
-    """An :class:`httpx.Client` with the timeouts, redirect limit and headers of ``limits``."""
-    return httpx.Client(
-        timeout=httpx.Timeout(limits.timeout),
-        follow_redirects=True,
-        max_redirects=limits.max_redirects,
-        headers={"User-Agent": limits.user_agent, "Accept": ACCEPT},
-    )
-
-
-def fetch(
-    client: httpx.Client,
-    url: str,
-    *,
-    etag: str | None = None,
-    last_modified: str | None = None,
-    limits: FetchLimits = DEFAULT_LIMITS,
-) -> FetchResult:
-    """GET ``url`` conditionally, within ``limits``; ``file://`` URLs read a local file.
-
-    Sends ``If-None-Match``/``If-Modified-Since`` from ``etag``/``last_modified``
-    and returns ``status="not_modified"`` on 304. Redirects are followed up to
-    ``limits.max_redirects`` hops. The body is streamed and abandoned as soon as
-    it exceeds ``limits.max_bytes`` or the whole fetch exceeds ``limits.timeout``.
-
-    Raises:
-        FetchError: HTTP error status, timeout, oversize body, too many
-            redirects, or any transport failure (the httpx error is chained).
-    """
-    if urlsplit(url).scheme.lower() == "file":
-        return _fetch_file(url, etag=etag, last_modified=last_modified, limits=limits)
-    deadline = time.monotonic() + limits.timeout
-    headers = _conditional_headers(etag, last_modified)
-    current = url
-    try:
-        for _hop in range(limits.max_redirects + 1):
-            with client.stream("GET", current, headers=headers, follow_redirects=False) as resp:
-                target = _redirect_target(resp)
-                if target is None:
-                    return _read_response(resp, etag, last_modified, limits, deadline)
-            current = target
-    except httpx.TimeoutException as e:
-        raise FetchError(f"timed out after {limits.timeout:g}s fetching {url}") from e
-    except (httpx.HTTPError, httpx.InvalidURL) as e:
-        raise FetchError(f"cannot fetch {url}: {e}") from e
-    raise FetchError(f"too many redirects (more than {limits.max_redirects}) from {url}")
-
-
-def _conditional_headers(etag: str | None, last_modified: str | None) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    if etag:
-        headers["If-None-Match"] = etag
-    if last_modified:
-        headers["If-Modified-Since"] = last_modified
-    return headers
-
-
-def _redirect_target(resp: httpx.Response) -> str | None:
-    """The absolute URL a 3xx response points to, or ``None`` if it is not a redirect."""
-    location = resp.headers.get("Location")
-    if resp.status_code not in _REDIRECTS or not location:
-        return None
-    target: str = urljoin(str(resp.url), str(location).strip())
-    if urlsplit(target).scheme.lower() not in ("http", "https"):
-        raise FetchError(f"{resp.url} redirects to unsupported URL {target}")
-    return target
-
-
-def _read_response(
-    resp: httpx.Response,
-    etag: str | None,
-    last_modified: str | None,
-    limits: FetchLimits,
-    deadline: float,
-) -> FetchResult:
-    url = str(resp.url)
-    new_etag = resp.headers.get("ETag") or etag
-    new_modified = resp.headers.get("Last-Modified") or last_modified
-    headers = tuple(resp.headers.multi_items())
-    if resp.status_code == 304:
-        return FetchResult("not_modified", b"", url, new_etag, new_modified, None, headers)
-    if not 200 <= resp.status_code < 300:
-        retry = resp.headers.get("Retry-After")
-        hint = f"server asks to retry after {retry}" if retry else resp.reason_phrase or None
-        raise FetchError(f"HTTP {resp.status_code} from {url}", hint=hint)
-    _check_declared_length(resp, limits)
-    content = _read_capped(resp, limits, deadline)
-    content_type = resp.headers.get("Content-Type")
-    return FetchResult("ok", content, url, new_etag, new_modified, content_type, headers)
-
-
-def _check_declared_length(resp: httpx.Response, limits: FetchLimits) -> None:
-    declared = resp.headers.get("Content-Length", "").strip()
-    if declared.isdigit() and int(declared) > limits.max_bytes:
-        raise FetchError(
-            f"response larger than {_size(limits.max_bytes)} from {resp.url} "
-            f"(Content-Length {_size(int(declared))})"
-        )
-
-
-def _read_capped(resp: httpx.Response, limits: FetchLimits, deadline: float) -> bytes:
-    body = bytearray()
-    for chunk in resp.iter_bytes():
-        body += chunk
-        if len(body) > limits.max_bytes:
-            raise FetchError(f"response larger than {_size(limits.max_bytes)} from {resp.url}")
-        if time.monotonic() > deadline:
-            raise FetchError(f"timed out after {limits.timeout:g}s fetching {resp.url}")
-    return bytes(body)
-
-
-def _size(n: int) -> str:
-    if n >= MIB:
-        return f"{n / MIB:.3g} MiB"
-    if n >= 1024:
-        return f"{n / 1024:.3g} KiB"
-    return f"{n} bytes"
-
-
-def _fetch_file(
-    url: str, *, etag: str | None, last_modified: str | None, limits: FetchLimits
-) -> FetchResult:
-    """Read a ``file://`` URL with the same size cap; validators come from size and mtime."""
-    path = _file_path(url)
-    try:
-        with path.open("rb") as fh:
-            stat = os.fstat(fh.fileno())
-            cur_etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
-            cur_modified = formatdate(stat.st_mtime, usegmt=True)
-            if _unchanged(etag, last_modified, cur_etag, cur_modified):
-                return FetchResult("not_modified", b"", url, cur_etag, cur_modified)
-            data = fh.read(limits.max_bytes + 1)
-    except OSError as e:
-        raise FetchError(f"cannot read {path}: {e.strerror or e}") from e
-    if len(data) > limits.max_bytes:
-        raise FetchError(f"response larger than {_size(limits.max_bytes)} from {url}")
-    return FetchResult("ok", data, url, cur_etag, cur_modified)
-
-
-def _file_path(url: str) -> Path:
-    parts = urlsplit(url)
-    if parts.netloc not in ("", "localhost"):
-        raise FetchError(f"file URL on another host is not supported: {url}")
-    return Path(url2pathname(parts.path))
-
-
-def _unchanged(etag: str | None, modified: str | None, cur_etag: str, cur_modified: str) -> bool:
-    if etag is not None:
-        return etag == cur_etag
-    return modified is not None and modified == cur_modified
-
 
 # --------------------------------------------------------------------------- parsing
 
