@@ -113,6 +113,37 @@ def test_the_next_request_head_is_timed_too(running: Running) -> None:
         assert b"HTTP/1.1 200" not in rest
 
 
+def test_a_stalled_body_is_cut_off_without_a_traceback(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with running.connect() as sock:
+        sock.sendall(
+            b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n\r\nemail=a"
+        )
+        answer = read_all(sock)  # socket.timeout (a failure) if never closed
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert running.healthz().startswith(b"HTTP/1.1 200")
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+def test_a_slow_but_steady_head_still_times_out(running: Running) -> None:
+    with running.connect() as sock:
+        sock.settimeout(WAIT)
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: y\r\n" * 100
+        closed = False
+        for byte in request:  # one byte every 50 ms: each piece arrives well in time
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.05)
+        if not closed:
+            assert not read_all(sock).startswith(b"HTTP/1.1 200")
+
+
 def test_connection_cap_answers_503_at_accept_and_logs_once(
     make_config: object, db: Database, fixed_now: datetime, caplog: pytest.LogCaptureFixture
 ) -> None:

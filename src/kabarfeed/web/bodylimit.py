@@ -7,11 +7,20 @@ the application runs; otherwise the bytes of the ``http.request`` messages
 are counted as the application reads them (chunked or not), and the read
 that crosses the limit ends the request with ``413`` instead of handing the
 application more data. Nothing is ever buffered here.
+
+A client that goes away in the middle of its body (or is disconnected by
+the server's body timeout) is not a server error: the route's
+``ClientDisconnect`` ends here, logged at debug level, not as a traceback.
 """
 
 from __future__ import annotations
 
+import logging
+
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY = 1024 * 1024
 """Bytes a request body may carry unless ``[web] max_body`` says otherwise."""
@@ -89,3 +98,5 @@ class BodyLimit:
         except BodyTooLarge:
             if not started:
                 await _send_413(send, self.max_bytes)
+        except ClientDisconnect:
+            log.debug("client left while sending %s %s", scope.get("method"), scope.get("path"))

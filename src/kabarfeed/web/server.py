@@ -10,7 +10,11 @@ it does not help against them either. :class:`GuardedH11Protocol` adds both:
 * **head timeout** — a timer armed whenever the connection waits for a
   request head (on connect, and again after each response) and disarmed when
   the head is complete; when it fires the connection is closed (with a 408
-  when part of a request had arrived);
+  when part of a request had arrived). The head has one deadline: dribbling
+  a byte at a time does not extend it;
+* **body idle timeout** — while a request body is being received, the same
+  timeout bounds each wait for the next piece (not the whole upload), unless
+  it is the application that is behind (reading paused);
 * **connection cap** — a connection beyond ``max_connections`` is answered
   503 at once and closed, so the cap holds at accept time. The cap is also
   kept under the process's file-descriptor limit (:func:`connection_cap`).
@@ -179,7 +183,8 @@ class GuardedH11Protocol(H11Protocol):
 
     limits: ClassVar[ServerLimits]
     reports: ClassVar[OncePerInterval]
-    _head_timer: asyncio.TimerHandle | None = None
+    _timer: asyncio.TimerHandle | None = None
+    _timer_state: type[h11.IDLE] | type[h11.SEND_BODY] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Refuse a connection over the cap; else start the head timer."""
@@ -194,50 +199,68 @@ class GuardedH11Protocol(H11Protocol):
             transport.write(_BUSY)
             transport.close()
             return
-        self._watch_head()
+        self._watch()
 
     def data_received(self, data: bytes) -> None:
-        """Feed h11, then re-check whether a request head is awaited."""
+        """Feed h11, then re-check what the connection waits for."""
         super().data_received(data)
-        self._watch_head()
+        self._watch()
 
     def on_response_complete(self) -> None:
         """After a response the next request head is awaited (timer again)."""
         super().on_response_complete()
-        self._watch_head()
+        self._watch()
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Drop the timer with the connection."""
-        self._stop_head_timer()
+        self._stop_timer()
         super().connection_lost(exc)
 
-    def _watch_head(self) -> None:
-        waiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing()
-        if not waiting:
-            self._stop_head_timer()
-        elif self._head_timer is None:
-            self._head_timer = self.loop.call_later(
-                self.limits.header_timeout, self._head_timed_out
-            )
-
-    def _stop_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+    def _watch(self) -> None:
+        """Arm the timer for what the client owes us: a head (one deadline)
+        or the next piece of a body (re-armed on every piece)."""
+        state = self.conn.their_state
+        if self.transport.is_closing() or state not in (h11.IDLE, h11.SEND_BODY):
+            self._stop_timer()
             return
-        partial, _ = self.conn.trailing_data
-        if partial:  # part of a request arrived: say why we hang up
+        if state is h11.IDLE and self._timer_state is h11.IDLE and self._timer is not None:
+            return
+        self._stop_timer()
+        self._timer_state = state
+        self._timer = self.loop.call_later(self.limits.header_timeout, self._timed_out)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_state = None
+
+    def _timed_out(self) -> None:
+        waited_for = self._timer_state
+        self._timer = None
+        self._timer_state = None
+        state = self.conn.their_state
+        if self.transport.is_closing() or state is not waited_for or self.flow.read_paused:
+            self._watch()  # moved on, or the application is the slow one
+            return
+        if state is h11.SEND_BODY:
+            self._hang_up("slow-body", "a request body stalled for", respond=self._no_response())
+        else:
+            partial, _ = self.conn.trailing_data
+            self._hang_up("slow-head", "no complete request head within", respond=bool(partial))
+
+    def _no_response(self) -> bool:
+        return self.cycle is None or not self.cycle.response_started
+
+    def _hang_up(self, key: str, what: str, *, respond: bool) -> None:
+        """Close the connection, with a 408 when the client is owed an answer."""
+        if respond:
             self.transport.write(_TIMEOUT)
-            self.reports.warn(
-                log,
-                "slow-head",
-                f"closed a connection that sent no complete request head within "
-                f"{self.limits.header_timeout:g}s",
-            )
+        self.reports.warn(
+            log,
+            key,
+            f"closed a connection: {what} {self.limits.header_timeout:g}s (slow or idle client)",
+        )
         self.transport.close()
 
 
