@@ -416,6 +416,7 @@ class BouncesConfig(_Section):
     imap_url: str = ""
     imap_password: SecretStr = SecretStr("")
     imap_folder_done: str = "kabarfeed-processed"
+    imap_ca_file: Path | None = None
     poll_interval: Duration = timedelta(minutes=1)
     failed: Path = Path("var/bounces-failed")
     max_bytes: int = Field(default=2 * 1024 * 1024, gt=0)
@@ -676,6 +677,7 @@ def _resolve_paths(config: Config, base: Path) -> Config:
                 update={
                     "maildir": fix(config.bounces.maildir),
                     "failed": fix(config.bounces.failed),
+                    "imap_ca_file": fix(config.bounces.imap_ca_file),
                 }
             ),
         }

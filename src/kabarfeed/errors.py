@@ -95,3 +95,7 @@ class ConnectionDeliveryError(DeliveryError):
 class IntakeError(KabarfeedError):
     """A report from the mail world (bounce, complaint, webhook) could not be read:
     garbage, truncated or too large. Kept aside with this reason, never fatal."""
+
+
+class MailboxError(KabarfeedError):
+    """The bounce mailbox (IMAP) could not be reached, logged into or read."""

@@ -33,6 +33,7 @@ import jinja2
 from pydantic import BaseModel, SecretStr
 
 from kabarfeed import integrations
+from kabarfeed.bounces import poller as bounce_poller
 from kabarfeed.config import Config, SourceConfig, load_config
 from kabarfeed.errors import ConfigError, KabarfeedError
 from kabarfeed.ingest import Ingestor
@@ -372,6 +373,7 @@ class Service:
             await asyncio.to_thread(self.cases.build_feeds)
             for group in await asyncio.to_thread(self.cases.groups):
                 await asyncio.to_thread(self.cases.run_group, group, self.rt.clock())
+            await asyncio.to_thread(self.poll_bounces)
         finally:
             await asyncio.to_thread(self.elector.leadership.release, self.rt.clock())
         return await self.workers.drain(self.stopping)
@@ -403,6 +405,7 @@ class Service:
         serving = asyncio.create_task(server.serve(sockets=[sock]), name="web")
         if self.rt.config.scheduler.watch:
             self._tasks.append(asyncio.create_task(self._watch(), name="watch"))
+        self._tasks.append(asyncio.create_task(self._poll_bounces_loop(), name="bounces"))
         await self.stopping.wait()
         log.info("stopping: no new work; waiting for running jobs")
         timeout = self.rt.config.scheduler.shutdown_timeout.total_seconds()
@@ -416,6 +419,22 @@ class Service:
             await asyncio.wait_for(serving, 5)
         sock.close()
         return finished
+
+    def poll_bounces(self) -> None:
+        """Read the bounce mailboxes once ([bounces] maildir / imap_url); only
+        the scheduler leader does, so two processes do not race for a message."""
+        if self.elector.leading and bounce_poller.configured(self.rt.config):
+            bounce_poller.poll_all(self.rt.config, self.rt.db, clock=self.rt.clock)
+
+    async def _poll_bounces_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await asyncio.to_thread(self.poll_bounces)
+            except KabarfeedError as e:  # the store is down: try again next time
+                log.warning("bounce poll: %s", e)
+            every = self.rt.config.bounces.poll_interval.total_seconds()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), max(every, 1.0))
 
     def _wake_drain(self, loop: asyncio.AbstractEventLoop) -> None:
         """From a job thread: drain now (editions were queued)."""
