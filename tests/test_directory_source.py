@@ -485,3 +485,26 @@ def test_examples_use_both_month_spellings_and_all_zones() -> None:
     assert " Nov 2025" in joined and " November 2025" in joined
     for zone in (" WIB", " WITA", " WIT\n"):
         assert zone in joined + "\n"
+
+
+def test_a_file_over_the_size_cap_is_a_problem_and_not_read(tmp_path: Path) -> None:
+    _write(tmp_path, "besar.md", "# Judul\n\n" + "isi " * 1000)
+    _write(tmp_path, "kecil.md", "# Kecil\n\nisi\n")
+    result = read_directory(
+        "lokal", tmp_path, default_tz="Asia/Jakarta", base_url=BASE, max_bytes=1000
+    )
+    assert [a.title for a in result.articles] == ["Kecil"]
+    [problem] = result.problems
+    assert "besar.md: larger than 1000 bytes" in problem.message
+
+
+def test_lone_surrogates_in_front_matter_and_json_are_refused_per_file(tmp_path: Path) -> None:
+    _write(tmp_path, "a.md", '---\ntitle: "Judul \\udfff"\n---\nIsi.\n')
+    _write(
+        tmp_path, "b.json", '[{"title": "Baik", "body": "Isi."}, {"title": "\\ud800", "body": "x"}]'
+    )
+    result = _read(tmp_path)
+    assert [a.title for a in result.articles] == ["Baik"]
+    messages = sorted(p.message for p in result.problems)
+    assert "a.md: front matter: 'title' contains a lone surrogate U+DFFF" in messages[0]
+    assert "b.json[2]: 'title' contains a lone surrogate U+D800" in messages[1]

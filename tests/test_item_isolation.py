@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kabarfeed.config import SourceConfig
@@ -129,6 +130,9 @@ def _prepare_all(articles: tuple[RawArticle, ...]) -> None:
             assert INTERNAL not in result.reason, result.reason
             continue
         article = result.prepared.article
+        if article.image is not None:  # the widths of their columns
+            assert len(article.image.type or "") <= 100
+            assert (article.image.length or 0) < 2**31
         for text in (article.title, article.url, article.summary, article.content_html,
                      article.guid or "", article.author or "", article.language):  # fmt: skip
             assert text_problem(text) is None
@@ -136,6 +140,11 @@ def _prepare_all(articles: tuple[RawArticle, ...]) -> None:
 
 @SETTINGS
 @given(st.lists(files, min_size=1, max_size=4))
+@example([("a.json", '{"title": "Banjir", "body": "Isi.", "summary": "\\udfff"}')])
+@example([("b.json", '[{"title": "\\ud800", "body": "x"}, {"title": "Baik", "body": "y"}]')])
+@example([("c.md", '---\ntitle: "\\udfff"\n---\nIsi.\n')])
+@example([("d.json", '{"title": "x", "body": "y", "guid": "a\\u0000b"}')])
+@example([("e.json", '{"title": "x", "body": "y", "date": "9999-12-31T23:59:59-12:00"}')])
 def test_directory_source_never_raises_and_keeps_the_good_file(
     contents: list[tuple[str, str | bytes]],
 ) -> None:
@@ -203,6 +212,10 @@ def _rss(items: list[dict[str, str]]) -> bytes:
 
 @SETTINGS
 @given(rss_items)
+@example(
+    [{"title": "Rusak", "link": "https://e.id/r", "pubDate": "Fri, 31 Dec 9999 23:59:59 -1200"}]
+)
+@example([{"title": "Rusak", "link": "https://e.id/r", "guid": "&#0;"}])
 def test_feed_entry_mapping_never_raises_and_keeps_the_good_entry(
     items: list[dict[str, str]],
 ) -> None:
@@ -216,12 +229,55 @@ def test_feed_entry_mapping_never_raises_and_keeps_the_good_entry(
     _prepare_all(parsed.articles)
 
 
-@SETTINGS
-@given(st.lists(st.dictionaries(st.sampled_from(
+struct_times = st.tuples(
+    st.integers(-1, 10_001), st.integers(0, 13), st.integers(0, 32), st.integers(0, 25),
+    st.integers(0, 61), st.integers(0, 61), st.integers(0, 6), st.integers(0, 366),
+    st.integers(-1, 1),
+).map(time.struct_time)  # fmt: skip
+entry_fields = st.sampled_from(
     ["title", "link", "id", "published", "updated", "summary", "author", "tags", "content",
-     "published_parsed", "author_detail", "media_content", "links", "language"]
-), values, max_size=8), max_size=3))  # fmt: skip
-def test_entry_mapping_of_arbitrary_feedparser_shapes(entries: list[dict[str, Any]]) -> None:
+     "author_detail", "media_content", "media_thumbnail", "links", "language", "title_detail"]
+)  # fmt: skip
+entries = st.lists(
+    st.dictionaries(entry_fields, values, max_size=8)
+    | st.fixed_dictionaries(
+        {"title": any_text, "link": st.just("https://e.id/a")},
+        optional={"published_parsed": struct_times, "updated_parsed": struct_times},
+    )
+    | values,
+    max_size=3,
+)
+
+
+@SETTINGS
+@given(entries)
+@example([{"title": "x", "link": "https://e.id/a", "summary": "\udfff"}])
+@example(
+    [
+        {
+            "title": "x",
+            "link": "https://e.id/a",
+            "links": [
+                {
+                    "rel": "enclosure",
+                    "href": "https://e.id/i.jpg",
+                    "type": "image/" + "x" * 200,
+                    "length": "99999999999",
+                }
+            ],
+        }
+    ]
+)
+@example(
+    [
+        {
+            "title": "x",
+            "link": "https://e.id/a",
+            "published_parsed": time.struct_time((10000, 1, 1, 0, 0, 0, 0, 1, 0)),
+        }
+    ]
+)
+def test_entry_mapping_of_arbitrary_feedparser_shapes(entries: list[Any]) -> None:
     mapped = feed.map_entries(entries, source="s", url="https://e.id/feed")
     assert len(mapped.articles) + len(mapped.rejected) == len(entries)
     for rejected in mapped.rejected:

@@ -558,6 +558,7 @@ class Ingestor:
             source.path,
             default_tz=self.config.site.timezone,
             base_url=self.config.site.base_url,
+            max_bytes=self.config.ingest.max_bytes,
         )
         problems = [p.message for p in result.problems]
         if problems and not result.articles:

@@ -104,6 +104,7 @@ class _Context:
     default_tz: str
     base_url: str
     markdown: Callable[[str], str]
+    max_bytes: int | None = None
 
 
 @dataclass(slots=True)
@@ -128,11 +129,14 @@ class _Collector:
         self.articles.append(article)
 
 
-def read_directory(source: str, path: Path, *, default_tz: str, base_url: str) -> DirectoryResult:
+def read_directory(
+    source: str, path: Path, *, default_tz: str, base_url: str, max_bytes: int | None = None
+) -> DirectoryResult:
     """Read every article file under ``path`` (recursively, sorted by path).
 
     ``source`` names the source on each article; ``default_tz`` (IANA name) is
-    the zone of naive dates; ``base_url`` prefixes generated permalinks.
+    the zone of naive dates; ``base_url`` prefixes generated permalinks; a file
+    larger than ``max_bytes`` is a problem, not read whole.
     Raises :class:`SourceError` when ``path`` is not a readable directory or
     ``default_tz`` is unknown; problems with single files are returned instead.
     """
@@ -145,7 +149,7 @@ def read_directory(source: str, path: Path, *, default_tz: str, base_url: str) -
     except (ZoneInfoNotFoundError, ValueError) as e:
         raise SourceError(f"source {source!r}: unknown time zone {default_tz!r}") from e
     renderer = MarkdownIt("commonmark", {"html": False}).enable("table")
-    ctx = _Context(source, zone, default_tz, base_url.rstrip("/"), renderer.render)
+    ctx = _Context(source, zone, default_tz, base_url.rstrip("/"), renderer.render, max_bytes)
     collector = _Collector()
     try:
         files = list(_article_files(path))
@@ -198,9 +202,14 @@ def _decode(data: bytes) -> tuple[str, tuple[str, ...]]:
 def _read_file(file: Path, ctx: _Context, out: _Collector) -> None:
     """Parse one file into ``out``; its failure becomes a problem, never an exception."""
     try:
-        data = file.read_bytes()
+        with file.open("rb") as fh:
+            data = fh.read() if ctx.max_bytes is None else fh.read(ctx.max_bytes + 1)
     except OSError as e:
         out.problems.append(FileProblem(str(file), f"{file}: cannot read: {e.strerror or e}"))
+        return
+    if ctx.max_bytes is not None and len(data) > ctx.max_bytes:
+        message = f"{file}: larger than {ctx.max_bytes} bytes ([ingest] max_bytes); not read"
+        out.problems.append(FileProblem(str(file), message))
         return
     result = isolate(str(file), lambda: _parse_file(file, data, ctx, out))
     if isinstance(result, Rejected):
