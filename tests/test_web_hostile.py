@@ -101,14 +101,15 @@ def test_signature_is_checked_before_the_stamp_is_read() -> None:
 
 
 def _token_routes(client: TestClient) -> list[tuple[str, str, tuple[str, ...]]]:
-    """Every route of the app with path parameters (but the static catch-all):
-    (path template, method, parameter names). New token routes are found here
-    without changing the test."""
+    """Every route of the app that takes a token: path parameters, or a
+    posted form (its CSRF token) — but the static catch-all: (path template,
+    method, parameter names). New token routes are found here without
+    changing the test."""
     found = []
     for route in client.app.routes:  # type: ignore[attr-defined]
-        if not isinstance(route, Route) or not route.param_convertors:
+        if not isinstance(route, Route) or route.name == "static":
             continue
-        if route.name == "static":
+        if not route.param_convertors and "POST" not in (route.methods or ()):
             continue
         for method in sorted(route.methods or ()):
             if method != "HEAD":
@@ -144,7 +145,12 @@ def test_random_tokens_never_give_5xx(
     client: TestClient, subscriber: Subscriber, data: st.DataObject
 ) -> None:
     routes = _token_routes(client)
-    assert {p for p, _, _ in routes} >= {"/confirm/{signed}", "/preferences/{token}", "/u/{token}"}
+    assert {p for p, _, _ in routes} >= {
+        "/confirm/{signed}",
+        "/preferences/{token}",
+        "/u/{token}",
+        "/subscribe",
+    }
     path, method, names = data.draw(st.sampled_from(routes))
     url = path
     for name in names:
@@ -154,7 +160,10 @@ def test_random_tokens_never_give_5xx(
         response = client.get(url)
     else:
         form = {"csrf": data.draw(SEGMENT), data.draw(st.text(max_size=10)): data.draw(SEGMENT)}
+        cookie = data.draw(st.from_regex(r"[A-Za-z0-9_-]{0,40}", fullmatch=True))
+        client.cookies.set("kf_csrf", cookie, path="/subscribe")
         response = client.post(url, data=form)
+        client.cookies.clear()
     assert response.status_code < 500, (method, url, response.status_code)
 
 
