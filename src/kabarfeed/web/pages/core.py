@@ -310,9 +310,14 @@ class Pages:
     # -- helpers ---------------------------------------------------------------------------
 
     async def read_form(self, request: Request) -> FormData | None:
-        """The posted form, or ``None`` when the body is too large or unreadable."""
+        """The posted form, or ``None`` when the body is too large or unreadable.
+
+        The app's :class:`~kabarfeed.web.bodylimit.BodyLimit` bounds what is
+        read (``[web] max_body``, on the stream); a form is smaller still."""
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > MAX_FORM_BYTES:
+            return None
+        if len(await request.body()) > MAX_FORM_BYTES:  # chunked: no Content-Length
             return None
         try:
             return await request.form(max_files=0, max_fields=200)
