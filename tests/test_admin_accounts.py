@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -14,12 +13,12 @@ from conftest import ConfigFactory
 from kabarfeed.admin import accounts, audit, sessions
 from kabarfeed.admin.accounts import Role
 from kabarfeed.admin.audit import Actor, AuditFilter
-from kabarfeed.admin.auth import login
+from kabarfeed.admin.auth import LoginLimits, LoginResult, account_key, login
 from kabarfeed.admin.passwords import verify_password
+from kabarfeed.admin.throttle import FailureWindow, wait_seconds
 from kabarfeed.cli import main
 from kabarfeed.errors import InputError, NotFoundError
 from kabarfeed.store import Database
-from kabarfeed.web.limits import SharedWindowLimiter
 
 TTL = timedelta(days=3)
 LIMITS = sessions.Timeouts(idle=timedelta(minutes=30), absolute=timedelta(hours=12))
@@ -27,28 +26,23 @@ PASSWORD = "kopi-tubruk-pagi"
 CLI_ACTOR = Actor("cli:test", "cli")
 
 
-@dataclass
-class DbLimits:
-    """The console's login limits over the shared-window limiter (real rows)."""
+def limits_for(
+    db: Database, ip: str, email: str, *, ip_limit: int = 20, account_limit: int = 5
+) -> LoginLimits:
+    """The console's windows (real ``state`` rows) keyed as the web layer keys them."""
+    window = timedelta(minutes=15)
+    return LoginLimits(
+        FailureWindow(db, "ip", ip_limit, window),
+        FailureWindow(db, "account", account_limit, window),
+        ip,
+        account_key(email),
+    )
 
-    db: Database
-    ip_limit: int = 20
-    account_limit: int = 5
-    window: timedelta = timedelta(minutes=15)
-    ip: SharedWindowLimiter = field(init=False)
-    account: SharedWindowLimiter = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.ip = SharedWindowLimiter(self.db, "admin-ip", self.ip_limit, self.window)
-        self.account = SharedWindowLimiter(
-            self.db, "admin-account", self.account_limit, self.window
-        )
-
-    def per_ip(self, ip: str, now: datetime) -> int:
-        return self.ip.hit(ip, now)
-
-    def per_account(self, key: str, now: datetime) -> int:
-        return self.account.hit(key, now)
+def attempt(
+    db: Database, email: str, password: str, *, ip: str, now: datetime, **limits: int
+) -> LoginResult:
+    return login(db, limits_for(db, ip, email, **limits), email, password, now=now)
 
 
 def _active(
@@ -96,27 +90,40 @@ def test_expired_invite_is_refused_like_an_unknown_one(db: Database, fixed_now: 
 
 def test_login_success_failure_and_no_enumeration(db: Database, fixed_now: datetime) -> None:
     _active(db, fixed_now)
-    limits = DbLimits(db)
-    ok = login(db, limits, "REDAKSI@example.id", PASSWORD, ip="ip1", now=fixed_now)
+    ok = attempt(db, "REDAKSI@example.id", PASSWORD, ip="ip1", now=fixed_now)
     assert ok.account is not None and ok.account.email == "redaksi@example.id"
-    wrong = login(db, limits, "redaksi@example.id", "wrong password!", ip="ip1", now=fixed_now)
-    unknown = login(db, limits, "nobody@example.id", PASSWORD, ip="ip1", now=fixed_now)
-    garbage = login(db, limits, "not an address", PASSWORD, ip="ip1", now=fixed_now)
-    assert wrong == unknown == garbage == type(wrong)(None, 0)
+    wrong = attempt(db, "redaksi@example.id", "wrong password!", ip="ip1", now=fixed_now)
+    unknown = attempt(db, "nobody@example.id", PASSWORD, ip="ip1", now=fixed_now)
+    garbage = attempt(db, "not an address", PASSWORD, ip="ip1", now=fixed_now)
+    assert wrong == unknown == garbage == LoginResult(None, 0)
+
+
+def test_only_failures_count_and_a_success_clears_the_account(
+    db: Database, fixed_now: datetime
+) -> None:
+    _active(db, fixed_now)
+    for _ in range(10):  # many devices logging in: never locked out
+        assert attempt(db, "redaksi@example.id", PASSWORD, ip="a", now=fixed_now, account_limit=3)
+    for _ in range(2):
+        attempt(db, "redaksi@example.id", "typo", ip="a", now=fixed_now, account_limit=3)
+    assert attempt(db, "redaksi@example.id", PASSWORD, ip="a", now=fixed_now, account_limit=3)
+    for _ in range(2):  # the success cleared the two failures before it
+        attempt(db, "redaksi@example.id", "typo", ip="a", now=fixed_now, account_limit=3)
+    assert attempt(db, "redaksi@example.id", PASSWORD, ip="a", now=fixed_now, account_limit=3)
 
 
 def test_login_rate_limit_per_account_also_for_unknown_addresses(
     db: Database, fixed_now: datetime
 ) -> None:
     _active(db, fixed_now)
-    limits = DbLimits(db, account_limit=3)
     for address in ("redaksi@example.id", "nobody@example.id"):
         for i in range(3):
-            assert login(db, limits, address, "bad", ip=f"ip{i}", now=fixed_now).retry_after == 0
-        refused = login(db, limits, address, PASSWORD, ip="fresh", now=fixed_now)
-        assert refused.account is None and refused.retry_after > 0
-    later = fixed_now + timedelta(minutes=16)
-    assert login(db, limits, "redaksi@example.id", PASSWORD, ip="x", now=later).account
+            result = attempt(db, address, "bad", ip=f"ip{i}", now=fixed_now, account_limit=3)
+            assert result.retry_after == 0
+        refused = attempt(db, address, PASSWORD, ip="fresh", now=fixed_now, account_limit=3)
+        assert refused.account is None and refused.retry_after == 15 * 60
+    later = fixed_now + timedelta(minutes=15, seconds=1)
+    assert attempt(db, "redaksi@example.id", PASSWORD, ip="x", now=later, account_limit=3).account
 
 
 def test_login_rate_limit_per_ip_is_shared_between_processes(
@@ -124,14 +131,21 @@ def test_login_rate_limit_per_ip_is_shared_between_processes(
 ) -> None:
     _active(db, fixed_now)
     other = Database(db_url)  # a second process's pool
-    first, second = DbLimits(db, ip_limit=4), DbLimits(other, ip_limit=4)
     for i in range(2):
-        login(db, first, f"u{i}@example.id", "bad", ip="1.2.3.4", now=fixed_now)
-        login(other, second, f"v{i}@example.id", "bad", ip="1.2.3.4", now=fixed_now)
-    refused = login(db, first, "redaksi@example.id", PASSWORD, ip="1.2.3.4", now=fixed_now)
+        attempt(db, f"u{i}@example.id", "bad", ip="1.2.3.4", now=fixed_now, ip_limit=4)
+        attempt(other, f"v{i}@example.id", "bad", ip="1.2.3.4", now=fixed_now, ip_limit=4)
+    refused = attempt(db, "redaksi@example.id", PASSWORD, ip="1.2.3.4", now=fixed_now, ip_limit=4)
     assert refused.account is None and refused.retry_after > 0
-    assert login(db, first, "redaksi@example.id", PASSWORD, ip="5.6.7.8", now=fixed_now).account
+    assert attempt(db, "redaksi@example.id", PASSWORD, ip="5.6.7.8", now=fixed_now, ip_limit=4)
     other.dispose()
+
+
+def test_wait_seconds_is_the_window_arithmetic() -> None:
+    assert wait_seconds([], 1000.0, 3, 60) == 0
+    assert wait_seconds([990.0, 995.0], 1000.0, 3, 60) == 0
+    assert wait_seconds([930.0, 990.0, 995.0, 999.0], 1000.0, 3, 60) == 50
+    assert wait_seconds([941.0, 942.0, 943.0], 1000.0, 3, 60) == 1
+    assert wait_seconds([940.0, 941.0, 942.0], 1000.0, 3, 60) == 0  # 940 left the window
 
 
 def test_session_idle_and_absolute_timeouts(db: Database, fixed_now: datetime) -> None:
@@ -176,7 +190,7 @@ def test_reset_and_remove_end_sessions(db: Database, fixed_now: datetime) -> Non
     token, _ = sessions.start_session(db, account, now=fixed_now)
     invite = accounts.reset_account(db, account.email, CLI_ACTOR, now=fixed_now, ttl=TTL)
     assert sessions.load_session(db, token, now=fixed_now, limits=LIMITS) is None
-    assert login(db, DbLimits(db), account.email, PASSWORD, ip="i", now=fixed_now).account is None
+    assert attempt(db, account.email, PASSWORD, ip="i", now=fixed_now).account is None
     fresh = accounts.set_password(db, invite.token, "a-new-password-1", now=fixed_now)
     assert fresh is not None
     token, _ = sessions.start_session(db, fresh, now=fixed_now)

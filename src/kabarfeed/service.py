@@ -453,9 +453,17 @@ class Service:
         (groups are caught up by the next digest check)."""
         self.scheduler.request_build()
 
+    def _make_app(self, config: Config) -> Any:
+        """The web app for ``config``; the console's Apply button calls
+        :meth:`reload` through ``app.state.reload`` (the SIGHUP path)."""
+        app = integrations.create_app(config, self.rt.db, self.rt.clock)
+        state = getattr(app, "state", None)
+        if state is not None:
+            state.reload = self.reload
+        return app
+
     def _web_server(self, host: str) -> _Server:
-        app = integrations.create_app(self.rt.config, self.rt.db, self.rt.clock)
-        self.web = SwappableApp(app)
+        self.web = SwappableApp(self._make_app(self.rt.config))
         config = server_config(
             self.web,
             host=host,
@@ -532,7 +540,7 @@ class Service:
         self.scheduler.retime(timing_of(new))
         await self.scheduler.sync_sources()
         if self.web is not None and changes:
-            self.web.app = integrations.create_app(new, self.rt.db, self.rt.clock)
+            self.web.app = self._make_app(new)
         self._record_reload(trigger, ok=True, problems=[], changes=changes)
 
     def _record_reload(

@@ -80,7 +80,13 @@ def load_session(db: Database, token: str, *, now: datetime, limits: Timeouts) -
     id_hash = token_hash(token)
     s, a = admin_sessions.c, admin_accounts.c
     query = (
-        select(admin_sessions, admin_accounts)
+        select(
+            admin_accounts,
+            s.generation.label("session_generation"),
+            s.csrf,
+            s.created_at.label("session_created_at"),
+            s.last_seen_at,
+        )
         .join(admin_accounts, a.id == s.account_id)
         .where(s.id_hash == id_hash)
     )
@@ -88,8 +94,8 @@ def load_session(db: Database, token: str, *, now: datetime, limits: Timeouts) -
         row = conn.execute(query).mappings().first()
     if row is None:
         return None
-    stale = row["generation"] != row[admin_accounts.c.generation]
-    if stale or expired(row["created_at"], row["last_seen_at"], now, limits):
+    stale = row["session_generation"] != row["generation"]
+    if stale or expired(row["session_created_at"], row["last_seen_at"], now, limits):
         end_session(db, token)
         return None
     seen = row["last_seen_at"]
@@ -99,8 +105,7 @@ def load_session(db: Database, token: str, *, now: datetime, limits: Timeouts) -
                 update(admin_sessions).where(s.id_hash == id_hash).values(last_seen_at=now)
             )
         seen = now
-    account = _account({**row, "id": row["account_id"], "generation": row[a.generation]})
-    return Session(id_hash, account, row["csrf"], row["created_at"], seen)
+    return Session(id_hash, _account(row), row["csrf"], row["session_created_at"], seen)
 
 
 def end_session(db: Database, token: str) -> None:

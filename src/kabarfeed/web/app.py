@@ -18,6 +18,7 @@ from kabarfeed.feeds.index import IndexPage
 from kabarfeed.feeds.render import FeedSite
 from kabarfeed.models import Clock
 from kabarfeed.store import Database
+from kabarfeed.web.admin import admin_routes, create_console
 from kabarfeed.web.assets import asset_routes
 from kabarfeed.web.bodylimit import BodyLimit
 from kabarfeed.web.ops import ops_routes
@@ -57,6 +58,7 @@ def create_app(config: Config, db: Database, *, clock: Clock) -> Starlette:
     # the static catch-all below.
     routes += ops_routes(db, metrics_token=config.web.metrics_token.get_secret_value())
     routes += page_routes(create_pages(config, db, clock=clock))
+    routes += admin_routes(create_console(config, db, clock=clock))
     routes += asset_routes(config)
     routes += static_routes(static)
 
