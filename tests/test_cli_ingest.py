@@ -133,3 +133,26 @@ def test_real_process_version_help_and_verbose_traceback(tmp_path: Path) -> None
     )
     assert missing.returncode == 2
     assert "file not found" in missing.stderr and "Traceback" in missing.stderr
+
+
+def test_a_rejected_item_shows_in_sources_and_status(
+    tmp_path: Path, make_config: ConfigFactory
+) -> None:
+    folder = tmp_path / "artikel"
+    folder.mkdir()
+    (folder / "baik.json").write_text('{"title": "Pasar Murah", "body": "Isi."}', encoding="utf-8")
+    (folder / "rusak.json").write_text(
+        '{"title": "Banjir", "body": "Isi.", "summary": "\\udfff"}', encoding="utf-8"
+    )
+    make_config(f'[[sources]]\nname = "redaksi"\nkind = "directory"\npath = "{folder}"\n')
+    code, out, err = invoke(tmp_path, "ingest")
+    assert code == 0 and "articles new 1" in out
+    assert "rusak.json" in err  # the run's own report names the rejected item
+    code, out, _ = invoke(tmp_path, "sources", "--json")
+    [row] = json.loads(out)
+    assert row["status"] == "warning" and row["error_count"] == 0
+    assert "1 item(s) rejected" in row["last_error"]
+    assert "rusak.json: 'summary' contains a lone surrogate U+DFFF" in row["last_error"]
+    code, out, _ = invoke(tmp_path, "status", "--json")
+    [shown] = json.loads(out)["sources"]
+    assert shown["health"] == "warning" and "rusak.json" in shown["last_error"]

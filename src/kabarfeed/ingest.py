@@ -397,6 +397,9 @@ class _Read:
     now: datetime
     raws: tuple[RawArticle, ...] = ()
     problems: tuple[str, ...] = ()
+    """Source-level warnings (e.g. a feed recovered from broken XML)."""
+    rejected: tuple[str, ...] = ()
+    """Items the source could not read (files, entries), each with its reason."""
     validators: tuple[str | None, str | None] = (None, None)
     skipped: bool = False
     error: str | None = None
@@ -503,7 +506,7 @@ class Ingestor:
         try:
             if read.error is not None:
                 return self._fail(source, state, now, read.error)
-            return self._done(source, now, list(read.raws), list(read.problems), read.validators)
+            return self._done(read)
         except KabarfeedError as e:
             return self._fail(source, state, now, str(e))
         except Exception as e:  # one source must never abort the run
@@ -542,14 +545,15 @@ class Ingestor:
         self, source: SourceConfig, state: source_store.SourceState | None, now: datetime
     ) -> _Read:
         if source.kind == "directory":
-            raws, problems = self._read_directory(source)
-            return _Read(source, state, now, tuple(raws), tuple(problems))
+            raws, unread = self._read_directory(source)
+            return _Read(source, state, now, tuple(raws), rejected=tuple(unread))
         fetched = self._fetch_feed(source, state)
         if fetched is None:  # not modified
             kept = (state.etag, state.last_modified) if state else (None, None)
             return _Read(source, state, now, validators=kept)
-        raws, problems, validators = fetched
-        return _Read(source, state, now, tuple(raws), tuple(problems), validators)
+        parsed, validators = fetched
+        rejected = tuple(str(r) for r in parsed.rejected)
+        return _Read(source, state, now, parsed.articles, parsed.warnings, rejected, validators)
 
     def _read_directory(self, source: SourceConfig) -> tuple[list[RawArticle], list[str]]:
         assert source.path is not None
@@ -567,7 +571,7 @@ class Ingestor:
 
     def _fetch_feed(
         self, source: SourceConfig, state: source_store.SourceState | None
-    ) -> tuple[list[RawArticle], list[str], tuple[str | None, str | None]] | None:
+    ) -> tuple[feed.ParsedFeed, tuple[str | None, str | None]] | None:
         assert source.url is not None
         limits = self._limits()
         with self._shared_client():
@@ -584,33 +588,28 @@ class Ingestor:
         parsed = feed.parse_feed(
             result.content, source=source.name, url=result.url, content_type=result.content_type
         )
-        return list(parsed.articles), list(parsed.warnings), (result.etag, result.last_modified)
+        return parsed, (result.etag, result.last_modified)
 
-    def _done(
-        self,
-        source: SourceConfig,
-        now: datetime,
-        raws: list[RawArticle],
-        problems: list[str],
-        validators: tuple[str | None, str | None],
-    ) -> SourceOutcome:
+    def _done(self, read: _Read) -> SourceOutcome:
+        source, now, validators = read.source, read.now, read.validators
+        problems = list(read.problems)
         prepared: list[article_store.Prepared] = []
         warnings = list(problems)
-        rejected: list[Rejected] = []
+        rejected: list[str] = list(read.rejected)
         cut: list[str] = []
         limits = FieldLimits.of(self.config)
-        for raw in raws:
+        for raw in read.raws:
             result = isolate(raw.origin, partial(self._prepare, raw, source, now, limits))
             if isinstance(result, Rejected):
-                rejected.append(result)
+                rejected.append(str(result))
                 continue
             prepared.append(result.prepared)
-            warnings.extend(f"{raw.origin}: {w}" for w in result.warnings)
-            cut.extend(f"{raw.origin}: {c}" for c in result.cut)
+            warnings.extend(_from(raw.origin, w) for w in result.warnings)
+            cut.extend(_from(raw.origin, c) for c in result.cut)
         next_fetch = next_regular_fetch(
             now, source.interval, jitter=self.config.ingest.interval_jitter, rand=self.rand
         )
-        status = source_status(problems, [str(r) for r in rejected], cut)
+        status = source_status(problems, rejected, cut)
         with self.db.begin() as conn:
             counts = article_store.save_articles(conn, prepared, now=now)
             source_store.record_success(
@@ -668,6 +667,11 @@ def source_status(
     if cut:
         parts.append(f"{len(cut)} field(s) cut: " + "; ".join(cut[:5]) + _more(cut, 5))
     return " | ".join(parts) or None
+
+
+def _from(origin: str, message: str) -> str:
+    """``message`` starting with the item's origin (added if missing)."""
+    return message if message.startswith(origin) else f"{origin}: {message}"
 
 
 def _more(items: Sequence[str], shown: int) -> str:

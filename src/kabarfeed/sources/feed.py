@@ -66,7 +66,7 @@ class ParsedFeed:
     language: str | None = None
     warnings: tuple[str, ...] = ()
     rejected: tuple[Rejected, ...] = ()
-    """Entries left out (each also listed in ``warnings``)."""
+    """Entries left out, each with its reason."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +105,6 @@ def parse_feed(
         non_permalink_guids=_non_permalink_guids(data),
     )
     mapped = _map(result["entries"], context)
-    warnings.extend(str(r) for r in mapped.rejected)
     return ParsedFeed(
         articles=mapped.articles,
         title=_clean_text(_text(feed, "title")),
