@@ -112,6 +112,8 @@ class Faults:
     drop_data_at: set[int] = field(default_factory=set)
     stall_data: bool = False
     max_per_connection: int | None = None
+    reject_reply: str = "550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+    """The reply to RCPT for ``reject`` (5.1.x: the address does not exist)."""
     script: dict[str, list[Act]] = field(default_factory=dict)
     plan: Callable[[str, int], Act] | None = None
     stall: float = 1.0
@@ -221,7 +223,7 @@ class _Handler:
             await _sleep_unless_stopped(s, s.faults.stall)
             return "451 4.3.0 stalled"
         if address in s.faults.reject:
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+            return s.faults.reject_reply.format(address=address)
         if address in s.faults.defer_always or (address in s.faults.defer_first and attempt == 1):
             return "451 4.7.1 Greylisted, please try again later"
         envelope.rcpt_tos.append(address)

@@ -99,7 +99,10 @@ def test_send_delivers_each_edition_once(db, newsroom, make_config, tmp_path) ->
 
 
 def test_permanent_failure_exit_code_list_and_retry(db, newsroom, make_config, tmp_path) -> None:
-    with ScriptedSMTPServer(Faults(reject={"budi@example.org"})) as server:
+    """A policy refusal (5.7.x) fails the row but does not bounce the address
+    (a 5.1.x would: see the bounce policy), so a retry sends it."""
+    policy = "550 5.7.1 <{address}>: Recipient address rejected: User unknown in relay policy"
+    with ScriptedSMTPServer(Faults(reject={"budi@example.org"}, reject_reply=policy)) as server:
         make_config(smtp_toml(server.port))
         failed = cli(tmp_path, "digest", "send", "--date", DATE)
         listed = cli(tmp_path, "deliveries", "--status", "failed", "--json")

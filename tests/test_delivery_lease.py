@@ -12,6 +12,9 @@ first one's rows while the first still reported every message as sent.
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -120,3 +123,44 @@ def test_a_result_for_a_row_taken_meanwhile_is_lost_not_sent(
     assert len(transport.sent) == 5
     assert report.progress.sent == 4 and report.progress.lost == 1 and not report.ok
     assert states(db) == {"sent": 4, "sending": 1}  # the other sender's row is left alone
+
+
+def test_a_sender_frozen_past_its_lease_does_not_resend_its_batch(
+    db: Database, make_config: Callable[..., Config], tmp_path: Path
+) -> None:
+    """SIGSTOP ``digest send`` mid-batch for longer than its lease; a second sender
+    takes and sends its rows; after SIGCONT the first drops the rows it lost
+    instead of sending them again. Only its transactions in flight at the
+    freeze can be duplicates (at most one per connection), and it reports them
+    as lost, not sent."""
+    editions, pool = 100, 2
+    save(db, [article(n) for n in (1, 2, 3)])
+    add_subscribers(db, editions, datetime(2025, 11, 1, tzinfo=system_clock().tzinfo))
+    with ScriptedSMTPServer(Faults(dot_delay=0.05)) as server:
+        config = make_config(
+            f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n'
+            f'pool_size = {pool}\nlease = "{LEASE}s"\n'
+        )
+        cmd = [sys.executable, "-m", "kabarfeed", "--config", str(tmp_path / "config.toml")]
+        first = subprocess.Popen(
+            [*cmd, "digest", "send", "--date", "2025-11-17", "--force"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until(lambda: len(server.received) >= 10, "the first sender to send")
+            first.send_signal(signal.SIGSTOP)
+            frozen_at = len(server.received)
+            time.sleep(LEASE * 1.5)  # its lease runs out while it is frozen
+            second = run.send_due(config, db, system_clock, OPTIONS)
+        finally:
+            first.send_signal(signal.SIGCONT)
+        output, _ = first.communicate(timeout=120)
+    text = output.decode()
+    got = server.recipients()
+    assert sorted(got) == sorted(f"reader{i}@example.org" for i in range(editions))
+    duplicates = sum(n - 1 for n in got.values())
+    assert second.report.progress.recovered > 0 and frozen_at < editions
+    assert duplicates <= pool, (duplicates, text)  # not the rest of its batch
+    assert first.returncode == 1 and "lost to another sender" in text, text
+    assert states(db) == {"sent": editions}

@@ -225,7 +225,7 @@ def test_lease_keeper_renews_only_its_own_rows(db: Database, fixed_now: datetime
         )
     later = fixed_now + timedelta(minutes=5)
     outbox = store.SqlOutbox(db, worker="h:1:a", lease=timedelta(minutes=1), bounce_threshold=3)
-    keeper = LeaseKeeper(lambda: outbox.renew(later), timedelta(minutes=1))
+    keeper = LeaseKeeper(lambda: len(outbox.renew(later)), timedelta(minutes=1))
     assert keeper.renew_once() == 2
     leases = _leases(db)
     assert leases["h:1:a"] == {later + timedelta(minutes=1)}

@@ -18,6 +18,12 @@ depends on it:
 4. while the run holds rows, a :class:`~kabarfeed.delivery.lease.LeaseKeeper`
    thread renews their lease every third of ``EngineSettings.lease``, so no
    other sender's recovery takes rows from a live run however slow the relay.
+   A renewal also tells which rows are still held: a row another sender took
+   (this process was frozen, or its database unreachable, for longer than the
+   lease) is dropped without being sent, and before a message is sent on a
+   lease not confirmed for two thirds of its length, the lease is renewed
+   first — so a sender waking up from a long pause does not send its whole
+   remaining batch again.
 
 So a crash can only duplicate a message whose ``250`` reply arrived and whose
 checkpoint had not committed yet: at most one message per sender
@@ -124,8 +130,8 @@ class Store(Protocol):
     def release(self, ids: Sequence[int], now: datetime) -> None:
         """Put claimed rows that were not attempted back to ``queued``."""
 
-    def renew(self, now: datetime) -> int:
-        """Extend the lease of every row this run holds; return how many."""
+    def renew(self, now: datetime) -> Sequence[int]:
+        """Extend the lease of every row this run holds; return their ids."""
 
 
 class Renderer(Protocol):
@@ -284,6 +290,12 @@ class _RunState:
     pause_reason: str = ""
     in_hand: set[int] = field(default_factory=set)
     error: Exception | None = None
+    claimed_at: dict[int, float] = field(default_factory=dict)
+    """Monotonic time each row in hand was claimed."""
+    confirmed_at: float | None = None
+    """Monotonic time the lease of every row in hand was last confirmed."""
+    taken: set[int] = field(default_factory=set)
+    """Rows in hand that another sender took: never sent by this run."""
 
 
 class DeliveryEngine:
@@ -316,6 +328,7 @@ class DeliveryEngine:
         )
         self._started = 0.0
         self._reported = float("-inf")
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def run(
         self, limit: int | None = None, *, stop: asyncio.Event | None = None
@@ -329,6 +342,7 @@ class DeliveryEngine:
         """
         self._stop = stop
         self._state = _RunState()
+        self._loop = asyncio.get_running_loop()
         self._started = self._monotonic()
         self._bump(recovered=self.store.recover(self._clock()))
         queue: asyncio.Queue[Envelope | None] = asyncio.Queue()
@@ -355,7 +369,37 @@ class DeliveryEngine:
         lease = self.settings.lease
         if lease is None:
             return nullcontext()
-        return LeaseKeeper(lambda: self.store.renew(self._clock()), lease)
+        return LeaseKeeper(self._renew_from_thread, lease)
+
+    def _renew_from_thread(self) -> int:
+        """The keeper's renewal: extend, then tell the loop which rows are still held."""
+        started = self._monotonic()
+        held = frozenset(self.store.renew(self._clock()))
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._confirm, started, held)
+        return len(held)
+
+    def _confirm(self, started: float, held: frozenset[int]) -> None:
+        """A renewal that began at ``started`` found ``held``: rows claimed before it
+        and missing from it were taken by another sender (or are already done)."""
+        state = self._state
+        for row in state.in_hand - held:
+            if state.claimed_at.get(row, started) < started:
+                state.taken.add(row)
+        if state.confirmed_at is None or started > state.confirmed_at:
+            state.confirmed_at = started
+
+    async def _check_lease(self) -> None:
+        """Renew now when the lease was not confirmed for two thirds of its length
+        (this process was frozen, or renewals failed): a row may have been taken."""
+        lease, confirmed = self.settings.lease, self._state.confirmed_at
+        if lease is None or confirmed is None:
+            return
+        if self._monotonic() - confirmed < lease.total_seconds() * 2 / 3:
+            return
+        started = self._monotonic()
+        held = frozenset(await asyncio.to_thread(self.store.renew, self._clock()))
+        self._confirm(started, held)
 
     async def _produce(self, queue: asyncio.Queue[Envelope | None], limit: int | None) -> None:
         claimed = 0
@@ -369,7 +413,11 @@ class DeliveryEngine:
             if not claims:
                 break
             claimed += len(claims)
+            at = self._monotonic()
             self._state.in_hand.update(c.id for c in claims)
+            self._state.claimed_at.update((c.id, at) for c in claims)
+            if self._state.confirmed_at is None:
+                self._state.confirmed_at = at
             self._bump(claimed=len(claims))
             self._enqueue(self.renderer.render(claims), queue)
             await self._drain_to(queue, low_water=max(1, self.settings.batch_size // 2))
@@ -417,6 +465,16 @@ class DeliveryEngine:
 
     async def _deliver(self, envelope: Envelope, queue: asyncio.Queue[Envelope | None]) -> None:
         claim = envelope.claim
+        await self._check_lease()
+        if claim.id in self._state.taken:
+            self._state.in_hand.discard(claim.id)
+            self._bump(lost=1)
+            log.error(
+                "delivery %d was taken by another sender (this run's lease ran out): "
+                "not sent by this run",
+                claim.id,
+            )
+            return
         sender = envelope.envelope_from or self.settings.envelope_from
         result = await self.transport.send(sender, envelope.recipient, envelope.data)
         if result.kind is ResultKind.CONNECTION:

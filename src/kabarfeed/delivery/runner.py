@@ -80,7 +80,7 @@ class StoppableOutbox:
         """See :class:`~kabarfeed.delivery.engine.Store`."""
         self.outbox.release(ids, now)
 
-    def renew(self, now: datetime) -> int:
+    def renew(self, now: datetime) -> list[int]:
         """See :class:`~kabarfeed.delivery.engine.Store`."""
         return self.outbox.renew(now)
 

@@ -339,14 +339,15 @@ def _requeue_stale(
     return count
 
 
-def renew(conn: Connection, worker: str, until: datetime) -> int:
-    """Extend the lease of every row ``worker`` holds to ``until``; return how many."""
+def renew(conn: Connection, worker: str, until: datetime) -> list[int]:
+    """Extend the lease of every row ``worker`` holds to ``until``; return their ids."""
     result = conn.execute(
         update(deliveries)
         .where(d.state == DeliveryState.SENDING.value, d.claimed_by == worker)
         .values(lease_until=until)
+        .returning(d.id)
     )
-    return int(result.rowcount)
+    return sorted(result.scalars())
 
 
 def worker_name(run: str) -> str:
@@ -497,7 +498,7 @@ class SqlOutbox:
         with self.db.begin() as conn:
             release(conn, ids, now, worker=self.worker)
 
-    def renew(self, now: datetime) -> int:
+    def renew(self, now: datetime) -> list[int]:
         """See :func:`renew` (to ``now`` + the lease)."""
         with self.db.begin() as conn:
             return renew(conn, self.worker, now + self.lease)
