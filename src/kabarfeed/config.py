@@ -101,7 +101,10 @@ def _check_address(value: str) -> str:
     if not value:
         return value
     try:
-        validate_email(value, check_deliverability=False)
+        # Syntax only; test and internal domains (".test", no dot) are the admin's call.
+        validate_email(
+            value, check_deliverability=False, globally_deliverable=False, test_environment=True
+        )
     except EmailNotValidError as e:
         raise ValueError(f"{shown(value)} is not an email address like news@example.id: {e}") from e
     return value
