@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -186,6 +187,8 @@ class Workers:
         self.started = runtime.clock()
         self.port: int | None = None
         self.role = role or (lambda: "leader")
+        # sources ingest concurrently, each in its own job: at most this many at once
+        self._ingest_slots = threading.BoundedSemaphore(runtime.config.ingest.concurrency)
         self.on_queued: Callable[[], None] | None = None
 
     def sources(self) -> Sequence[SourceConfig]:
@@ -199,10 +202,15 @@ class Workers:
         return state.next_fetch_at if state else None
 
     def ingest(self, source: SourceConfig) -> bool:
-        """Ingest ``source`` if due; whether any article was added or edited."""
-        outcome = Ingestor(self.rt.config, self.rt.db, self.rt.clock).run_source(
-            source, due_only=True
-        )
+        """Ingest ``source`` if due; whether any article was added or edited.
+
+        At most ``[ingest] concurrency`` sources (as configured at start) are
+        read at once; a source waits for a free slot.
+        """
+        with self._ingest_slots:
+            outcome = Ingestor(self.rt.config, self.rt.db, self.rt.clock).run_source(
+                source, due_only=True
+            )
         if outcome.ok and not outcome.skipped:
             level = logging.INFO if outcome.new or outcome.updated else logging.DEBUG
             log.log(
