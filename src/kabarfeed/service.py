@@ -410,6 +410,9 @@ class Service:
         self.elector.on_elected = self._on_elected
         electing = asyncio.create_task(self.elector.run(self.stopping), name="elector")
         await self.scheduler.start()
+        # A build soon after start restores missing output and gives a fresh
+        # install its index page before the first ingest (a no-op otherwise).
+        self.scheduler.request_build()
         serving = asyncio.create_task(server.serve(sockets=[sock]), name="web")
         if self.rt.config.scheduler.watch:
             self._tasks.append(asyncio.create_task(self._watch(), name="watch"))
