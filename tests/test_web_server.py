@@ -98,6 +98,12 @@ def test_slow_request_heads_are_closed_and_healthz_answers_meanwhile(running: Ru
             assert answer == b"" or answer.startswith(b"HTTP/1.1 408")
 
 
+def test_the_server_installs_the_exhaustion_filter(running: Running) -> None:
+    for name in ("asyncio", "uvicorn.error"):
+        filters = logging.getLogger(name).filters
+        assert sum(isinstance(f, ExhaustionFilter) for f in filters) == 1
+
+
 def test_a_silent_connection_is_closed(running: Running) -> None:
     with running.connect() as sock:
         assert read_all(sock) == b""
