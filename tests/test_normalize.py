@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from kabarfeed.normalize import (
     canonical_url,
     clean_text,
+    cut_html,
+    cut_markup,
+    decide_article_dates,
     decide_dates,
     sanitize_html,
     truncate,
@@ -67,3 +73,42 @@ def test_dates_missing_future_and_zones() -> None:
     assert pub == NOW and "no publication date" in warnings[0]
     pub, _, warnings = decide_dates(NOW + timedelta(days=30), None, now=NOW)
     assert pub == NOW and "in the future" in warnings[0]
+
+
+# ---------------------------------------------------------------- issue 22 §3
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["<p>", "</p>", "<b>", "</b>", "<a href='https://e.id/x'>", "</a>", "<ul><li>",
+             "kata ", "&amp; ", "&lt;", "<img src='https://e.id/i.jpg'>", "<table><tr><td>",
+             "\u00e9", "x" * 50, " "]
+        ),
+        max_size=80,
+    ),
+    st.integers(20, 400),
+)  # fmt: skip
+def test_cut_html_is_short_and_never_broken(pieces: list[str], limit: int) -> None:
+    clean = sanitize_html("".join(pieces), base_url=None)
+    cut = cut_html(clean, limit, base_url=None)
+    assert len(cut) <= limit
+    assert sanitize_html(cut, base_url=None) == cut  # complete markup: sanitising changes nothing
+    if len(clean) > limit and cut:
+        assert "…" in cut
+
+
+def test_cut_markup_never_splits_a_tag_or_an_entity() -> None:
+    assert cut_markup("ab <a href='x'>link</a>", 8) == "ab"
+    assert cut_markup("ab &amp; cd", 6) == "ab"
+    assert cut_markup("short", 10) == "short"
+
+
+def test_a_date_from_the_clock_is_flagged() -> None:
+    wita = timezone(timedelta(hours=8))
+    given_date = decide_article_dates(datetime(2025, 11, 16, 13, tzinfo=wita), None, now=NOW)
+    assert not given_date.from_clock
+    assert decide_article_dates(None, None, now=NOW).from_clock
+    assert decide_article_dates(NOW + timedelta(days=30), None, now=NOW).from_clock
+    assert not decide_article_dates(None, NOW - timedelta(hours=1), now=NOW).from_clock
