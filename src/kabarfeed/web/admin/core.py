@@ -86,6 +86,15 @@ class Console:
         self.timeouts = Timeouts(self.config.admin.session_idle, self.config.admin.session_max)
         self.form_csrf = CsrfTokens(self.signer, timedelta(hours=2))
         self._origins = (origin_of(self.config.site.base_url),)
+        self._mailer: Any = None
+
+    def mailer(self) -> Any:
+        """The confirmation mailer of the public pages (made on first use)."""
+        if self._mailer is None:
+            from kabarfeed.web.confirmations import ConfirmationMailer
+
+            self._mailer = ConfirmationMailer(self.config, self.signer, db=self.db)
+        return self._mailer
 
     # -- language and rendering -----------------------------------------------------------
 

@@ -15,7 +15,7 @@ from kabarfeed.models import Clock
 from kabarfeed.secrets import site_secret
 from kabarfeed.store import Database
 from kabarfeed.templating import bundled_templates
-from kabarfeed.web.admin import auth_pages, config_pages, overview
+from kabarfeed.web.admin import auth_pages, config_pages, overview, subscriber_pages
 from kabarfeed.web.admin.core import PREFIX, Console
 from kabarfeed.web.security import Signer
 
@@ -82,6 +82,27 @@ def admin_routes(console: Console) -> list[BaseRoute]:
         Route(
             f"{PREFIX}/config/rollback/{{id:int}}",
             c.page(config_pages.config_rollback, admin=True),
+            methods=["POST"],
+        ),
+        Route(f"{PREFIX}/subscribers", c.page(subscriber_pages.list_page), methods=["GET"]),
+        Route(
+            f"{PREFIX}/subscribers/export.csv",
+            c.page(subscriber_pages.export_csv, admin=True),
+            methods=["GET"],
+        ),
+        Route(
+            f"{PREFIX}/subscribers/{{id:int}}",
+            c.page(subscriber_pages.subscriber_page),
+            methods=["GET"],
+        ),
+        Route(
+            f"{PREFIX}/subscribers/{{id:int}}/unsubscribe",
+            c.page(subscriber_pages.unsubscribe, admin=True),
+            methods=["POST"],
+        ),
+        Route(
+            f"{PREFIX}/subscribers/{{id:int}}/resend",
+            c.page(subscriber_pages.resend, admin=True),
             methods=["POST"],
         ),
         # Anything else under /admin: behind the session too, then "not found".

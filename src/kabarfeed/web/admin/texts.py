@@ -164,7 +164,12 @@ _ID = {
     "resend": "Kirim ulang konfirmasi",
     "unsubscribed_done": "Langganan dihentikan.",
     "resent_done": "Email konfirmasi dikirim ulang.",
-    "resend_not_pending": "Hanya pelanggan yang belum konfirmasi yang bisa dikirimi ulang.",
+    "resend_not_pending": (
+        "Hanya pelanggan yang belum konfirmasi yang bisa dikirimi ulang, dan tidak lebih "
+        "sering dari jeda kirim ulang."
+    ),
+    "resend_failed": "Email konfirmasi tidak bisa diserahkan ke server surat. Coba lagi nanti.",
+    "bounces": "Pentalan dan keluhan",
     "language": "Bahasa",
     "timezone": "Zona waktu",
     "all_regions": "semua wilayah",
@@ -322,7 +327,12 @@ _EN = {
     "resend": "Resend confirmation",
     "unsubscribed_done": "Unsubscribed.",
     "resent_done": "The confirmation email was sent again.",
-    "resend_not_pending": "Only subscribers who have not confirmed yet can be sent it again.",
+    "resend_not_pending": (
+        "Only subscribers who have not confirmed yet can be sent it again, and not more "
+        "often than the resend interval."
+    ),
+    "resend_failed": "The confirmation mail could not be handed to the mail server. Try later.",
+    "bounces": "Bounces and complaints",
     "language": "Language",
     "timezone": "Time zone",
     "all_regions": "all regions",

@@ -1,0 +1,187 @@
+"""Subscribers: search (everyone), a subscriber's record (everyone), and for
+admins unsubscribe, resend the confirmation mail and a streamed CSV export."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+
+from kabarfeed.admin import subscribers as use
+from kabarfeed.admin.audit import Actor
+from kabarfeed.admin.sessions import Session
+from kabarfeed.errors import NotFoundError
+from kabarfeed.models import SubscriberStatus
+from kabarfeed.web import signup
+from kabarfeed.web.admin.core import PREFIX, Console, Notice
+
+log = logging.getLogger(__name__)
+
+
+def _query(request: Request, *, limit: int = use.PAGE) -> use.SubscriberQuery:
+    q = request.query_params
+    status_name = q.get("status", "")
+    status = (
+        SubscriberStatus(status_name)
+        if status_name in {s.value for s in SubscriberStatus}
+        else None
+    )
+    after = q.get("after", "")
+    return use.SubscriberQuery(
+        address=q.get("address", "").strip()[:320],
+        status=status,
+        region=q.get("region", "").strip()[:100],
+        category=q.get("category", "").strip()[:100],
+        after_id=int(after) if after.isdigit() else 0,
+        limit=limit,
+    )
+
+
+def _filters(query: use.SubscriberQuery) -> dict[str, str]:
+    return {
+        "address": query.address,
+        "status": query.status.value if query.status else "",
+        "region": query.region,
+        "category": query.category,
+    }
+
+
+async def list_page(console: Console, request: Request, session: Session) -> Response:
+    """GET /admin/subscribers."""
+    query = _query(request)
+    found = await run_in_threadpool(use.search, console.db, query)
+    filters = {k: v for k, v in _filters(query).items() if v}
+    more = ""
+    if len(found) == query.limit:
+        more = "?" + urlencode({**filters, "after": found[-1].id})
+    taxonomy = console.config.taxonomy
+    return console.render(
+        request,
+        "subscribers.html.j2",
+        "subscribers_title",
+        session=session,
+        found=found,
+        query=query,
+        filters=_filters(query),
+        statuses=[s.value for s in SubscriberStatus],
+        regions=taxonomy.regions,
+        categories=taxonomy.categories,
+        more=more,
+        export_url=f"{PREFIX}/subscribers/export.csv"
+        + ("?" + urlencode(filters) if filters else ""),
+    )
+
+
+async def export_csv(console: Console, request: Request, session: Session) -> Response:
+    """GET /admin/subscribers/export.csv: every match, streamed in batches."""
+    query = _query(request, limit=use.EXPORT_BATCH)
+    rows = await run_in_threadpool(
+        use.export_csv,
+        console.db,
+        query,
+        Actor.console(session.account.email),
+        now=console.clock(),
+    )
+    stamp = console.clock().strftime("%Y%m%d-%H%M")
+    return StreamingResponse(
+        rows,
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="subscribers-{stamp}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+async def subscriber_page(
+    console: Console,
+    request: Request,
+    session: Session,
+    *,
+    notices: tuple[Notice, ...] = (),
+    status: int = 200,
+) -> Response:
+    """GET /admin/subscribers/{id}: preferences, consent, deliveries, bounces."""
+    try:
+        found = await run_in_threadpool(use.record, console.db, request.path_params["id"])
+    except NotFoundError:
+        return console.render(
+            request,
+            "message.html.j2",
+            "not_found",
+            session=session,
+            status=404,
+            message=console.text(request, "not_found"),
+        )
+    done = request.query_params.get("done", "")
+    if done in ("unsubscribed_done", "resent_done") and not notices:
+        notices = (Notice(console.text(request, done)),)
+    sub = found.subscriber
+    return console.render(
+        request,
+        "subscriber.html.j2",
+        "subscriber_title",
+        title_args={"email": sub.email},
+        session=session,
+        status=status,
+        notices=notices,
+        record=found,
+        sub=sub,
+    )
+
+
+async def unsubscribe(console: Console, request: Request, session: Session) -> Response:
+    """POST /admin/subscribers/{id}/unsubscribe (admins)."""
+    sub_id = request.path_params["id"]
+    try:
+        await run_in_threadpool(
+            lambda: use.unsubscribe(
+                console.db, sub_id, Actor.console(session.account.email), now=console.clock()
+            )
+        )
+    except NotFoundError:
+        return await subscriber_page(console, request, session)
+    return RedirectResponse(f"{PREFIX}/subscribers/{sub_id}?done=unsubscribed_done", 303)
+
+
+async def resend(console: Console, request: Request, session: Session) -> Response:
+    """POST /admin/subscribers/{id}/resend: the confirmation mail again, for a
+    pending subscriber (the public form's resend interval still applies)."""
+    sub_id = request.path_params["id"]
+    try:
+        found = await run_in_threadpool(use.record, console.db, sub_id)
+    except NotFoundError:
+        return await subscriber_page(console, request, session)
+    now = console.clock()
+    result = await run_in_threadpool(
+        lambda: signup.resend(
+            console.db,
+            found.subscriber.token,
+            now=now,
+            resend_interval=console.config.web.resend_interval,
+        )
+    )
+    if result.mail is None or result.subscriber is None:
+        text = console.text(request, "resend_not_pending")
+        return await subscriber_page(
+            console, request, session, notices=(Notice(text, "error"),), status=409
+        )
+    mailer = console.mailer()
+    prepared = mailer.build(result.subscriber, result.mail, now)
+    if not await mailer.send(prepared):
+        await run_in_threadpool(
+            signup.restore_sent, console.db, result.subscriber.id, result.previous_sent
+        )
+        text = console.text(request, "resend_failed")
+        return await subscriber_page(
+            console, request, session, notices=(Notice(text, "error"),), status=502
+        )
+    await run_in_threadpool(
+        lambda: use.note_resend(
+            console.db, found.subscriber, Actor.console(session.account.email), now=now
+        )
+    )
+    return RedirectResponse(f"{PREFIX}/subscribers/{sub_id}?done=resent_done", 303)

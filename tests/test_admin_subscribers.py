@@ -1,0 +1,206 @@
+"""Subscribers in the console: search, the subscriber page, unsubscribe and
+resend (admins, audited), the streamed CSV export, editors read-only."""
+
+from __future__ import annotations
+
+import csv
+import email
+import email.policy
+import io
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from conftest import ConfigFactory
+from kabarfeed.admin import accounts, audit
+from kabarfeed.admin import subscribers as use
+from kabarfeed.admin.accounts import Role
+from kabarfeed.admin.audit import Actor, AuditFilter
+from kabarfeed.config import Config
+from kabarfeed.models import Consent, SubscriberStatus
+from kabarfeed.store import Database
+from kabarfeed.store import subscribers as store
+from kabarfeed.subscribers import CSV_COLUMNS, SubscriberDraft, with_defaults
+from kabarfeed.web import create_app
+
+PASSWORD = "kopi-tubruk-pagi"
+ACTOR = Actor.console("pemred@example.id")
+
+
+@pytest.fixture
+def config(make_config: ConfigFactory, tmp_path: Path) -> Config:
+    return make_config(
+        f'[feeds]\noutput = "{tmp_path / "public"}"\n[maildir]\npath = "{tmp_path / "mail"}"\n'
+    )
+
+
+def _add(db: Database, config: Config, address: str, now: datetime, **fields: object) -> int:
+    draft = with_defaults(SubscriberDraft(address, **fields), config)  # type: ignore[arg-type]
+    with db.begin() as conn:
+        return store.add(conn, draft, now=now).id
+
+
+@pytest.fixture
+def people(db: Database, config: Config, fixed_now: datetime) -> dict[str, int]:
+    consent = Consent(fixed_now, "web", "ipHash123", "Firefox", "2025-11")
+    return {
+        "ani": _add(
+            db,
+            config,
+            "ani@example.com",
+            fixed_now,
+            regions=("balikpapan",),
+            categories=("ekonomi",),
+            consent=consent,
+        ),
+        "budi": _add(
+            db,
+            config,
+            "budi@example.com",
+            fixed_now,
+            regions=("jayapura",),
+            status=SubscriberStatus.PENDING,
+        ),
+        "cici": _add(db, config, "cici@contoh.id", fixed_now, categories=("olahraga",)),
+    }
+
+
+def _emails(subs: list) -> list[str]:  # type: ignore[type-arg]
+    return [s.email for s in subs]
+
+
+def test_search_filters(db: Database, people: dict[str, int]) -> None:
+    assert _emails(use.search(db, use.SubscriberQuery())) == [
+        "ani@example.com",
+        "budi@example.com",
+        "cici@contoh.id",
+    ]
+    assert _emails(use.search(db, use.SubscriberQuery(address="EXAMPLE.com"))) == [
+        "ani@example.com",
+        "budi@example.com",
+    ]
+    pending = use.SubscriberQuery(status=SubscriberStatus.PENDING)
+    assert _emails(use.search(db, pending)) == ["budi@example.com"]
+    assert _emails(use.search(db, use.SubscriberQuery(region="jayapura"))) == ["budi@example.com"]
+    assert _emails(use.search(db, use.SubscriberQuery(category="olahraga"))) == ["cici@contoh.id"]
+    assert _emails(use.search(db, use.SubscriberQuery(address="%"))) == []
+    page = use.search(db, use.SubscriberQuery(limit=2))
+    rest = use.search(db, use.SubscriberQuery(after_id=page[-1].id, limit=2))
+    assert _emails(rest) == ["cici@contoh.id"]
+
+
+def test_export_streams_every_match_in_batches(
+    db: Database,
+    config: Config,
+    fixed_now: datetime,
+    people: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(use, "EXPORT_BATCH", 2)
+    chunks = list(use.export_csv(db, use.SubscriberQuery(), ACTOR, now=fixed_now))
+    assert len(chunks) == 2  # two batches of at most two subscribers
+    rows = list(csv.reader(io.StringIO("".join(chunks))))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert [r[0] for r in rows[1:]] == ["ani@example.com", "budi@example.com", "cici@contoh.id"]
+    only = "".join(use.export_csv(db, use.SubscriberQuery(address="contoh"), ACTOR, now=fixed_now))
+    assert [r[0] for r in list(csv.reader(io.StringIO(only)))[1:]] == ["cici@contoh.id"]
+    entries = audit.search(db, AuditFilter(action="subscribers.export"))
+    assert entries[0].after == {"address": "contoh"} and entries[1].after == {}
+
+
+def test_unsubscribe_is_audited_and_idempotent(
+    db: Database, fixed_now: datetime, people: dict[str, int]
+) -> None:
+    done = use.unsubscribe(db, people["ani"], ACTOR, now=fixed_now)
+    assert done.status is SubscriberStatus.UNSUBSCRIBED
+    use.unsubscribe(db, people["ani"], ACTOR, now=fixed_now)
+    [entry] = audit.search(db, AuditFilter(action="subscriber.unsubscribe"))
+    assert entry.before == {"status": "active"} and entry.after == {"status": "unsubscribed"}
+    assert entry.target == "ani@example.com" and entry.actor == "pemred@example.id"
+
+
+# -- pages ------------------------------------------------------------------------------------
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found
+    return found[1]
+
+
+def _client(config: Config, db: Database, now: datetime, who: str, role: Role) -> TestClient:
+    client = TestClient(create_app(config, db, clock=lambda: now), follow_redirects=False)
+    invite = accounts.add_account(db, who, role, ACTOR, now=now, ttl=timedelta(days=1))
+    accounts.set_password(db, invite.token, PASSWORD, now=now)
+    page = client.get("/admin/login")
+    client.post(
+        "/admin/login", data={"csrf": csrf_of(page.text), "email": who, "password": PASSWORD}
+    )
+    return client
+
+
+def test_pages_for_an_admin(
+    db: Database, config: Config, fixed_now: datetime, people: dict[str, int], tmp_path: Path
+) -> None:
+    client = _client(config, db, fixed_now, "pemred@example.id", Role.ADMIN)
+    listing = client.get("/admin/subscribers?region=balikpapan")
+    assert listing.status_code == 200 and "ani@example.com" in listing.text
+    assert "budi@example.com" not in listing.text
+    assert 'href="/admin/subscribers/export.csv?region=balikpapan"' in listing.text
+    page = client.get(f"/admin/subscribers/{people['ani']}")
+    assert page.status_code == 200 and "ipHash123" in page.text and "2025-11" in page.text
+    exported = client.get("/admin/subscribers/export.csv?status=pending")
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    assert "attachment" in exported.headers["content-disposition"]
+    assert [r[0] for r in csv.reader(io.StringIO(exported.text))][1:] == ["budi@example.com"]
+    # resend: the mail lands in the Maildir; an active subscriber gets none
+    pending = client.get(f"/admin/subscribers/{people['budi']}")
+    sent = client.post(
+        f"/admin/subscribers/{people['budi']}/resend", data={"csrf": csrf_of(pending.text)}
+    )
+    assert sent.status_code == 303
+    mails = list((tmp_path / "mail" / "new").iterdir())
+    assert len(mails) == 1
+    message = email.message_from_bytes(mails[0].read_bytes(), policy=email.policy.default)
+    assert message["To"] == "budi@example.com"
+    again = client.post(
+        f"/admin/subscribers/{people['budi']}/resend", data={"csrf": csrf_of(pending.text)}
+    )
+    assert again.status_code == 409  # within the resend interval
+    active = client.post(
+        f"/admin/subscribers/{people['ani']}/resend", data={"csrf": csrf_of(page.text)}
+    )
+    assert active.status_code == 409
+    out = client.post(
+        f"/admin/subscribers/{people['ani']}/unsubscribe", data={"csrf": csrf_of(page.text)}
+    )
+    assert out.status_code == 303
+    assert "unsubscribed" in client.get(out.headers["location"]).text
+    actions = [e.action for e in audit.search(db, AuditFilter())]
+    assert actions[:4] == [
+        "subscriber.unsubscribe",
+        "subscriber.resend_confirmation",
+        "subscribers.export",
+        "account.password",
+    ]
+    assert client.get("/admin/subscribers/99999").status_code == 404
+
+
+def test_editors_read_but_do_not_change_or_export(
+    db: Database, config: Config, fixed_now: datetime, people: dict[str, int]
+) -> None:
+    client = _client(config, db, fixed_now, "editor@example.id", Role.EDITOR)
+    listing = client.get("/admin/subscribers")
+    assert listing.status_code == 200 and "Ekspor CSV" not in listing.text
+    page = client.get(f"/admin/subscribers/{people['ani']}")
+    assert page.status_code == 200 and "/unsubscribe" not in page.text
+    assert client.get("/admin/subscribers/export.csv").status_code == 403
+    post = client.post(
+        f"/admin/subscribers/{people['ani']}/unsubscribe", data={"csrf": csrf_of(page.text)}
+    )
+    assert post.status_code == 403
+    with db.connect() as conn:
+        assert store.get(conn, people["ani"]).status is SubscriberStatus.ACTIVE  # type: ignore[union-attr]
