@@ -162,7 +162,7 @@ class PreparedItem:
 
 
 @dataclass(frozen=True, slots=True)
-class _Capped:
+class Capped:
     """A raw article within :class:`FieldLimits`, and what was cut."""
 
     raw: RawArticle
@@ -187,12 +187,13 @@ def _cap_list(
     return kept
 
 
-def cap_fields(raw: RawArticle, limits: FieldLimits) -> _Capped:
+def cap_fields(raw: RawArticle, limits: FieldLimits) -> Capped:
     """``raw`` with every free-text field within ``limits`` (the body is cut later,
     once sanitised). Pure."""
     cut: list[str] = []
-    title = clean_text(raw.title[: limits.title * 4 + 1])
-    if len(title) > limits.title:
+    head = raw.title[: limits.title * 4]  # markup and spaces fold away: read a little more
+    title = clean_text(head)
+    if len(title) > limits.title or len(head) < len(raw.title):
         cut.append(f"title cut to {limits.title} characters (was {len(raw.title)})")
         title = truncate(title, limits.title)
     summary = raw.summary
@@ -212,7 +213,7 @@ def cap_fields(raw: RawArticle, limits: FieldLimits) -> _Capped:
         categories=_cap_list("categories", raw.categories, limits, cut),
         regions=_cap_list("regions", raw.regions, limits, cut),
     )
-    return _Capped(capped, tuple(cut))
+    return Capped(capped, tuple(cut))
 
 
 def _lead(content_html: str) -> str:
