@@ -301,3 +301,35 @@ def test_an_unrecognised_mail_is_stored_and_kept_for_a_human(db: Database, tmp_p
 def test_fuzzed_input_never_escapes_the_intake(data: bytes, db: Database, tmp_path: Path) -> None:
     out = ingest_bytes(db, data, settings(tmp_path), now=NOW)
     assert out.events or out.failed_path is not None
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "trusted", "soft", "verdict", "suppress"),
+    [
+        (EventKind.HARD, "active", True, 0, "bounce", False),
+        (EventKind.HARD, "active", False, 0, "none", False),
+        (EventKind.HARD, "unsubscribed", True, 0, "none", False),
+        (EventKind.SOFT, "active", True, 4, "none", False),
+        (EventKind.SOFT, "active", True, 5, "bounce", False),
+        (EventKind.COMPLAINT, "active", True, 0, "unsubscribe", True),
+        (EventKind.COMPLAINT, "bounced", True, 0, "none", True),
+        (EventKind.COMPLAINT, "active", False, 0, "none", False),
+        (EventKind.UNSUBSCRIBE, "active", True, 0, "unsubscribe", False),
+        (EventKind.DELAYED, "active", True, 0, "none", False),
+        (EventKind.AUTOREPLY, "active", True, 0, "none", False),
+    ],
+)
+def test_policy_decisions(
+    kind: EventKind, status: str, trusted: bool, soft: int, verdict: str, suppress: bool
+) -> None:
+    from kabarfeed.bounces.policy import PolicySettings, decide
+    from kabarfeed.models import SubscriberStatus
+
+    decision = decide(
+        kind,
+        SubscriberStatus(status),
+        trusted=trusted,
+        soft_in_window=soft,
+        settings=PolicySettings(soft_threshold=5),
+    )
+    assert (decision.verdict.value, decision.suppress) == (verdict, suppress)

@@ -429,7 +429,7 @@ class BouncesConfig(_Section):
     postmark_password: SecretStr = SecretStr("")
     postmark_path_secret: SecretStr = SecretStr("")
     mailgun_signing_key: SecretStr = SecretStr("")
-    mailgun_max_age: Duration = timedelta(minutes=5)
+    webhook_max_age: Duration = timedelta(minutes=5)
     sendgrid_public_key: str = ""
     ses_topic_arns: tuple[str, ...] = ()
 

@@ -99,3 +99,8 @@ class IntakeError(KabarfeedError):
 
 class MailboxError(KabarfeedError):
     """The bounce mailbox (IMAP) could not be reached, logged into or read."""
+
+
+class WebhookAuthError(KabarfeedError):
+    """A webhook's signature, credentials or timestamp did not check out; the
+    request is refused (401/403) and nothing is recorded."""

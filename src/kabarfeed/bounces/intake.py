@@ -13,19 +13,28 @@ import logging
 import os
 import secrets as _random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from kabarfeed.bounces.model import EventKind, Report, StoredEvent, Target
 from kabarfeed.bounces.parse import parse_report
 from kabarfeed.bounces.policy import PolicySettings
 from kabarfeed.bounces.record import Keys, record_report
+from kabarfeed.bounces.store import first_use
 from kabarfeed.config import Config
-from kabarfeed.errors import IntakeError, StoreError
+from kabarfeed.errors import IntakeError, StoreError, WebhookAuthError
 from kabarfeed.secrets import site_secret
 from kabarfeed.store import Database
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Nonce:
+    """A webhook's one-time value and how long to remember it."""
+
+    value: str
+    keep: timedelta
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +115,18 @@ def record(
     *,
     now: datetime,
     target: Target | None = None,
+    nonce: Nonce | None = None,
 ) -> tuple[StoredEvent, ...]:
     """Store ``report`` in one transaction (webhooks enter here with their own
     parsed report). A concurrent duplicate insert is retried once, then seen
-    as the duplicate it is."""
+    as the duplicate it is. ``nonce`` (a webhook's one-time token) is
+    remembered in the same transaction; a reused one raises
+    :class:`~kabarfeed.errors.WebhookAuthError` and stores nothing."""
     for attempt in (1, 2):
         try:
             with db.begin() as conn:
+                if nonce is not None and not first_use(conn, nonce.value, now, keep=nonce.keep):
+                    raise WebhookAuthError("one-time token used before (a replay)")
                 return tuple(
                     record_report(
                         conn, report, settings.keys, settings.policy, now=now, target=target

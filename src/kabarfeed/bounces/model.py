@@ -33,13 +33,16 @@ class Attribution(enum.StrEnum):
 
     Only ``VERP``, ``MESSAGE_ID``, ``LIST_TOKEN`` and ``SMTP`` are proof that
     the report concerns our message (each carries a secret or comes from our own
-    SMTP dialogue); ``FORGED`` and ``NONE`` are never acted on.
+    SMTP dialogue); ``PROVIDER`` is a recipient address named by a webhook whose
+    signature proves it comes from our own provider account; ``FORGED`` and
+    ``NONE`` are never acted on.
     """
 
     VERP = "verp"
     MESSAGE_ID = "message-id"
     LIST_TOKEN = "list-token"  # noqa: S105 (a label, not a secret)
     SMTP = "smtp"
+    PROVIDER = "provider"
     FORGED = "forged"
     NONE = "none"
 
@@ -51,6 +54,7 @@ class Attribution(enum.StrEnum):
             Attribution.MESSAGE_ID,
             Attribution.LIST_TOKEN,
             Attribution.SMTP,
+            Attribution.PROVIDER,
         )
 
 
@@ -83,9 +87,9 @@ class Report:
     original_message_id: str | None = None
     list_tokens: tuple[str, ...] = ()
     provider: str | None = None
-    delivery_hint: int | None = None
-    """A delivery id the provider already verified (e.g. an SES ``mail.source``
-    VERP address decoded by the webhook); still checked like any other VERP."""
+    provider_verified: bool = False
+    """The report came from our own provider account (a verified webhook): its
+    recipient address alone may attribute it, when nothing better does."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,8 +67,8 @@ def decide(
             return Decision(Verdict.BOUNCE, False, f"bounced: {counted}")
         return Decision(Verdict.NONE, False, counted)
     if kind is EventKind.COMPLAINT:
-        if status is SubscriberStatus.UNSUBSCRIBED:
-            return Decision(Verdict.NONE, True, "suppressed: complaint")
+        if status not in _MAILED:
+            return Decision(Verdict.NONE, True, f"suppressed: complaint (already {status.value})")
         return Decision(Verdict.UNSUBSCRIBE, True, "unsubscribed: complaint")
     if kind is EventKind.UNSUBSCRIBE:
         if status is SubscriberStatus.UNSUBSCRIBED:

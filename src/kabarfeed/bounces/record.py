@@ -61,6 +61,11 @@ def attribute(conn: Connection, report: Report, keys: Keys) -> Target:
         subscriber_id = store.subscriber_by_token(conn, token)
         if subscriber_id is not None:
             return Target(Attribution.LIST_TOKEN, None, subscriber_id)
+    recipients = {f.recipient for f in report.findings if f.recipient}
+    if report.provider_verified and len(recipients) == 1:
+        subscriber = subscriber_store.get_by_email(conn, recipients.pop())
+        if subscriber is not None:
+            return Target(Attribution.PROVIDER, None, subscriber.id)
     return Target(Attribution.NONE)
 
 

@@ -3,15 +3,16 @@ caller's transaction."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from kabarfeed.bounces.model import Attribution, EventKind, EventSource, Target
-from kabarfeed.store.schema import deliveries, mail_events, subscribers, suppressions
+from kabarfeed.store.schema import deliveries, mail_events, state, subscribers, suppressions
 from kabarfeed.subscribers import email_key
 
 e = mail_events.c
@@ -262,3 +263,31 @@ def count_bounce(conn: Connection, subscriber_id: int, now: datetime) -> None:
         .where(s.id == subscriber_id)
         .values(bounce_count=s.bounce_count + 1, updated_at=now)
     )
+
+
+_NONCE = "webhook.nonce."
+
+
+def _nonce_key(name: str) -> str:
+    return _NONCE + hashlib.sha256(name.encode()).hexdigest()[:40]
+
+
+def seen_nonce(conn: Connection, name: str) -> bool:
+    """Whether the one-time value ``name`` was used before (read only)."""
+    found = conn.execute(select(state.c.key).where(state.c.key == _nonce_key(name)))
+    return found.first() is not None
+
+
+def first_use(conn: Connection, name: str, now: datetime, *, keep: timedelta) -> bool:
+    """Remember a one-time value (a webhook token) for ``keep``; whether this is
+    its first use. Older remembered values are pruned on the way."""
+    conn.execute(
+        delete(state).where(state.c.key.startswith(_NONCE), state.c.updated_at < now - keep)
+    )
+    key = _nonce_key(name)
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(state).values(key=key, value="{}", updated_at=now))
+    except IntegrityError:
+        return False
+    return True

@@ -25,6 +25,7 @@ from kabarfeed.web.ops import ops_routes
 from kabarfeed.web.pages import create_pages, page_routes
 from kabarfeed.web.security import SecurityHeaders, static_csp
 from kabarfeed.web.static import StaticFiles, static_routes
+from kabarfeed.web.webhooks import webhook_routes
 
 
 class KabarfeedApp(Starlette):
@@ -58,6 +59,7 @@ def create_app(config: Config, db: Database, *, clock: Clock) -> Starlette:
     # the static catch-all below.
     routes += ops_routes(db, metrics_token=config.web.metrics_token.get_secret_value())
     routes += page_routes(create_pages(config, db, clock=clock))
+    routes += webhook_routes(config, db, clock=clock)
     routes += admin_routes(create_console(config, db, clock=clock))
     routes += asset_routes(config)
     routes += static_routes(static)
