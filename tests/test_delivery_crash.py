@@ -8,7 +8,9 @@ connection (``pool_size``) per kill — and the ledger says ``sent`` for each
 address, with the Message-ID of the copies the server holds.
 
 ``KABARFEED_CRASH_SEED`` picks other kill points and
-``KABARFEED_CRASH_DOT_DELAY`` the relay's delay before each ``250`` (seconds);
+``KABARFEED_CRASH_DOT_DELAY`` the relay's delay before each ``250`` (seconds),
+``KABARFEED_CRASH_JITTER`` a random wait (up to that many seconds) between the
+acceptance that triggers a kill and the kill;
 each run prints the duplicates per kill (the README's figures come from these
 runs).
 """
@@ -51,16 +53,19 @@ def _send(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
 
 
-def _kill_after(proc: subprocess.Popen[bytes], server: ScriptedSMTPServer, more: int) -> int:
-    """SIGKILL ``proc`` once the server has accepted ``more`` messages from it (so
-    it dies mid-sending); return how many the server held at the kill, or -1 if
-    ``proc`` ended first."""
+def _kill_after(
+    proc: subprocess.Popen[bytes], server: ScriptedSMTPServer, more: int, wait: float
+) -> int:
+    """SIGKILL ``proc`` ``wait`` seconds after the server has accepted ``more``
+    messages from it (so it dies mid-sending); return how many the server held
+    at the kill, or -1 if ``proc`` ended first."""
     target = len(server.received) + more
     deadline = time.monotonic() + 120
     while len(server.received) < target:
         if proc.poll() is not None or time.monotonic() > deadline:
             return -1
         time.sleep(0.001)
+    time.sleep(wait)
     proc.send_signal(signal.SIGKILL)
     held = len(server.received)
     proc.wait()
@@ -74,6 +79,7 @@ def test_sigkill_while_sending_sends_each_edition_once_but_the_window(
     add_subscribers(db, EDITIONS, CUTOFF)
     rng = random.Random(os.environ.get("KABARFEED_CRASH_SEED", "20251117"))
     delay = float(os.environ.get("KABARFEED_CRASH_DOT_DELAY", "0.002"))
+    jitter = float(os.environ.get("KABARFEED_CRASH_JITTER", "0"))
     with ScriptedSMTPServer(Faults(dot_delay=delay)) as server:
         make_config(
             f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n'
@@ -83,7 +89,8 @@ def test_sigkill_while_sending_sends_each_edition_once_but_the_window(
         bounds = [0]  # server.received[bounds[i]:bounds[i+1]] came from run i
         for _ in range(KILLS):
             before = len(server.received)
-            held = _kill_after(_send(config), server, rng.randrange(20, 120))
+            wait = rng.uniform(0, jitter)
+            held = _kill_after(_send(config), server, rng.randrange(20, 120), wait)
             assert held > before, "the run ended before it could be killed while sending"
             time.sleep(0.2)  # replies to the dead process's last transactions land
             bounds.append(len(server.received))

@@ -160,6 +160,7 @@ def test_a_sender_frozen_past_its_lease_does_not_resend_its_batch(
     got = server.recipients()
     assert sorted(got) == sorted(f"reader{i}@example.org" for i in range(editions))
     duplicates = sum(n - 1 for n in got.values())
+    print(f"frozen after {frozen_at} accepted; duplicates {duplicates} (pool {pool})")
     assert second.report.progress.recovered > 0 and frozen_at < editions
     assert duplicates <= pool, (duplicates, text)  # not the rest of its batch
     assert first.returncode == 1 and "lost to another sender" in text, text
