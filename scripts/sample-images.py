@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the scenes are HTML markup, one element a line)
 """Draw the bundled sample images (examples/assets/) with Debian's Chromium.
 
 The sample articles are fictional, so are their pictures: flat illustrations
@@ -93,7 +94,8 @@ SCENES: dict[str, str] = {
 }
 
 LOGO = """
-<div style="display:inline-flex;align-items:center;gap:10px;padding:6px 12px;font:800 34px sans-serif">
+<div style="display:inline-flex;align-items:center;gap:10px;padding:6px 14px;font:800 34px sans-serif;
+  background:#fff;border-radius:10px">
   <span style="display:inline-block;width:40px;height:40px;border-radius:50%;
     background:conic-gradient(#d7263d 0 50%,#fff 50% 100%);border:2px solid #d7263d"></span>
   <span style="color:#1d3557">Nusantara</span><span style="color:#d7263d">Plus</span>
