@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from kabarfeed import __version__
+from kabarfeed.bounces.stats import status_section
 from kabarfeed.config import Config
 from kabarfeed.digest.schedule import local_date_for
 from kabarfeed.leader import read_leader
@@ -150,6 +151,9 @@ class StatusReport:
     """The ``scheduler.leader`` row: which ``run`` process holds the scheduler role."""
     workers: tuple[Heartbeat, ...] = ()
     """``kabarfeed worker`` processes seen in the last day (alive or stopped)."""
+    mail: dict[str, Any] = field(default_factory=dict)
+    """Sent, bounces, complaints and unsubscribes with rates and warnings
+    (:func:`kabarfeed.bounces.stats.status_section`)."""
 
     @property
     def running(self) -> bool:
@@ -203,6 +207,7 @@ def gather_status(
             last_once=read_state(conn, ONCE_KEY),
             leader=read_leader(conn),
             workers=_workers(conn, now),
+            mail=status_section(conn, now),
         )
 
 

@@ -12,15 +12,16 @@ from typing import Any
 from kabarfeed.bounces.imap import ImapTarget, poll_imap, tls_context
 from kabarfeed.bounces.intake import intake_settings
 from kabarfeed.bounces.maildir import PollReport, poll_maildir
+from kabarfeed.bounces.stats import POLL_STATE_PREFIX, mail_polls
 from kabarfeed.config import Config
 from kabarfeed.errors import KabarfeedError
 from kabarfeed.models import Clock
 from kabarfeed.store import Database
-from kabarfeed.store.state import read_prefixed, write_state
+from kabarfeed.store.state import write_state
 
 log = logging.getLogger(__name__)
 
-STATE_PREFIX = "bounces.poll."
+STATE_PREFIX = POLL_STATE_PREFIX
 
 
 def configured(config: Config) -> bool:
@@ -81,5 +82,4 @@ def _remember(db: Database, name: str, report: PollReport, clock: Clock) -> None
 def last_polls(db: Database) -> dict[str, dict[str, Any]]:
     """The last poll of each mailbox, by name."""
     with db.connect() as conn:
-        found = read_prefixed(conn, STATE_PREFIX)
-    return {key.removeprefix(STATE_PREFIX): value for key, value in found.items()}
+        return mail_polls(conn)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import click
 from rich.console import Console
@@ -182,3 +182,36 @@ def register(group: click.Group) -> None:
                     f"  {h.id:>6}  {h.received_at:%Y-%m-%d %H:%M}  {h.kind.value:<11} "
                     f"{h.status_code or '':<7} {h.action or ''}"
                 )
+
+
+def print_health(console: Console, mail: dict[str, Any]) -> None:
+    """The mail-health part of ``kabarfeed status``: rates per window and per
+    edition, warnings past 0.1 % complaints / 2 % bounces, mailbox polls."""
+    rows = [*mail.get("windows", []), *mail.get("editions", [])]
+    if not any(r.get("sent") for r in rows) and not mail.get("polls"):
+        return
+    table = Table(
+        "mail", "sent", "hard", "soft", "bounce %", "complaints", "complaint %", "unsubscribes"
+    )
+    for r in rows:
+        table.add_row(
+            r["label"],
+            str(r["sent"]),
+            str(r["hard"]),
+            str(r["soft"]),
+            f"{r['bounce_rate']:.2%}",
+            str(r["complaints"]),
+            f"{r['complaint_rate']:.2%}",
+            str(r["unsubscribes"]),
+        )
+    console.print(table)
+    console.print(f"suppressed addresses: {mail.get('suppressed', 0)}")
+    for warning in mail.get("warnings", []):
+        console.print(f"[yellow]warning: {warning}[/yellow]", highlight=False)
+    for name, poll in sorted(mail.get("polls", {}).items()):
+        state = f"[red]{poll['error']}[/red]" if poll.get("error") else "ok"
+        console.print(
+            f"bounce {name}: last poll {poll.get('time', '?')}, {poll.get('read', 0)} read, "
+            f"{poll.get('events', 0)} new events: {state}",
+            highlight=False,
+        )

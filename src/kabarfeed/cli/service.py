@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kabarfeed.banner import Startup, banner_lines
+from kabarfeed.cli.bounces import print_health
 from kabarfeed.cli.context import AppContext
 from kabarfeed.config import ENV_PREFIX, Config, resolve_storage_url
 from kabarfeed.errors import ConfigError
@@ -143,6 +144,7 @@ def _print(r: StatusReport) -> None:
     console.print(f"feeds: {r.feeds_count} files, last built {_when(r.feeds_built_at)}")
     _print_sources(console, r.sources)
     _print_outbox(console, r.outbox)
+    print_health(console, r.mail)
     _print_groups(console, r)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select, text
 from starlette.concurrency import run_in_threadpool
@@ -20,6 +20,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from kabarfeed import __version__
+from kabarfeed.bounces.stats import MailHealth, mail_health, metric_lines
 from kabarfeed.errors import StoreError
 from kabarfeed.models import DeliveryState, SubscriberStatus
 from kabarfeed.status import HEARTBEAT_KEY, Heartbeat
@@ -41,6 +42,7 @@ class Snapshot:
     subscribers: Mapping[str, int]
     deliveries: Mapping[str, int]
     last_times: Mapping[str, datetime | None] = field(default_factory=dict)
+    mail: MailHealth | None = None
 
 
 def _grouped(conn: Connection, column: object) -> dict[str, int]:
@@ -67,6 +69,7 @@ def read_snapshot(conn: Connection) -> Snapshot:
         subscribers=_grouped(conn, subscribers.c.status),
         deliveries=_grouped(conn, deliveries.c.state),
         last_times=last_times,
+        mail=mail_health(conn, datetime.now(UTC)),
     )
 
 
@@ -108,6 +111,8 @@ def format_metrics(snap: Snapshot) -> str:
             f"# TYPE {metric} gauge",
             f"{metric} {moment.timestamp() if moment else 0:.3f}",
         ]
+    if snap.mail is not None:
+        lines += metric_lines(snap.mail)
     return "\n".join(lines) + "\n"
 
 
