@@ -194,9 +194,10 @@ async def _apply(
                 notices=(Notice(console.text(request, "reload_failed"), "error"),),
             )
         done = "applied"
+    shown = version.id
     if rollback_of is not None:
-        done = "rolled_back"
-    target = f"{PREFIX}/config?done={done}&id={version.id}"
+        done, shown = "rolled_back", rollback_of
+    target = f"{PREFIX}/config?done={done}&id={shown}"
     if restart:
         target += "&restart=" + ",".join(restart)
     return RedirectResponse(target, status_code=303)
