@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from kabarfeed import integrations
 from kabarfeed.config import Config
 from kabarfeed.ingest import Ingestor, retry_delay
 from kabarfeed.store import Database, open_database
@@ -353,14 +354,20 @@ def test_an_undated_article_keeps_the_date_of_its_first_ingest(
     config = make_config(toml)
     first_seen = clock.now
     assert ingestor(config, db, clock).run().total("new") == 2
+    integrations.build_feeds(config, db, clock)
+    feeds = {p: p.read_bytes() for p in config.feeds.output.rglob("*") if p.is_file()}
     with db.connect() as conn:
         changed = article_store.last_change(conn)
     clock.now += timedelta(hours=3)
     again = ingestor(config, db, clock).run()
     assert (again.total("new"), again.total("updated"), again.total("unchanged")) == (0, 0, 2)
+    integrations.build_feeds(config, db, clock)
+    assert feeds and feeds == {
+        p: p.read_bytes() for p in config.feeds.output.rglob("*") if p.is_file()
+    }  # no feed rewritten: same bytes, same ETags
     with db.connect() as conn:
         stored = article_store.load_articles(conn)
-        assert article_store.last_change(conn) == changed  # no feed rebuild is due
+        assert article_store.last_change(conn) == changed
     assert {a.published for a in stored} == {first_seen}
     assert {a.updated for a in stored} == {first_seen}
     # a real edit is stored, and the date given at first sight still stands
