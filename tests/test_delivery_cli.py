@@ -21,7 +21,7 @@ from kabarfeed.models import DeliveryState, SubscriberStatus
 from kabarfeed.store import Database
 from kabarfeed.store import subscribers as subscriber_store
 from kabarfeed.subscribers import SubscriberDraft
-from smtpserver import Faults, ScriptedSMTPServer
+from smtpserver import Act, Faults, ScriptedSMTPServer
 
 DATE = "2025-11-17"  # CUTOFF is 06:00 WITA on this date
 
@@ -161,3 +161,37 @@ def test_deliveries_table_and_bad_input(db, newsroom, make_config, tmp_path) -> 
     assert bad.exit_code == 2 and "is not a date" in bad.output
     zone = cli(tmp_path, "digest", "send", "--zone", "Mars/Olympus")
     assert zone.exit_code == 2 and "IANA time zone" in zone.output
+
+
+def test_unknown_outcome_is_listed_shown_in_status_and_retried_by_an_admin(
+    db, newsroom, make_config, tmp_path
+) -> None:
+    """No reply after the final dot: ``unknown``, parked for an admin once its
+    automatic retries are used up (none here), visible in ``deliveries`` and
+    ``status``; ``deliveries retry --status unknown`` sends it with the same
+    Message-ID."""
+    faults = Faults(script={"budi@example.org": [Act.DROP_AFTER_DOT]})
+    with ScriptedSMTPServer(faults) as server:
+        make_config(smtp_toml(server.port, "unknown_retries = 0\n"))
+        first = cli(tmp_path, "digest", "send", "--date", DATE)
+        listed = cli(tmp_path, "deliveries", "--status", "unknown", "--json")
+        status = cli(tmp_path, "status", "--json")
+        shown = cli(tmp_path, "status")
+        again = cli(tmp_path, "digest", "send", "--date", DATE)
+        retried = cli(tmp_path, "deliveries", "retry", "--status", "unknown")
+        resent = cli(tmp_path, "digest", "send", "--date", DATE)
+    assert first.exit_code == 0, first.output
+    assert "unknown outcome 1" in first.output and "--status unknown" in first.output
+    [row] = json.loads(listed.output)
+    assert row["email"] == "budi@example.org" and row["status"] == "unknown"
+    assert row["next_attempt_at"] is None and row["unknown_outcomes"] == 1
+    assert "left for an admin" in row["last_reply"]
+    assert json.loads(status.output)["unknown"] == {"retrying": 0, "for_admin": 1}
+    assert "1 waiting for an admin" in " ".join(shown.output.split())
+    assert "sent 0," in again.output  # never sent again on its own
+    assert "re-queued 1 unknown deliveries" in retried.output
+    assert "sent 1," in resent.output
+    copies = server.messages_for("budi@example.org")
+    assert len(copies) == 2  # the server had kept the first: the documented duplicate
+    assert len({m.data.split(b"Message-ID: ")[1][:60] for m in copies}) == 1
+    assert states(db) == {"sent": 2, "skipped": 1}

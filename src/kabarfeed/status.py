@@ -17,14 +17,14 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, case, func, select
 
 from kabarfeed import __version__
 from kabarfeed.bounces.stats import status_section
 from kabarfeed.config import Config
 from kabarfeed.digest.schedule import local_date_for
 from kabarfeed.leader import read_leader
-from kabarfeed.models import SubscriberStatus
+from kabarfeed.models import DeliveryState, SubscriberStatus
 from kabarfeed.scheduler import SendGroup, groups_from_rows, next_send_time
 from kabarfeed.store import Database
 from kabarfeed.store import sources as source_store
@@ -151,6 +151,9 @@ class StatusReport:
     """The ``scheduler.leader`` row: which ``run`` process holds the scheduler role."""
     workers: tuple[Heartbeat, ...] = ()
     """``kabarfeed worker`` processes seen in the last day (alive or stopped)."""
+    unknown: dict[str, int] = field(default_factory=dict)
+    """Deliveries (any date) whose outcome is unknown — no reply after the final
+    dot: ``retrying`` (a retry is scheduled) and ``for_admin`` (retries used up)."""
     mail: dict[str, Any] = field(default_factory=dict)
     """Sent, bounces, complaints and unsubscribes with rates and warnings
     (:func:`kabarfeed.bounces.stats.status_section`)."""
@@ -202,6 +205,7 @@ def gather_status(
             **_article_counts(conn, now),
             **_feed_counts(conn),
             outbox=_outbox(conn, config, now),
+            unknown=_unknown(conn),
             groups=tuple(_groups(conn, config, now)),
             heartbeat=Heartbeat.from_row(beat_row) if beat_row else None,
             last_once=read_state(conn, ONCE_KEY),
@@ -276,6 +280,19 @@ def _outbox(conn: Connection, config: Config | None, now: datetime) -> dict[str,
         ).all()
         out[day.isoformat()] = {str(st): int(n) for st, n in rows}
     return out
+
+
+def _unknown(conn: Connection) -> dict[str, int]:
+    d = deliveries.c
+    parked = case((d.next_attempt_at.is_(None), "for_admin"), else_="retrying")
+    rows = conn.execute(
+        select(parked.label("kind"), func.count())
+        .where(d.state == DeliveryState.UNKNOWN.value)
+        .group_by(parked)
+    ).all()
+    counts = {"retrying": 0, "for_admin": 0}
+    counts.update({str(kind): int(n) for kind, n in rows})
+    return counts
 
 
 def _groups(conn: Connection, config: Config | None, now: datetime) -> list[GroupStatus]:

@@ -151,6 +151,7 @@ def _row_json(r: store.DeliveryRow) -> dict[str, Any]:
         "created_at": iso(r.created_at),
         "updated_at": iso(r.updated_at),
         "sent_at": iso(r.sent_at),
+        "unknown_outcomes": r.unknown_outcomes,
     }
 
 

@@ -144,6 +144,7 @@ def _print(r: StatusReport) -> None:
     console.print(f"feeds: {r.feeds_count} files, last built {_when(r.feeds_built_at)}")
     _print_sources(console, r.sources)
     _print_outbox(console, r.outbox)
+    _print_unknown(console, r.unknown)
     print_health(console, r.mail)
     _print_groups(console, r)
 
@@ -221,6 +222,16 @@ def _print_outbox(console: Console, outbox: dict[str, dict[str, int]]) -> None:
     for day, counts in outbox.items():
         table.add_row(day, *(str(counts.get(s, 0)) for s in states))
     console.print(table)
+
+
+def _print_unknown(console: Console, unknown: dict[str, int]) -> None:
+    retrying, for_admin = unknown.get("retrying", 0), unknown.get("for_admin", 0)
+    if retrying or for_admin:
+        console.print(
+            f"[yellow]unknown delivery outcomes[/yellow] (no reply after the final dot): "
+            f"{retrying} to be retried, {for_admin} waiting for an admin "
+            "(kabarfeed deliveries --status unknown)"
+        )
 
 
 def _print_groups(console: Console, r: StatusReport) -> None:
