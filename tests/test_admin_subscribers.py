@@ -204,3 +204,77 @@ def test_editors_read_but_do_not_change_or_export(
     assert post.status_code == 403
     with db.connect() as conn:
         assert store.get(conn, people["ani"]).status is SubscriberStatus.ACTIVE  # type: ignore[union-attr]
+
+
+IMPORT_CSV = (
+    "email,regions,categories,status\n"
+    "dewi@example.com,samarinda,,\n"  # new
+    "ani@example.com,balikpapan,ekonomi olahraga,\n"  # one more category
+    "budi@example.com,jayapura,,unsubscribed\n"  # stopped
+    "cici@contoh.id,,olahraga,\n"  # as stored
+    "not-an-address,,,\n"  # rejected
+)
+
+
+def test_import_preview_says_what_changes_and_writes_nothing(
+    db: Database, config: Config, fixed_now: datetime, people: dict[str, int]
+) -> None:
+    plan = use.plan_import(db, config, IMPORT_CSV, now=fixed_now)
+    outcomes = {r.email: r.outcome for r in plan.rows}
+    assert outcomes == {
+        "dewi@example.com": "add",
+        "ani@example.com": "update",
+        "budi@example.com": "stop",
+        "cici@contoh.id": "unchanged",
+    }
+    ani = next(r for r in plan.rows if r.email == "ani@example.com")
+    assert ani.changes == ("categories: ekonomi → ekonomi olahraga",)
+    assert [line for line, _ in plan.problems] == [6]
+    with db.connect() as conn:
+        assert store.get_by_email(conn, "dewi@example.com") is None
+    report = use.run_import(db, config, IMPORT_CSV, ACTOR, now=fixed_now)
+    assert (report.added, report.updated, report.unchanged) == (1, 2, 1)
+    with db.connect() as conn:
+        assert store.get_by_email(conn, "budi@example.com").status is SubscriberStatus.UNSUBSCRIBED  # type: ignore[union-attr]
+    [entry] = audit.search(db, AuditFilter(action="subscribers.import"))
+    assert entry.after == {"added": 1, "updated": 2, "unchanged": 1, "rejected": 1}
+    again = use.plan_import(db, config, IMPORT_CSV, now=fixed_now)
+    assert {r.outcome for r in again.rows} == {"unchanged"}
+
+
+def test_import_pages_upload_preview_then_apply(
+    db: Database, config: Config, fixed_now: datetime, people: dict[str, int]
+) -> None:
+    client = _client(config, db, fixed_now, "pemred@example.id", Role.ADMIN)
+    page = client.get("/admin/subscribers/import")
+    assert page.status_code == 200
+    csrf = csrf_of(page.text)
+    preview = client.post(
+        "/admin/subscribers/import",
+        data={"csrf": csrf, "step": "preview"},
+        files={"file": ("people.csv", IMPORT_CSV.encode(), "text/csv")},
+    )
+    assert preview.status_code == 200 and "1 baru, 1 diubah, 1 dihentikan" in preview.text
+    with db.connect() as conn:
+        assert store.get_by_email(conn, "dewi@example.com") is None
+    text = re.search(r'<textarea name="csv" hidden>(.*?)</textarea>', preview.text, re.S)
+    assert text
+    applied = client.post(
+        "/admin/subscribers/import",
+        data={"csrf": csrf, "step": "apply", "csv": html_unescape(text[1])},
+    )
+    assert applied.status_code == 200 and "1 ditambah, 2 diubah, 1 tetap" in applied.text
+    with db.connect() as conn:
+        assert store.get_by_email(conn, "dewi@example.com") is not None
+    bad = client.post(
+        "/admin/subscribers/import",
+        data={"csrf": csrf, "step": "preview"},
+        files={"file": ("x.csv", b"\xff\xfe\x00bad", "text/csv")},
+    )
+    assert bad.status_code == 400
+
+
+def html_unescape(text: str) -> str:
+    import html
+
+    return html.unescape(text)

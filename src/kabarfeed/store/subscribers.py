@@ -322,7 +322,7 @@ class ImportReport:
 _STOPPED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
 
 
-def _changes(existing: Subscriber, draft: SubscriberDraft) -> SubscriberDraft | None:
+def preference_changes(existing: Subscriber, draft: SubscriberDraft) -> SubscriberDraft | None:
     """The preference changes ``draft`` brings to ``existing`` (``None``: nothing)."""
     fields: dict[str, Any] = {
         "name": draft.name if draft.name not in (None, existing.name) else None,
@@ -352,7 +352,7 @@ def upsert_row(
         add(conn, defaulted, now=now)
         return "added"
     outcome = "unchanged"
-    changes = _changes(existing, draft)
+    changes = preference_changes(existing, draft)
     if changes is not None:
         update_preferences(conn, existing.id, changes, now=now)
         outcome = "updated"

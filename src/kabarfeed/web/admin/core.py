@@ -270,8 +270,8 @@ class Console:
 
 
 async def read_form(request: Request) -> FormData:
-    """The posted form (bounded in size and in field count)."""
-    return await request.form(max_files=0, max_fields=2000, max_part_size=MAX_FORM_BYTES)
+    """The posted form (bounded in size and field count; one file at most)."""
+    return await request.form(max_files=1, max_fields=2000, max_part_size=MAX_FORM_BYTES * 6)
 
 
 def form_of(request: Request) -> FormData:

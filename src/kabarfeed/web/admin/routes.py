@@ -91,6 +91,16 @@ def admin_routes(console: Console) -> list[BaseRoute]:
             methods=["GET"],
         ),
         Route(
+            f"{PREFIX}/subscribers/import",
+            c.page(subscriber_pages.import_page, admin=True),
+            methods=["GET"],
+        ),
+        Route(
+            f"{PREFIX}/subscribers/import",
+            c.page(subscriber_pages.import_submit, admin=True),
+            methods=["POST"],
+        ),
+        Route(
             f"{PREFIX}/subscribers/{{id:int}}",
             c.page(subscriber_pages.subscriber_page),
             methods=["GET"],

@@ -7,6 +7,7 @@ import logging
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
@@ -16,7 +17,7 @@ from kabarfeed.admin.sessions import Session
 from kabarfeed.errors import NotFoundError
 from kabarfeed.models import SubscriberStatus
 from kabarfeed.web import signup
-from kabarfeed.web.admin.core import PREFIX, Console, Notice
+from kabarfeed.web.admin.core import PREFIX, Console, Notice, field_of, form_of
 
 log = logging.getLogger(__name__)
 
@@ -185,3 +186,70 @@ async def resend(console: Console, request: Request, session: Session) -> Respon
         )
     )
     return RedirectResponse(f"{PREFIX}/subscribers/{sub_id}?done=resent_done", 303)
+
+
+async def import_page(console: Console, request: Request, session: Session) -> Response:
+    """GET /admin/subscribers/import: the upload form."""
+    return console.render(request, "import.html.j2", "import_title", session=session, plan=None)
+
+
+async def _uploaded_text(request: Request) -> str | None:
+    form = form_of(request)
+    pasted = form.get("csv")
+    if isinstance(pasted, str) and pasted.strip():
+        return pasted
+    upload = form.get("file")
+    if isinstance(upload, UploadFile):
+        raw = await upload.read(use.MAX_IMPORT_BYTES + 1)
+        if len(raw) > use.MAX_IMPORT_BYTES:
+            return None
+        try:
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            return None
+    return None
+
+
+async def import_submit(console: Console, request: Request, session: Session) -> Response:
+    """POST /admin/subscribers/import: ``step=preview`` shows what each row
+    will do (nothing written); ``step=apply`` imports the previewed text."""
+    text = await _uploaded_text(request)
+    if text is None:
+        notice = Notice(console.text(request, "import_unreadable"), "error")
+        return console.render(
+            request,
+            "import.html.j2",
+            "import_title",
+            session=session,
+            plan=None,
+            notices=(notice,),
+            status=400,
+        )
+    now = console.clock()
+    if field_of(form_of(request), "step") != "apply":
+        plan = await run_in_threadpool(use.plan_import, console.db, console.config, text, now=now)
+        return console.render(
+            request, "import.html.j2", "import_title", session=session, plan=plan, csv_text=text
+        )
+    report = await run_in_threadpool(
+        lambda: use.run_import(
+            console.db, console.config, text, Actor.console(session.account.email), now=now
+        )
+    )
+    summary = console.text(
+        request,
+        "import_done",
+        added=report.added,
+        updated=report.updated,
+        unchanged=report.unchanged,
+        failed=len(report.failed),
+    )
+    return console.render(
+        request,
+        "import.html.j2",
+        "import_title",
+        session=session,
+        plan=None,
+        notices=(Notice(summary, "error" if report.failed else "ok"),),
+        failed=report.failed,
+    )

@@ -170,6 +170,24 @@ _ID = {
     ),
     "resend_failed": "Email konfirmasi tidak bisa diserahkan ke server surat. Coba lagi nanti.",
     "bounces": "Pentalan dan keluhan",
+    "import_title": "Impor pelanggan (CSV)",
+    "import_intro": (
+        "Kolom sama dengan `kabarfeed subscribers export`. Anda melihat dulu apa yang akan "
+        "berubah; tidak ada yang disimpan sebelum Anda menekan Impor."
+    ),
+    "import_file": "Berkas CSV",
+    "import_preview": "Lihat perubahan",
+    "import_apply": "Impor",
+    "import_unreadable": "Berkas tidak terbaca (harus teks UTF-8, paling besar 5 MB).",
+    "import_done": (
+        "Impor selesai: {added} ditambah, {updated} diubah, {unchanged} tetap, {failed} gagal."
+    ),
+    "import_summary": (
+        "{add} baru, {update} diubah, {stop} dihentikan, {unchanged} tetap, {rejected} ditolak."
+    ),
+    "outcome": "Hasil",
+    "rejected": "Baris yang ditolak",
+    "import_link": "Impor CSV",
     "language": "Bahasa",
     "timezone": "Zona waktu",
     "all_regions": "semua wilayah",
@@ -333,6 +351,24 @@ _EN = {
     ),
     "resend_failed": "The confirmation mail could not be handed to the mail server. Try later.",
     "bounces": "Bounces and complaints",
+    "import_title": "Import subscribers (CSV)",
+    "import_intro": (
+        "The columns of `kabarfeed subscribers export`. You see what will change first; "
+        "nothing is stored until you press Import."
+    ),
+    "import_file": "CSV file",
+    "import_preview": "Preview the changes",
+    "import_apply": "Import",
+    "import_unreadable": "The file cannot be read (UTF-8 text, at most 5 MB).",
+    "import_done": (
+        "Import done: {added} added, {updated} updated, {unchanged} unchanged, {failed} failed."
+    ),
+    "import_summary": (
+        "{add} new, {update} updated, {stop} stopped, {unchanged} unchanged, {rejected} rejected."
+    ),
+    "outcome": "Outcome",
+    "rejected": "Rejected rows",
+    "import_link": "Import CSV",
     "language": "Language",
     "timezone": "Time zone",
     "all_regions": "all regions",
