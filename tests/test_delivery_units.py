@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from deliveryhelpers import message_bytes
-from kabarfeed.config import DkimConfig
+from kabarfeed.config import DkimConfig, load_config
 from kabarfeed.delivery.dkim import DkimSigner, dns_record
 from kabarfeed.delivery.maildir import MaildirTransport, MaildirWriter
 from kabarfeed.delivery.outbox import (
@@ -28,7 +28,7 @@ from kabarfeed.delivery.outbox import (
     decide,
 )
 from kabarfeed.delivery.ratelimit import RateLimiter, TokenBucket
-from kabarfeed.delivery.smtp import classify_reply, wire_data
+from kabarfeed.delivery.smtp import SmtpSettings, classify_reply, wire_data
 from kabarfeed.errors import ConfigError
 from kabarfeed.models import DeliveryState
 from tests.faketime import FakeTime
@@ -271,3 +271,40 @@ def test_dkim_disabled_and_bad_key(tmp_path: Path) -> None:
     config = DkimConfig(enabled=True, domain="d", selector="s", key_file=bad)
     with pytest.raises(ConfigError, match="not a PEM private key"):
         DkimSigner.from_config(config)
+
+
+# -- [smtp] step timeouts and unknown outcomes ---------------------------------
+
+
+def test_smtp_step_timeouts_default_to_rfc_5321_and_reach_the_transport(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[smtp]\nhost = "mail.example.org"\nrcpt_timeout = "90s"\n')
+    settings = SmtpSettings.from_config(load_config(path, environ={}).smtp)
+    assert (settings.greeting_timeout, settings.mail_timeout, settings.rcpt_timeout) == (
+        300,
+        300,
+        90,
+    )
+    assert (settings.data_timeout, settings.data_block_timeout) == (120, 180)
+    assert settings.data_end_timeout == 600  # no longer the 30 s of [smtp] timeout
+
+
+def test_a_zero_smtp_wait_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[smtp]\ndata_end_timeout = "0s"\nlease = "0s"\n')
+    with pytest.raises(ConfigError, match="data_end_timeout, lease must be longer than 0s"):
+        load_config(path, environ={})
+
+
+def test_unknown_outcome_is_retried_then_left_for_an_admin() -> None:
+    policy = RetryPolicy(5, timedelta(minutes=1), timedelta(hours=1))
+    now = datetime(2025, 11, 17, tzinfo=UTC)
+    result = SendResult(ResultKind.UNKNOWN, None, "no reply to the final dot")
+    first = decide(result, 0, now, policy, lambda: 0.5)
+    assert first.state is DeliveryState.UNKNOWN and first.unknowns == 1 and first.attempts == 1
+    assert first.next_attempt_at == now + timedelta(minutes=30) and not first.sent
+    second = decide(result, 1, now, policy, lambda: 0.5, unknowns_before=1)
+    assert second.state is DeliveryState.UNKNOWN and second.next_attempt_at is None
+    assert "left for an admin" in second.reply
+    accepted = decide(SendResult.accepted(), 1, now, policy, lambda: 0.5, unknowns_before=1)
+    assert accepted.sent and accepted.unknowns == 1  # the count stays on the row

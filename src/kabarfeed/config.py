@@ -343,6 +343,26 @@ class SmtpConfig(_Section):
     batch_size: int = Field(default=200, gt=0, le=10000)
     lease: Duration = timedelta(minutes=10)
 
+    @model_validator(mode="after")
+    def _waits_are_positive(self) -> SmtpConfig:
+        zero = [name for name in _SMTP_WAITS if not getattr(self, name)]
+        if zero:
+            raise ValueError(f"{', '.join(zero)} must be longer than 0s")
+        return self
+
+
+_SMTP_WAITS = (
+    "timeout",
+    "greeting_timeout",
+    "mail_timeout",
+    "rcpt_timeout",
+    "data_timeout",
+    "data_block_timeout",
+    "data_end_timeout",
+    "lease",
+)
+"""``[smtp]`` durations a sender waits on: 0 would fail every step (or every lease)."""
+
 
 class MaildirConfig(_Section):
     """``[maildir]``: where messages go when no SMTP host is configured."""
