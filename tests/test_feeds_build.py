@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import logging
 import os
 import random
 import threading
@@ -29,8 +28,11 @@ from kabarfeed.config import Config, load_config
 from kabarfeed.feeds import build as feeds_build
 from kabarfeed.feeds import queries
 from kabarfeed.feeds.build import FeedBuilder
-from kabarfeed.feeds.render import FeedSite, entry_id, render_whole
-from kabarfeed.feeds.selection import Selection, plan
+from kabarfeed.feeds.catalog import build_catalog
+from kabarfeed.feeds.documents import render_whole
+from kabarfeed.feeds.index import IndexPage
+from kabarfeed.feeds.render import FeedSite, entry_id
+from kabarfeed.feeds.selection import Selection, contents
 from kabarfeed.ingest import Ingestor
 from kabarfeed.models import Article, Taxonomy
 from kabarfeed.store import Database
@@ -296,76 +298,12 @@ def test_state_is_recorded_and_survives_a_deleted_file(
         rows = list(conn.execute(feed_builds.select()))
     assert json.loads(marker.value)["built_at"] == NOW.isoformat()
     all_rss = next(r for r in rows if r.path == "feeds/all.rss")
-    assert all_rss.item_count == 1 and all_rss.item_ids.split(" ")[0].startswith("a000001:")
+    assert all_rss.item_count == 1 and all_rss.item_ids.split(" ")[0] == "a000001"
     victim = config.feeds.output / "feeds/category/pemerintahan.json"
     victim.unlink()
     report = builder.build()
     assert report.written_paths == ("feeds/category/pemerintahan.json",)
     assert victim.exists()
-
-
-def test_files_a_power_loss_left_short_are_rewritten_after_a_restart(
-    sample: tuple[Config, Database], caplog: pytest.LogCaptureFixture
-) -> None:
-    """Writes are not flushed: after a power loss a just-replaced file can be
-    empty, short or zero-filled. A build after the machine restarted, with
-    nothing changed in the store, finds every recent document that does not
-    have its recorded CRC-32 and length, or whose ``.gz`` trailer does not
-    record them, and writes it again, byte for byte. While the machine stays
-    up only missing files are looked for."""
-    config, db = sample
-    up = FeedBuilder(config, db, clock, boot=lambda: "boot-1")
-    up.build()
-    output = config.feeds.output
-    before = {p: f.read_bytes() for p, f in _feed_files(output).items()}
-    gz_lost = "feeds/region/samarinda.rss"
-    (output / f"{gz_lost}.gz").unlink()
-    assert up.build().written_paths == (gz_lost,)
-    emptied, cut, gz_emptied, zeroed, gz_cut = (
-        "feeds/all.rss",
-        "feeds/region/balikpapan.atom",
-        "feeds/category/pemerintahan.json",
-        "feeds/region/samarinda.atom",
-        "feeds/all.json",
-    )
-    (output / emptied).write_bytes(b"")
-    (output / cut).write_bytes(before[cut][: len(before[cut]) // 2])
-    (output / f"{gz_emptied}.gz").write_bytes(b"")
-    (output / zeroed).write_bytes(bytes(len(before[zeroed])))  # the right size, no data
-    gz = output / f"{gz_cut}.gz"
-    gz.write_bytes(gz.read_bytes()[:-5])
-    (output / "feeds/index.opml").write_bytes(b"")
-    restarted = FeedBuilder(config, db, clock, boot=lambda: "boot-2")
-    with caplog.at_level(logging.WARNING, logger="kabarfeed.feeds.build"):
-        damaged = (emptied, cut, gz_emptied, zeroed, gz_cut)
-        assert sorted(restarted.build().written_paths) == sorted(damaged)
-    assert "5 feed file(s) missing or not as last written" in caplog.text
-    assert cut in caplog.text
-    assert {p: f.read_bytes() for p, f in _feed_files(output).items()} == before
-    for path in (gz_lost, gz_emptied, gz_cut):
-        assert gzip.decompress((output / f"{path}.gz").read_bytes()) == before[path]
-    assert b"<opml" in (output / "feeds/index.opml").read_bytes()
-    assert restarted.build().written == 0
-
-
-def test_gzip_trailers_and_documents_are_checked_against_the_recorded_check_value(
-    tmp_path: Path,
-) -> None:
-    doc = tmp_path / "feeds" / "all.rss"
-    data = b"<rss>" + b"x" * 5000 + b"</rss>"
-    feeds_build.writer.write_if_changed(doc, data)
-    check = feeds_build.content_hash(data)
-    found = feeds_build.list_output(tmp_path, ["feeds/all.rss"])
-    assert found.found == {"feeds/all.rss": check, "feeds/all.rss.gz": check}
-    stored = queries.StoredBuild("feeds/all.rss", check, ("a:1",))
-    assert feeds_build.intact(stored, found)
-    gz = feeds_build.writer.gzip_path(doc)
-    gz.write_bytes(gz.read_bytes()[:-3])  # cut short: the trailer is elsewhere
-    assert not feeds_build.intact(stored, feeds_build.list_output(tmp_path, ["feeds/all.rss"]))
-    gz.write_bytes(b"\x1f\x8b")  # too short to be gzip
-    assert feeds_build.list_output(tmp_path, ["feeds/all.rss"]).found["feeds/all.rss.gz"] is None
-    older = queries.StoredBuild("feeds/all.rss", "sha256:" + "0" * 64, ("a:1",))
-    assert feeds_build.intact(older, feeds_build.list_output(tmp_path, ["feeds/all.rss"]))
 
 
 def test_opml_and_index_page(sample: tuple[Config, Database]) -> None:
@@ -488,17 +426,23 @@ def test_cli_build(sample: tuple[Config, Database], tmp_path: Path) -> None:
     assert os.path.isfile(tmp_path / "o" / "index.html")
 
 
+FORMATS = ("rss", "atom", "json")
+
+
 def _assert_matches_store(config: Config, db: Database) -> None:
     """Every feed file is the plain feedgen rendering of the store's newest items
-    for its selection, exactly the selections of a full plan have files, and the
-    recorded counts are a full plan's."""
+    for its selection, exactly the feeds of a full plan have files, and the index
+    page shows a full plan's counts."""
     site = FeedSite.from_config(config)
     with db.connect() as conn:
-        full = plan(config.taxonomy, queries.index_rows(conn), items=config.feeds.items)
-        marker = queries.load_marker(conn)
-    assert marker is not None and marker.counts == full.counts()
+        index = queries.article_index(conn)
+        newest = queries.newest_published(conn)
+    full = contents(config.taxonomy, index.ids, index.groups, items=config.feeds.items)
+    formats = [f for f in FORMATS if f in config.feeds.formats]
+    page = IndexPage(site).render(build_catalog(site, full.counts, formats), newest)
+    assert (config.feeds.output / "index.html").read_bytes() == page
     files = _feed_files(config.feeds.output)
-    assert set(files) == {s.path(f) for s in full.selections for f in ("rss", "atom", "json")}
+    assert set(files) == {s.path(f) for s in full.selections for f in config.feeds.formats}
     for relative, path in files.items():
         selection, fmt = _selection(relative), path.suffix[1:]
         expected = _expected(db, config.taxonomy, selection, config.feeds.items)
@@ -511,10 +455,8 @@ def _assert_matches_store(config: Config, db: Database) -> None:
 def test_incremental_builds_equal_full_renders_after_every_kind_of_change(
     make_config: ConfigFactory, db: Database, monkeypatch: pytest.MonkeyPatch, batch: int
 ) -> None:
-    # batch 2: more touched feeds than one batch, so no read-ahead of their
-    # files, and incremental rounds of one feed each
+    # batch 2: feeds rendered over several article-loading rounds
     monkeypatch.setattr(feeds_build, "BATCH", batch)
-    monkeypatch.setattr(feeds_build, "SMALL_BATCH", max(1, batch // 4))
     config = make_config("[feeds]\nitems = 2\n")
     old = [make_article(n, regions=("samarinda",), categories=("hukum",)) for n in range(1, 5)]
     old += [make_article(n, regions=("bontang",), categories=("ekonomi",)) for n in range(5, 8)]
@@ -525,7 +467,9 @@ def test_incremental_builds_equal_full_renders_after_every_kind_of_change(
 
     store(db, [make_article(20, regions=("samarinda",), categories=("ekonomi",))])
     report = builder.build()
-    assert not report.full and report.rendered == 6  # all, 2 regions, category, 2 pairs
+    # all, 2 regions, category, 2 pairs (the feeds of articles stamped in the
+    # LOOKBACK before the last build are rendered again, to the same bytes)
+    assert not report.full and len(report.written_paths) == 6 * 3
     _assert_matches_store(config, db)
 
     # an edit that only moves the oldest samarinda article to the top of its feeds
@@ -559,17 +503,6 @@ def test_incremental_builds_equal_full_renders_after_every_kind_of_change(
     assert builder.build().written == 0
 
 
-def test_fresh_in_front_finds_feeds_that_only_gained_articles() -> None:
-    fresh_in_front = feeds_build.fresh_in_front
-    assert fresh_in_front(("n2", "n1", "a", "b"), ("a", "b", "c")) == 2  # c dropped off the end
-    assert fresh_in_front(("n1", "a", "b", "c"), ("a", "b", "c")) == 1  # under the cap: all kept
-    assert fresh_in_front(("a", "b"), ("a", "b", "c")) == 0  # the last item went away
-    assert fresh_in_front(("n1", "a", "c"), ("a", "b", "c")) is None  # b left from the middle
-    assert fresh_in_front(("b", "a"), ("a", "b")) == 1  # b moved up: rendered again, a kept
-    assert fresh_in_front(("n2", "n1"), ("a", "b")) is None  # nothing kept
-    assert fresh_in_front(("n1",), ()) is None and fresh_in_front((), ("a",)) is None
-
-
 def _insert_in_front(config: Config, db: Database) -> tuple[FeedBuilder, Article]:
     """A built store of four samarinda articles, and a newer one stored since."""
     store(db, [make_article(n, regions=("samarinda",), categories=("hukum",)) for n in range(1, 5)])
@@ -580,65 +513,25 @@ def _insert_in_front(config: Config, db: Database) -> tuple[FeedBuilder, Article
     return builder, newer
 
 
-def _spy_on_splices(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The paths of the documents builds splice from now on, as they do."""
-    spliced: list[str] = []
-    real = feeds_build._splice_write
-
-    def spy(output: Path, stored: queries.StoredBuild, *args: object) -> tuple[bool, str]:
-        spliced.append(stored.path)
-        return real(output, stored, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(feeds_build, "_splice_write", spy)
-    return spliced
-
-
-def test_feeds_that_gained_articles_are_spliced_from_their_previous_files(
-    make_config: ConfigFactory, db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = make_config("[feeds]\nitems = 3\n")
-    builder, _ = _insert_in_front(config, db)
-    spliced = _spy_on_splices(monkeypatch)
-    report = builder.build()
-    assert report.written == 3 * 6 and sorted(spliced) == sorted(report.written_paths)
-    _assert_matches_store(config, db)
-
-
-def test_a_previous_file_changed_on_disk_is_rendered_instead_of_spliced(
-    make_config: ConfigFactory, db: Database, caplog: pytest.LogCaptureFixture
-) -> None:
-    config = make_config("[feeds]\nitems = 3\n")
-    builder, _ = _insert_in_front(config, db)
-    tampered = config.feeds.output / "feeds/region/samarinda.atom"
-    tampered.write_bytes(tampered.read_bytes().replace(b"Berita", b"Warta!"))
-    with caplog.at_level(logging.INFO, logger="kabarfeed.feeds.build"):
-        report = builder.build()
-    assert "1 feed(s) changed on disk since the last build" in caplog.text
-    assert {"feeds/region/samarinda.atom", "feeds/region/samarinda.rss"} <= set(
-        report.written_paths
-    )
-    assert report.written == 3 * 6  # each document counted once
-    _assert_matches_store(config, db)
-
-
 def test_an_article_deleted_while_building_is_left_out_then_replanned(
     make_config: ConfigFactory, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Deleted between planning and splicing (no store API deletes; an admin
+    """Deleted between choosing a feed's items and loading them (no store API deletes; an admin
     might): the feeds are rendered without it, and the next build plans anew."""
     config = make_config("[feeds]\nitems = 3\n")
     builder, newer = _insert_in_front(config, db)
-    real = FeedBuilder._fresh
+    real = FeedBuilder._newest
 
-    def delete_first(self: FeedBuilder, *args: object) -> object:
+    def delete_first(self: FeedBuilder, *args: object) -> list[str]:
+        found = real(self, *args)  # type: ignore[arg-type]
         with db.begin() as conn:
             for table in (article_regions, article_categories, article_keys):
                 conn.execute(delete(table).where(table.c.article_id == newer.id))
             conn.execute(delete(articles).where(articles.c.id == newer.id))
-        monkeypatch.setattr(FeedBuilder, "_fresh", real)
-        return real(self, *args)  # type: ignore[arg-type]
+        monkeypatch.setattr(FeedBuilder, "_newest", real)
+        return found
 
-    monkeypatch.setattr(FeedBuilder, "_fresh", delete_first)
+    monkeypatch.setattr(FeedBuilder, "_newest", delete_first)
     builder.build()
     shown = feedparser.parse((config.feeds.output / "feeds/all.atom").read_bytes())
     assert newer.title not in {e.title for e in shown.entries}
@@ -663,13 +556,12 @@ def test_random_incremental_builds_equal_full_renders(
     make_config: ConfigFactory, db: Database, monkeypatch: pytest.MonkeyPatch, seed: int
 ) -> None:
     """Random rounds of new articles (some backdated, some updated later than
-    newer ones, so a kept item can date its feed), edits and reclassifications:
+    newer ones, so an older item can date its feed), edits and reclassifications:
     after every incremental build each file is what a whole render of the
-    store gives, whether it was spliced or rendered."""
+    store gives."""
     rng = random.Random(seed)
     config = make_config("[feeds]\nitems = 3\n")
     regions, categories = ("samarinda", "bontang", "balikpapan"), ("hukum", "ekonomi")
-    spliced = _spy_on_splices(monkeypatch)
 
     def article(n: int) -> Article:
         when = BASE + timedelta(minutes=n if rng.random() < 0.8 else rng.randrange(n))
@@ -698,13 +590,129 @@ def test_random_incremental_builds_equal_full_renders(
         store(db, fresh, now=NOW + timedelta(minutes=number + 1))
         builder.build()
         _assert_matches_store(config, db)
-    assert spliced  # the rounds took both paths
 
 
-def test_build_state_reads_both_item_formats() -> None:
-    assert queries._parse_items("a000001:0f0f a000002:1e1e") == ("a000001:0f0f", "a000002:1e1e")
-    assert queries._parse_items('["a000001:0f0f", "a000002:1e1e"]') == (
-        "a000001:0f0f",
-        "a000002:1e1e",
+def test_recorded_items_read_every_format_written_so_far() -> None:
+    assert queries._ids_of("a000001 a000002") == ("a000001", "a000002")
+    assert queries._ids_of("a000001:0f0f a000002:1e1e") == ("a000001", "a000002")
+    assert queries._ids_of('["a000001:0f0f", "a000002:1e1e"]') == ("a000001", "a000002")
+    assert queries._ids_of("") == () and queries._ids_of(None) == ()
+
+
+class _Stop(Exception):
+    """Where a test stops a build, as a crash would."""
+
+
+def _stop_at(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    """Make the next build stop at ``step``, once."""
+    if step.startswith("writing"):  # after some documents were written
+        real_write = feeds_build.writer.write_if_changed
+        calls = {"n": 0}
+
+        def write(path: Path, data: bytes, **kw: bool) -> bool:
+            calls["n"] += 1
+            if calls["n"] == {"writing": 4, "writing_opml": 10**9}[step] or (
+                step == "writing_opml" and path.name == "index.opml"
+            ):
+                monkeypatch.setattr(feeds_build.writer, "write_if_changed", real_write)
+                raise _Stop(step)
+            return real_write(path, data, **kw)
+
+        monkeypatch.setattr(feeds_build.writer, "write_if_changed", write)
+        return
+    owner = queries if step == "save_marker" else FeedBuilder
+    real = getattr(owner, step)
+
+    def stop(*args: object, **kw: object) -> object:
+        monkeypatch.setattr(owner, step, real)
+        raise _Stop(step)
+
+    monkeypatch.setattr(owner, step, stop)
+
+
+@pytest.mark.parametrize(
+    "step", ["writing", "_remove", "_pages", "writing_opml", "_ping", "save_marker"]
+)
+def test_a_build_stopped_between_any_two_steps_is_completed_by_the_next(
+    make_config: ConfigFactory,
+    db: Database,
+    hub: tuple[str, type[_Hub]],
+    monkeypatch: pytest.MonkeyPatch,
+    step: str,
+) -> None:
+    """Feeds written, feeds removed, index page, OPML file, WebSub ping,
+    marker: a build stopped before any of them leaves valid files, and the
+    next build brings the folder to what a full build gives, pinging the hub
+    for the feeds whose items moved."""
+    url, handler = hub
+    config = make_config(f'[feeds]\nitems = 2\nwebsub_hub = "{url}"\n')
+    old = [make_article(n, regions=("samarinda",), categories=("hukum",)) for n in range(1, 4)]
+    old.append(make_article(4, regions=("bontang",), categories=("ekonomi",)))
+    store(db, old)
+    builder = FeedBuilder(config, db, clock)
+    builder.build()
+    # a new article, and the only bontang x ekonomi article moves: a pair goes
+    store(db, [make_article(9, regions=("samarinda",), categories=("hukum",))], now=NOW)
+    store(db, [replace(old[3], categories=("hukum",))], now=NOW)
+    handler.posts.clear()
+    _stop_at(monkeypatch, step)
+    with pytest.raises(_Stop):
+        builder.build()
+    site = FeedSite.from_config(config)
+    for relative, path in _feed_files(config.feeds.output).items():  # every file stays valid
+        checks = {"rss": check_rss, "atom": check_atom, "json": check_json}
+        checks[path.suffix[1:]](path.read_bytes(), site.url(relative))
+    report = builder.build()
+    assert not report.full
+    _assert_matches_store(config, db)
+    assert not (config.feeds.output / "feeds/region/bontang/ekonomi.rss").exists()
+    pinged = {v for post in handler.posts for k, v in post if k == "hub.url"}
+    assert f"{config.site.base_url}/feeds/region/samarinda/hukum.atom" in pinged
+    assert builder.build().written == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["items = 2\n", 'formats = ["atom", "json"]\n', "full_content = false\n"],
+)
+def test_a_config_change_of_the_feeds_rebuilds_them_all(
+    make_config: ConfigFactory, db: Database, change: str
+) -> None:
+    store(db, [make_article(n, regions=("samarinda",), categories=("hukum",)) for n in range(5)])
+    FeedBuilder(make_config(), db, clock).build()
+    before = _mtimes(make_config().feeds.output)
+    config = make_config(f"[feeds]\n{change}")
+    report = FeedBuilder(config, db, clock).build()
+    assert report.full
+    _assert_matches_store(config, db)
+    after = _mtimes(config.feeds.output)
+    assert {p.removesuffix(".gz") for p in after if after[p] != before.get(p)} >= set(
+        report.written_paths
     )
-    assert queries._parse_items("") == () and queries._parse_items(None) == ()
+    if "formats" in change:
+        assert not list(config.feeds.output.rglob("*.rss")) and report.removed > 0
+    if "full_content" in change:
+        item = json.loads((config.feeds.output / "feeds/all.json").read_bytes())["items"][0]
+        assert "content_html" not in item and "content_text" in item
+    assert FeedBuilder(config, db, clock).build().written == 0
+
+
+def test_a_category_taken_out_of_the_config_takes_its_feeds_along(
+    make_config: ConfigFactory, db: Database, tmp_path: Path
+) -> None:
+    config = make_config()
+    store(db, [make_article(1, regions=("bontang",), categories=("olahraga",))])
+    FeedBuilder(config, db, clock).build()
+    text = (tmp_path / "config.toml").read_text(encoding="utf-8")
+    start = text.index('[[categories]]\nslug = "olahraga"')
+    end = text.index("[[categories]]", start + 1)
+    (tmp_path / "config.toml").write_text(text[:start] + text[end:], encoding="utf-8")
+    config2 = load_config(tmp_path / "config.toml", environ={})
+    report = FeedBuilder(config2, db, clock).build()
+    assert report.full
+    assert {p.rsplit(".", 1)[0] for p in report.removed_paths} == {
+        "feeds/category/olahraga",
+        "feeds/region/bontang/olahraga",
+        "feeds/region/kalimantan-timur/olahraga",
+    }
+    _assert_matches_store(config2, db)

@@ -32,7 +32,8 @@ from hypothesis import strategies as st
 from digest_support import subscriber
 from kabarfeed.config import Config, SourceConfig
 from kabarfeed.digest.render import DigestRenderer, EditionInput
-from kabarfeed.feeds.render import FeedSite, render
+from kabarfeed.feeds.documents import render
+from kabarfeed.feeds.render import FeedSite
 from kabarfeed.feeds.selection import ALL
 from kabarfeed.ingest import prepare
 from kabarfeed.models import Article, RawArticle
@@ -184,7 +185,7 @@ def raw_article(kind: str, body: str, root: Path) -> RawArticle:
 
 def article_of(raw: RawArticle, config: Config) -> Article:
     source = SourceConfig(name=raw.source, kind="feed", url="https://hulu.example.id/feed")
-    prepared, _ = prepare(
+    result = prepare(
         raw,
         source=source,
         taxonomy=config.taxonomy,
@@ -192,6 +193,8 @@ def article_of(raw: RawArticle, config: Config) -> Article:
         default_tz="Asia/Makassar",
         now=NOW,
     )
+    # a PreparedItem (ingest with field limits), or a (Prepared, warnings) pair before
+    prepared = getattr(result, "prepared", None) or result[0]  # type: ignore[index]
     return replace(prepared.article, regions=("balikpapan",), categories=("ekonomi",))
 
 

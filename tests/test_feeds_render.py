@@ -16,17 +16,8 @@ import feedparser
 import pytest
 
 from kabarfeed.config import Config
-from kabarfeed.feeds.render import (
-    FeedSite,
-    Renderer,
-    entry_id,
-    kept_entries,
-    render,
-    render_whole,
-    splice,
-    split_entries,
-    xml_safe,
-)
+from kabarfeed.feeds.documents import Renderer, render, render_whole
+from kabarfeed.feeds.render import FeedSite, entry_id, xml_safe
 from kabarfeed.feeds.selection import ALL, Selection
 from kabarfeed.models import Image
 from tests.feeds_support import (
@@ -244,59 +235,33 @@ def test_golden(site: FeedSite, fmt: str) -> None:
     assert text == golden.read_text(encoding="utf-8")
 
 
-def test_spliced_documents_equal_whole_feedgen_documents(site: FeedSite) -> None:
-    """Entries serialised once and spliced give the bytes feedgen gives for the
-    whole document, hostile content included; split_entries undoes the splice."""
+def test_joined_documents_equal_whole_feedgen_documents(site: FeedSite) -> None:
+    """Entries serialised once and joined into each document give the bytes
+    feedgen gives for the whole document, hostile content included, for any
+    subset of the rendered articles and with or without a format."""
     articles = _articles() + [
         make_article(10 + i, title=title, content_html=f"<p>{title}</p>", author=title)
         for i, title in enumerate(HOSTILE_TITLES)
     ]
-    renderer = Renderer(site)
-    for selection in (
-        ALL,
-        Selection(region="kalimantan-timur"),
-        Selection("balikpapan", "ekonomi"),
-    ):
-        for chosen in (articles, articles[2:5], []):
-            docs = renderer.render(selection, chosen, FORMATS)
-            assert docs == render_whole(site, selection, chosen, FORMATS)
-            for fmt, data in docs.items():
-                entries = split_entries(data, fmt)
-                assert entries is not None and len(entries) == len(chosen)
-                if fmt != "json" and entries:
-                    assert b"".join(entries) in data
-    assert split_entries(b"not a feed", "rss") is None
+    for formats in (FORMATS, ("atom", "json"), ("rss",)):
+        renderer = Renderer(site, formats)
+        renderer.add(articles)
+        for selection in (
+            ALL,
+            Selection(region="kalimantan-timur"),
+            Selection("balikpapan", "ekonomi"),
+        ):
+            for chosen in (articles, articles[2:5], articles[::-2], []):
+                docs = renderer.documents(selection, [a.id for a in chosen])
+                assert docs == render_whole(site, selection, chosen, formats)
 
 
-def test_a_run_of_kept_entries_splices_into_a_new_document(site: FeedSite) -> None:
-    """A feed that gained articles: its new document is their entries plus a
-    run cut from its previous document, the bytes a whole render gives; a
-    document with fewer entries than asked for, or none at all, gives no run."""
-    articles = _articles() + [
-        make_article(10 + i, title=title, content_html=f"<p>{title}</p>", author=title)
-        for i, title in enumerate(HOSTILE_TITLES)
-    ]
-    renderer = Renderer(site)
-    selection = Selection(region="kalimantan-timur")
-    renderer.add(articles, FORMATS)
-    for shown in (1, 2, len(articles) - 1, len(articles)):
-        previous = renderer.render(selection, articles[:shown], FORMATS)
-        for fresh in (0, 1, 3):
-            for kept in range(1, shown + 1):
-                chosen = articles[len(articles) - fresh :] + articles[:kept]
-                expected = render_whole(site, selection, chosen, FORMATS)
-                newest = max(a.updated for a in chosen)
-                heads = renderer.heads(selection, newest, FORMATS)
-                for fmt, data in previous.items():
-                    run = kept_entries(data, fmt, kept)
-                    assert run is not None, (fmt, shown, kept)
-                    assert kept_entries(data, fmt, kept, shown) == run  # counted from nearer end
-                    new = [renderer.entry(a.id, fmt) for a in chosen[:fresh]]
-                    assert splice(heads[fmt], fmt, [*new, run]) == expected[fmt]
-        for fmt, data in previous.items():
-            assert kept_entries(data, fmt, shown + 1) is None
-            assert kept_entries(data, fmt, shown + 1, shown) is None
-    empty = renderer.render(selection, [], FORMATS)
-    for fmt in FORMATS:
-        assert kept_entries(empty[fmt], fmt, 1) is None
-        assert kept_entries(b"not a feed", fmt, 1) is None
+def test_the_renderer_forgets_entries_beyond_its_cap_but_those_still_needed(
+    site: FeedSite,
+) -> None:
+    articles = _articles()
+    renderer = Renderer(site, FORMATS, max_cached=2)
+    renderer.add(articles)
+    assert renderer.missing(a.id for a in articles) == []
+    renderer.add([], keep={articles[0].id})
+    assert renderer.missing(a.id for a in articles) == [a.id for a in articles[1:]]

@@ -4,11 +4,11 @@ region x category feeds), categories. Shared by the OPML file and the index page
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from kabarfeed.feeds.render import MEDIA_TYPES, FeedSite, feed_title, xml_safe
-from kabarfeed.feeds.selection import ALL, Plan, Selection, region_order
+from kabarfeed.feeds.selection import ALL, Selection, region_order
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,26 +54,35 @@ class Catalog:
     categories: tuple[FeedInfo, ...]
 
 
-def _info(site: FeedSite, plan: Plan, selection: Selection, formats: Sequence[str]) -> FeedInfo:
+def _info(
+    site: FeedSite,
+    counts: Mapping[Selection, int],
+    selection: Selection,
+    formats: Sequence[str],
+) -> FeedInfo:
     region = site.taxonomy.region(selection.region) if selection.region else None
     category = site.taxonomy.category(selection.category) if selection.category else None
     name = xml_safe(category.name if category else region.name if region else site.title)
     links = tuple(FeedLink(fmt, site.url(selection.path(fmt)), MEDIA_TYPES[fmt]) for fmt in formats)
-    return FeedInfo(selection, name, feed_title(site, selection), plan.count(selection), links)
+    return FeedInfo(selection, name, feed_title(site, selection), counts.get(selection, 0), links)
 
 
-def build_catalog(site: FeedSite, plan: Plan, formats: Sequence[str]) -> Catalog:
-    """Group ``plan``'s selections in taxonomy order (province, then its cities)."""
-    existing = set(plan.slices)
+def build_catalog(
+    site: FeedSite, counts: Mapping[Selection, int], formats: Sequence[str]
+) -> Catalog:
+    """Group the existing feeds (``counts``' keys) in taxonomy order
+    (province, then its cities)."""
+    existing = set(counts)
     groups = []
     for slug, depth in region_order(site.taxonomy):
         pairs = tuple(
-            _info(site, plan, Selection(slug, c.slug), formats)
+            _info(site, counts, Selection(slug, c.slug), formats)
             for c in site.taxonomy.categories
             if Selection(slug, c.slug) in existing
         )
-        groups.append(RegionGroup(_info(site, plan, Selection(region=slug), formats), depth, pairs))
+        feed = _info(site, counts, Selection(region=slug), formats)
+        groups.append(RegionGroup(feed, depth, pairs))
     categories = tuple(
-        _info(site, plan, Selection(category=c.slug), formats) for c in site.taxonomy.categories
+        _info(site, counts, Selection(category=c.slug), formats) for c in site.taxonomy.categories
     )
-    return Catalog(_info(site, plan, ALL, formats), tuple(groups), categories)
+    return Catalog(_info(site, counts, ALL, formats), tuple(groups), categories)
