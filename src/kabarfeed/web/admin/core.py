@@ -42,7 +42,8 @@ JS_URL = f"{PREFIX}/assets/admin.js"
 MAX_FORM_BYTES = 1024 * 1024
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "connect-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
 )
 HEADERS = {
     "Content-Security-Policy": CSP,

@@ -15,7 +15,13 @@ from kabarfeed.models import Clock
 from kabarfeed.secrets import site_secret
 from kabarfeed.store import Database
 from kabarfeed.templating import bundled_templates
-from kabarfeed.web.admin import auth_pages, config_pages, overview, subscriber_pages
+from kabarfeed.web.admin import (
+    auth_pages,
+    config_pages,
+    digest_pages,
+    overview,
+    subscriber_pages,
+)
 from kabarfeed.web.admin.core import PREFIX, Console
 from kabarfeed.web.security import Signer
 
@@ -115,6 +121,14 @@ def admin_routes(console: Console) -> list[BaseRoute]:
             c.page(subscriber_pages.resend, admin=True),
             methods=["POST"],
         ),
+        Route(f"{PREFIX}/editions", c.page(digest_pages.editions_page), methods=["GET"]),
+        Route(
+            f"{PREFIX}/editions/retry",
+            c.page(digest_pages.editions_retry, admin=True),
+            methods=["POST"],
+        ),
+        Route(f"{PREFIX}/preview", c.page(digest_pages.preview_page), methods=["GET"]),
+        Route(f"{PREFIX}/preview/frame", c.page(digest_pages.preview_frame), methods=["GET"]),
         # Anything else under /admin: behind the session too, then "not found".
         Route(f"{PREFIX}/{{rest:path}}", c.page(not_found), methods=["GET", "HEAD", "POST"]),
     ]

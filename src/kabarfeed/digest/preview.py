@@ -1,0 +1,51 @@
+"""The exact edition a subscriber would get next (or on a given date), built
+for inspection: ``kabarfeed digest preview`` and the console's preview page
+use it. Nothing is recorded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from kabarfeed.config import Config
+from kabarfeed.digest.render import EditionInput
+from kabarfeed.digest.schedule import local_date_for, send_moment
+from kabarfeed.digest.selection import Selection, edition_since, select_articles
+from kabarfeed.models import Subscriber
+from kabarfeed.store import subscribers as store
+from kabarfeed.store.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """An edition built for inspection (nothing is recorded)."""
+
+    edition: EditionInput
+    selection: Selection
+
+
+def build_preview(
+    db: Database, config: Config, sub: Subscriber, *, now: datetime, on: date | None = None
+) -> Preview:
+    """The edition for local date ``on`` (cut-off at its send time), or without
+    ``on`` the next edition as it would be built at ``now``."""
+    if on is None:
+        cutoff, local_date = now, local_date_for(sub.timezone, now)
+    else:
+        cutoff, local_date = send_moment(sub.timezone, sub.send_at, on), on
+    with db.connect() as conn:
+        previous = store.previous_cutoff(conn, sub.id, before=cutoff)
+        since = edition_since(previous, cutoff, config.digest)
+        candidates = store.edition_candidates(
+            conn,
+            sub,
+            since=since,
+            cutoff=cutoff,
+            max_age=config.digest.max_age,
+            taxonomy=config.taxonomy,
+        )
+    selection = select_articles(
+        sub, candidates, since=since, cutoff=cutoff, taxonomy=config.taxonomy, config=config.digest
+    )
+    edition = EditionInput(sub, local_date, selection.articles, selection.total_matching)
+    return Preview(edition, selection)

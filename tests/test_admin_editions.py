@@ -1,0 +1,157 @@
+"""Editions and digest preview in the console: counts by state, failed
+deliveries with their SMTP reply, retry (admins, audited), and the preview of
+a subscriber's next edition or of a region/category mix (nothing recorded)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+from starlette.testclient import TestClient
+
+from conftest import ConfigFactory
+from digest_support import CUTOFF, article, save
+from kabarfeed.admin import accounts, audit, editions, preview
+from kabarfeed.admin.accounts import Role
+from kabarfeed.admin.audit import Actor, AuditFilter
+from kabarfeed.config import Config
+from kabarfeed.errors import InputError
+from kabarfeed.models import DeliveryState
+from kabarfeed.store import Database
+from kabarfeed.store import deliveries as dstore
+from kabarfeed.store import subscribers as sstore
+from kabarfeed.store.schema import deliveries
+from kabarfeed.subscribers import SubscriberDraft, with_defaults
+from kabarfeed.web import create_app
+
+PASSWORD = "kopi-tubruk-pagi"
+ACTOR = Actor.console("pemred@example.id")
+NOW = CUTOFF + timedelta(hours=1)
+
+
+@pytest.fixture
+def config(make_config: ConfigFactory, tmp_path: Path) -> Config:
+    return make_config(
+        f'[feeds]\noutput = "{tmp_path / "public"}"\n[maildir]\npath = "{tmp_path / "mail"}"\n'
+    )
+
+
+@pytest.fixture
+def ids(db: Database, config: Config) -> list[int]:
+    out = []
+    with db.begin() as conn:
+        for address in ("ani@example.com", "budi@example.com"):
+            draft = with_defaults(SubscriberDraft(address, regions=("balikpapan",)), config)
+            out.append(sstore.add(conn, draft, now=NOW - timedelta(days=3)).id)
+        rows = [
+            dstore.NewDelivery(sid, "2025-11-17", CUTOFF - timedelta(days=1), CUTOFF, ("a",))
+            for sid in out
+        ]
+        dstore.insert_editions(conn, rows, NOW)
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.subscriber_id == out[1])
+            .values(state="failed", last_code=550, last_reply="5.1.1 mailbox unavailable")
+        )
+        conn.execute(
+            update(deliveries).where(deliveries.c.subscriber_id == out[0]).values(state="sent")
+        )
+    return out
+
+
+def test_editions_view_and_retry(db: Database, ids: list[int]) -> None:
+    view = editions.editions_view(db, None)
+    assert [(d.local_date, d.counts) for d in view.days] == [
+        ("2025-11-17", {"sent": 1, "failed": 1})
+    ]
+    [failed] = view.problems
+    assert failed.email == "budi@example.com" and failed.last_reply == "5.1.1 mailbox unavailable"
+    assert editions.editions_view(db, "2025-11-16").problems == ()
+    count = editions.retry(db, ACTOR, state=DeliveryState.FAILED, local_date="2025-11-17", now=NOW)
+    assert count == 1
+    with db.connect() as conn:
+        states = dict(
+            conn.execute(
+                select(deliveries.c.state, func.count()).group_by(deliveries.c.state)
+            ).all()
+        )
+    assert states == {"sent": 1, "queued": 1}
+    [entry] = audit.search(db, AuditFilter(action="deliveries.retry"))
+    assert entry.target == "2025-11-17" and entry.after == {"state": "queued", "count": 1}
+
+
+def test_preview_of_a_subscriber_and_of_a_mix_records_nothing(
+    db: Database, config: Config, ids: list[int]
+) -> None:
+    save(
+        db,
+        [
+            article(1, title="Rakor akhir tahun Balikpapan", at=NOW - timedelta(minutes=10)),
+            article(
+                2,
+                title="Jembatan Samarinda",
+                regions=("samarinda",),
+                at=NOW - timedelta(minutes=20),
+            ),
+        ],
+    )
+    before = editions.editions_view(db, None)
+    ani = preview.for_subscriber(db, config, ids[0])
+    shown = preview.render(db, config, ani, now=NOW)
+    assert shown.articles == 1 and "Rakor akhir tahun Balikpapan" in shown.html
+    assert "Rakor akhir tahun Balikpapan" in shown.text and shown.subject
+    mix = preview.for_mix(config, ("samarinda",), (), "en", NOW)
+    other = preview.render(db, config, mix, now=NOW)
+    assert "Jembatan Samarinda" in other.html and "Rakor akhir tahun" not in other.html
+    assert editions.editions_view(db, None) == before
+    with pytest.raises(InputError):
+        preview.for_mix(config, ("atlantis",), (), "id", NOW)
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found
+    return found[1]
+
+
+def _client(config: Config, db: Database, who: str, role: Role) -> TestClient:
+    client = TestClient(create_app(config, db, clock=lambda: NOW), follow_redirects=False)
+    invite = accounts.add_account(db, who, role, ACTOR, now=NOW, ttl=timedelta(days=1))
+    accounts.set_password(db, invite.token, PASSWORD, now=NOW)
+    page = client.get("/admin/login")
+    client.post(
+        "/admin/login", data={"csrf": csrf_of(page.text), "email": who, "password": PASSWORD}
+    )
+    return client
+
+
+def test_pages(db: Database, config: Config, ids: list[int]) -> None:
+    save(db, [article(1, title="Rakor akhir tahun Balikpapan", at=NOW - timedelta(minutes=10))])
+    editor = _client(config, db, "editor@example.id", Role.EDITOR)
+    page = editor.get("/admin/editions")
+    assert page.status_code == 200 and "5.1.1 mailbox unavailable" in page.text
+    assert "/admin/editions/retry" not in page.text
+    forbidden = editor.post("/admin/editions/retry", data={"csrf": csrf_of(page.text)})
+    assert forbidden.status_code == 403
+    shown = editor.get(f"/admin/preview?subscriber={ids[0]}")
+    assert shown.status_code == 200 and "Rakor akhir tahun Balikpapan" in shown.text
+    assert "frame-src 'self'" in shown.headers["content-security-policy"]
+    frame = editor.get(f"/admin/preview/frame?subscriber={ids[0]}")
+    assert frame.status_code == 200 and "Rakor akhir tahun Balikpapan" in frame.text
+    assert "frame-ancestors 'self'" in frame.headers["content-security-policy"]
+    assert editor.get("/admin/preview?subscriber=9999").status_code == 404
+    mixed = editor.get("/admin/preview?mix=1&regions=samarinda&language=en")
+    assert mixed.status_code == 200 and "pratinjau@example.invalid" in mixed.text
+    admin = _client(config, db, "pemred@example.id", Role.ADMIN)
+    page = admin.get("/admin/editions?date=2025-11-17")
+    done = admin.post(
+        "/admin/editions/retry",
+        data={"csrf": csrf_of(page.text), "state": "failed", "date": "2025-11-17"},
+    )
+    assert done.status_code == 303 and "retried=1" in done.headers["location"]
+    assert "1 pengiriman dimasukkan lagi" in admin.get(done.headers["location"]).text
+    bogus = admin.post("/admin/editions/retry", data={"csrf": csrf_of(page.text), "state": "sent"})
+    assert bogus.status_code == 403
