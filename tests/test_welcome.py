@@ -6,14 +6,19 @@ the next regular edition continues from its cut-off without repeating.
 
 from __future__ import annotations
 
+import email
 import json
 from datetime import date, timedelta
+from email import policy
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from kabarfeed.cli import main
 from kabarfeed.config import Config
 from kabarfeed.delivery.enqueue import enqueue_editions, enqueue_welcomes
 from kabarfeed.digest.selection import select_latest
@@ -25,7 +30,7 @@ from kabarfeed.store import subscribers as store
 from kabarfeed.store.schema import deliveries
 from kabarfeed.subscribers import SubscriberDraft, with_defaults
 from kabarfeed.web.signup import confirm
-from tests.conftest import ConfigFactory
+from tests.conftest import REPO, ConfigFactory
 from tests.digest_support import CUTOFF, article, save, subscriber
 
 NOW = CUTOFF + timedelta(hours=3)  # 09:00 WITA, after the 06:00 send time
@@ -229,3 +234,28 @@ def test_dropped_promise_for_deleted_subscriber(make_config: ConfigFactory, db: 
     assert enqueue_welcomes(config, db, now=NOW).dropped == 1
     after = enqueue_welcomes(config, db, now=NOW)
     assert (after.queued, after.waiting, after.dropped) == (0, 0, 0)
+
+
+def test_cli_add_with_welcome_gets_the_sample_articles_at_once(
+    make_config: ConfigFactory, tmp_path: Path
+) -> None:
+    mail = tmp_path / "mail"
+    make_config(
+        f'[[sources]]\nname = "redaksi"\nkind = "directory"\n'
+        f'path = "{REPO / "examples" / "articles"}"\n\n[maildir]\npath = "{mail}"\n'
+    )
+
+    def cli(*args: str) -> str:
+        result = CliRunner().invoke(main, ["--config", str(tmp_path / "config.toml"), *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    cli("ingest")
+    cli("subscribers", "add", "sambut@example.org", "--welcome")
+    cli("subscribers", "add", "biasa@example.org")
+    cli("digest", "send", "--force")
+    # The sample articles are a year old: only the welcome edition holds them.
+    [sent] = list((mail / "new").iterdir())
+    message = email.message_from_bytes(sent.read_bytes(), policy=policy.default)
+    assert "sambut@example.org" in str(message["To"])
+    assert "(9 berita)" in str(message["Subject"])

@@ -371,6 +371,7 @@ class Service:
         """Do all work due now; return the number of messages sent. While another
         process holds the scheduler role, only the outbox is drained."""
         self.seed = await asyncio.to_thread(self.import_seed)
+        self._log_seed()
         if await self.elector.poll() is not Role.LEADER:
             log.info("another process is the scheduler: run --once only drains the outbox")
         try:
@@ -403,6 +404,7 @@ class Service:
         self.workers.on_queued = functools.partial(self._wake_drain, asyncio.get_running_loop())
         if self.on_listening is not None:
             self.on_listening(self, host, self.workers.port)
+        self._log_seed()
         log.info("listening on http://%s:%d", host, self.workers.port)
         self._install_signals()
         await self.elector.poll()
@@ -454,10 +456,11 @@ class Service:
 
     def import_seed(self) -> SeedReport | None:
         """Import the ``[seed] subscribers`` addresses not imported before."""
-        report = import_seed(self.rt.config, self.rt.db, now=self.rt.clock())
-        if report and report.added:
-            log.info("seed: %d subscribers imported from %s", len(report.added), report.label)
-        return report
+        return import_seed(self.rt.config, self.rt.db, now=self.rt.clock())
+
+    def _log_seed(self) -> None:
+        if self.seed and self.seed.added:
+            log.info("seed: %d subscribers imported from %s", len(self.seed.added), self.seed.label)
 
     async def _on_elected(self) -> None:
         """Took over from a dead leader: rebuild feeds it may have left stale

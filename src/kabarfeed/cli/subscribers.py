@@ -16,6 +16,7 @@ from kabarfeed.cli.context import AppContext
 from kabarfeed.errors import InputError, NotFoundError
 from kabarfeed.models import Consent, Subscriber, SubscriberStatus
 from kabarfeed.store import subscribers as store
+from kabarfeed.store import welcomes
 from kabarfeed.subscribers import (
     CSV_COLUMNS,
     SubscriberDraft,
@@ -49,11 +50,15 @@ def subscriber_json(sub: Subscriber) -> dict[str, Any]:
     }
 
 
-def _add(app: AppContext, draft: SubscriberDraft) -> Subscriber:
+def _add(app: AppContext, draft: SubscriberDraft, *, welcome: bool = False) -> Subscriber:
     config = app.config
     ready = with_defaults(validate_draft(draft, config.taxonomy), config)
+    now = app.clock()
     with app.db.begin() as conn:
-        return store.add(conn, ready, now=app.clock())
+        sub = store.add(conn, ready, now=now)
+        if welcome:
+            welcomes.promise(conn, sub.id, now)
+        return sub
 
 
 def _require(app: AppContext, email: str) -> Subscriber:
@@ -127,6 +132,11 @@ def register(main: click.Group) -> None:
     @click.option("--tz", "timezone", help="IANA zone (default: first region's, else site's).")
     @click.option("--send-at", help='Local send time "HH:MM" (default: [digest] send_at).')
     @click.option("--lang", "language", type=click.Choice(["id", "en"]))
+    @click.option(
+        "--welcome",
+        is_flag=True,
+        help="Send them a welcome edition ([digest] welcome) now, not only the next regular one.",
+    )
     @pass_app
     def add(
         app: AppContext,
@@ -137,6 +147,7 @@ def register(main: click.Group) -> None:
         timezone: str | None,
         send_at: str | None,
         language: str | None,
+        welcome: bool,
     ) -> None:
         """Add an active subscriber (an admin vouches for their consent)."""
         consent = Consent(app.clock(), "cli")
@@ -153,6 +164,7 @@ def register(main: click.Group) -> None:
                 SubscriberStatus.ACTIVE,
                 consent,
             ),
+            welcome=welcome,
         )
         click.echo(f"added {sub.email} (id {sub.id}, {sub.timezone} {sub.send_at}, {sub.language})")
 
