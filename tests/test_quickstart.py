@@ -35,7 +35,7 @@ from kabarfeed.status import HEARTBEAT_KEY
 from kabarfeed.store import open_database
 from kabarfeed.store.schema import deliveries, subscribers
 from kabarfeed.store.state import read_state
-from tests.conftest import REPO
+from tests.conftest import PG_URL, REPO
 
 T = TypeVar("T")
 WAIT = 150.0
@@ -141,6 +141,7 @@ def digests(maildir: Path) -> list[EmailMessage] | None:
     ]
 
 
+@pytest.mark.skipif(bool(PG_URL), reason="the bundled config runs on SQLite; once is enough")
 def test_make_run_serves_feeds_and_delivers_a_welcome_digest(workdir: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
