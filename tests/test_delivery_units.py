@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from deliveryhelpers import message_bytes
 from kabarfeed.config import DkimConfig, load_config
 from kabarfeed.delivery.dkim import DkimSigner, dns_record
+from kabarfeed.delivery.factory import make_transport
 from kabarfeed.delivery.maildir import MaildirTransport, MaildirWriter
 from kabarfeed.delivery.outbox import (
     ResultKind,
@@ -28,7 +29,7 @@ from kabarfeed.delivery.outbox import (
     decide,
 )
 from kabarfeed.delivery.ratelimit import RateLimiter, TokenBucket
-from kabarfeed.delivery.smtp import SmtpSettings, classify_reply, wire_data
+from kabarfeed.delivery.smtp import SmtpSettings, SmtpTransport, classify_reply, wire_data
 from kabarfeed.errors import ConfigError
 from kabarfeed.models import DeliveryState
 from tests.faketime import FakeTime
@@ -308,3 +309,15 @@ def test_unknown_outcome_is_retried_then_left_for_an_admin() -> None:
     assert "left for an admin" in second.reply
     accepted = decide(SendResult.accepted(), 1, now, policy, lambda: 0.5, unknowns_before=1)
     assert accepted.sent and accepted.unknowns == 1  # the count stays on the row
+
+
+def test_confirmation_mails_cap_every_smtp_step(tmp_path: Path) -> None:
+    """A web request waits for a confirmation mail: no 10-minute final dot there."""
+    path = tmp_path / "config.toml"
+    path.write_text('[smtp]\nhost = "mail.example.org"\nconfirmation_timeout = "20s"\n')
+    config = load_config(path, environ={})
+    confirmation = make_transport(config)
+    digest = make_transport(config, RateLimiter())
+    assert isinstance(confirmation, SmtpTransport) and isinstance(digest, SmtpTransport)
+    assert confirmation.settings.data_end_timeout == confirmation.settings.greeting_timeout == 20
+    assert digest.settings.data_end_timeout == 600 and digest.settings.timeout == 300

@@ -325,6 +325,8 @@ class SmtpConfig(_Section):
     unknown_retries: int = Field(default=1, ge=0, le=10)
     """How often an unknown outcome is sent again (same Message-ID); 0: left for an admin."""
     unknown_retry_after: Duration = timedelta(minutes=30)
+    confirmation_timeout: Duration = timedelta(seconds=30)
+    """Caps every step of a confirmation mail, which a web request waits for."""
     ca_file: Path | None = None
     verify_tls: bool = True
     pool_size: int = Field(default=4, gt=0, le=64)
@@ -353,6 +355,7 @@ class SmtpConfig(_Section):
 
 _SMTP_WAITS = (
     "timeout",
+    "confirmation_timeout",
     "greeting_timeout",
     "mail_timeout",
     "rcpt_timeout",

@@ -64,9 +64,14 @@ def make_limiter(config: Config, db: Database) -> RateLimiter:
 def make_transport(config: Config, limiter: RateLimiter | None = None) -> Transport:
     """The configured transport: the Maildir, or SMTP paced by ``limiter``.
 
-    Digests pass :func:`make_limiter`'s shared limiter; without one the
-    transport is unpaced (confirmation mails, which are one at a time).
+    Digests pass :func:`make_limiter`'s shared limiter and wait each SMTP step
+    as long as RFC 5321 recommends. Without a limiter the transport is unpaced
+    and every step is capped at ``[smtp] confirmation_timeout``: that is the
+    confirmation mail, one at a time, which a web request waits for.
     """
     if not uses_smtp(config):
         return MaildirTransport(MaildirWriter(config.maildir.path))
-    return SmtpTransport(SmtpSettings.from_config(config.smtp), limiter or RateLimiter())
+    settings = SmtpSettings.from_config(config.smtp)
+    if limiter is None:
+        return SmtpTransport(settings.capped(config.smtp.confirmation_timeout.total_seconds()))
+    return SmtpTransport(settings, limiter)

@@ -34,7 +34,7 @@ import re
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -102,6 +102,19 @@ class SmtpSettings:
             cfg.data_timeout.total_seconds(),
             cfg.data_block_timeout.total_seconds(),
             cfg.data_end_timeout.total_seconds(),
+        )
+
+    def capped(self, seconds: float) -> SmtpSettings:
+        """These settings with every wait at most ``seconds``."""
+        return replace(
+            self,
+            timeout=min(self.timeout, seconds),
+            greeting_timeout=min(self.greeting_timeout, seconds),
+            mail_timeout=min(self.mail_timeout, seconds),
+            rcpt_timeout=min(self.rcpt_timeout, seconds),
+            data_timeout=min(self.data_timeout, seconds),
+            data_block_timeout=min(self.data_block_timeout, seconds),
+            data_end_timeout=min(self.data_end_timeout, seconds),
         )
 
     def __repr__(self) -> str:
