@@ -18,6 +18,7 @@ from kabarfeed.sources.fetch import FetchLimits, fetch, make_client
 from tests.feedserver import FeedServer, serve
 
 SHORT = FetchLimits(timeout=0.5, max_bytes=1024 * 1024, max_redirects=5)
+LONG = FetchLimits(timeout=10, max_bytes=1024 * 1024, max_redirects=5)  # for fetches that work
 RSS = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 
 
@@ -29,7 +30,7 @@ def server() -> Iterator[FeedServer]:
 
 @pytest.fixture
 def client() -> Iterator[httpx.Client]:
-    with make_client(SHORT) as c:
+    with make_client(LONG) as c:  # each fetch brings its own deadline
         yield c
 
 
@@ -63,16 +64,16 @@ def test_a_trickled_chunked_body_fails(server: FeedServer, client: httpx.Client)
 
 
 def test_a_chunked_body_over_the_cap_is_abandoned(server: FeedServer, client: httpx.Client) -> None:
-    size = 20 * SHORT.max_bytes
+    size = 20 * LONG.max_bytes
     route = server.add("/huge-chunked.xml", stream_bytes=size, chunked=True)
     with pytest.raises(FetchError, match="larger than 1 MiB"):
-        fetch(client, server.url("/huge-chunked.xml"), limits=SHORT)
+        fetch(client, server.url("/huge-chunked.xml"), limits=LONG)
     assert route.sent < size
 
 
 def test_a_chunked_feed_within_limits_is_read(server: FeedServer, client: httpx.Client) -> None:
     server.add("/chunked.xml", body=RSS, chunk_size=16, chunked=True)
-    assert fetch(client, server.url("/chunked.xml"), limits=SHORT).content == RSS
+    assert fetch(client, server.url("/chunked.xml"), limits=LONG).content == RSS
 
 
 def test_the_deadline_is_per_fetch(server: FeedServer, client: httpx.Client) -> None:
@@ -81,5 +82,5 @@ def test_the_deadline_is_per_fetch(server: FeedServer, client: httpx.Client) -> 
     with pytest.raises(FetchError):
         fetch(client, server.url("/stall.xml"), limits=SHORT)
     server.add("/fine.xml", body=RSS)
-    assert fetch(client, server.url("/fine.xml"), limits=SHORT).content == RSS
+    assert fetch(client, server.url("/fine.xml"), limits=LONG).content == RSS
     assert client.get(server.url("/fine.xml")).content == RSS  # outside a fetch: unbounded
