@@ -211,6 +211,9 @@ class SourceConfig(_Section):
     region: Slug | None = None
     category: Slug | None = None
     enabled: bool = True
+    push_secret: SecretStr = SecretStr("")
+    """Shared secret of the signed push webhook (``X-Signature: sha256=...``);
+    ``KABARFEED_SOURCE_<NAME>_PUSH_SECRET`` in the environment wins."""
 
     @model_validator(mode="after")
     def _kind_fields(self) -> SourceConfig:
@@ -434,6 +437,17 @@ class SeedConfig(_Section):
     subscribers: Path | None = None
 
 
+class ApiConfig(_Section):
+    """``[api]``: the CMS push API under ``/api/v1``."""
+
+    requests_per_minute: int = Field(default=120, gt=0, le=100_000)
+    """Per token (or per signed-webhook source), shared by every process."""
+    build_delay: Duration = timedelta(milliseconds=250)
+    """A push's feed rebuild waits this long for more pushes (a burst builds once)."""
+    build_max_wait: Duration = timedelta(seconds=1)
+    """...but never longer than this after the first push of a burst."""
+
+
 class BouncesConfig(_Section):
     """``[bounces]``: hearing back from the mail world (DSNs, complaints, webhooks)."""
 
@@ -512,6 +526,7 @@ class Config(_Section):
     seed: SeedConfig = SeedConfig()
     admin: AdminConfig = AdminConfig()
     bounces: BouncesConfig = BouncesConfig()
+    api: ApiConfig = ApiConfig()
     path: Path | None = Field(default=None, exclude=True)
 
     @property

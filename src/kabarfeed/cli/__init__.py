@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "status": ("kabarfeed.cli.service",),
     "worker": ("kabarfeed.cli.worker",),
     "bounces": ("kabarfeed.cli.bounces",),
+    "api-token": ("kabarfeed.cli.apitokens",),
 }
 """Top-level command -> the modules whose ``register(group)`` define it, in
 order. Modules are imported only when their command runs, so ``kabarfeed

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Row, and_, delete, func, insert, select, update
 
 from kabarfeed.models import Article, Image
+from kabarfeed.store.pushapi import buried
 from kabarfeed.store.schema import (
     article_categories,
     article_keys,
@@ -161,12 +162,16 @@ def save_articles(conn: Connection, batch: Sequence[Prepared], *, now: datetime)
     and its keys are remembered so it stays one after the original is edited.
     """
     index = _Index(_known_rows(conn, batch))
+    dead = buried(conn, sorted({k for p in batch for k in (*_keys(p)[0], _keys(p)[1])}))
     inserts: list[dict[str, Any]] = []
     links: tuple[list[dict[str, str]], list[dict[str, str]]] = ([], [])
     updated: list[str] = []
     unchanged = 0
     for p in batch:
         item_keys, content_key = _keys(p)
+        if dead and not dead.isdisjoint((*item_keys, content_key)):
+            unchanged += 1  # unpublished: only a new push brings it back
+            continue
         known, same_item = index.match(p)
         if known is None:
             inserts.append(_row_values(p))

@@ -19,6 +19,7 @@ from kabarfeed.feeds.render import FeedSite
 from kabarfeed.models import Clock
 from kabarfeed.store import Database
 from kabarfeed.web.admin import admin_routes, create_console
+from kabarfeed.web.api import PushApi, api_routes
 from kabarfeed.web.assets import asset_routes
 from kabarfeed.web.bodylimit import BodyLimit
 from kabarfeed.web.ops import ops_routes
@@ -60,6 +61,7 @@ def create_app(config: Config, db: Database, *, clock: Clock) -> Starlette:
     routes += ops_routes(db, metrics_token=config.web.metrics_token.get_secret_value())
     routes += page_routes(create_pages(config, db, clock=clock))
     routes += webhook_routes(config, db, clock=clock)
+    routes += api_routes(PushApi(config, db, clock))
     routes += admin_routes(create_console(config, db, clock=clock))
     routes += asset_routes(config)
     routes += static_routes(static)

@@ -15,6 +15,7 @@ the server's body timeout) is not a server error: the route's
 
 from __future__ import annotations
 
+import json
 import logging
 
 from starlette.requests import ClientDisconnect
@@ -42,14 +43,31 @@ def declared_length(scope: Scope) -> int | None:
     return None
 
 
-async def _send_413(send: Send, limit: int) -> None:
-    body = f"request body larger than {limit} bytes\n".encode("ascii")
+PROBLEM_PREFIXES = ("/api/",)
+"""Paths answered with RFC 9457 problem details (JSON) rather than text."""
+
+
+def _body_413(scope: Scope, limit: int) -> tuple[bytes, bytes]:
+    """The 413 body and its content type: problem+json under /api/, else text."""
+    if str(scope.get("path", "")).startswith(PROBLEM_PREFIXES):
+        problem = {
+            "type": "urn:kabarfeed:problem:too-large",
+            "title": "Request body too large",
+            "status": 413,
+            "detail": f"request body larger than {limit} bytes",
+        }
+        return json.dumps(problem).encode("ascii"), b"application/problem+json"
+    return f"request body larger than {limit} bytes\n".encode("ascii"), b"text/plain; charset=utf-8"
+
+
+async def _send_413(send: Send, limit: int, scope: Scope) -> None:
+    body, kind = _body_413(scope, limit)
     await send(
         {
             "type": "http.response.start",
             "status": 413,
             "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-type", kind),
                 (b"content-length", str(len(body)).encode("ascii")),
                 (b"connection", b"close"),
                 (b"cache-control", b"no-store"),
@@ -73,7 +91,7 @@ class BodyLimit:
             return
         declared = declared_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await _send_413(send, self.max_bytes)
+            await _send_413(send, self.max_bytes, scope)
             return
         received = 0
         started = False
@@ -97,6 +115,6 @@ class BodyLimit:
             await self.app(scope, counted_receive, watched_send)
         except BodyTooLarge:
             if not started:
-                await _send_413(send, self.max_bytes)
+                await _send_413(send, self.max_bytes, scope)
         except ClientDisconnect:
             log.debug("client left while sending %s %s", scope.get("method"), scope.get("path"))
