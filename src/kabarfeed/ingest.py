@@ -634,7 +634,7 @@ class Ingestor:
             counts.new,
             counts.updated,
             counts.unchanged,
-            warnings=(*warnings, *(f"item rejected: {r}" for r in rejected), *cut),
+            warnings=(*(f"item rejected: {r}" for r in rejected), *cut, *warnings),
             changed_ids=counts.changed_ids,
         )
 
