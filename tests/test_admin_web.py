@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -284,3 +285,57 @@ def test_dashboard_and_language(console: Console) -> None:
     assert page.status_code == 200 and "Editions per zone and send time" in page.text
     assert client.get("/admin/").text.count("Source health") == 1  # remembered
     assert "Edisi per zona" in client.get("/admin/?lang=id").text
+
+
+def test_accounts_page_invite_role_reset_remove(console: Console) -> None:
+    client = console.client()
+    log_in(client)
+    page = client.get("/admin/accounts")
+    assert page.status_code == 200 and "pemred@example.id" in page.text
+    csrf = csrf_of(page.text)
+    made = client.post(
+        "/admin/accounts", data={"csrf": csrf, "email": "baru@example.id", "role": "editor"}
+    )
+    link = re.search(
+        r'<code id="invite-link">https://news\.example\.id(/admin/set-password/[^<]+)</code>',
+        made.text,
+    )
+    assert made.status_code == 200 and link
+    dup = client.post(
+        "/admin/accounts", data={"csrf": csrf, "email": "baru@example.id", "role": "editor"}
+    )
+    assert dup.status_code == 400 and "already exists" in dup.text
+    other = console.client()
+    form = other.get(link[1])
+    done = other.post(
+        link[1], data={"csrf": csrf_of(form.text), "password": PASSWORD, "repeat": PASSWORD}
+    )
+    assert done.status_code == 303
+    assert log_in(other, email="baru@example.id").status_code == 303
+    assert other.get("/admin/accounts").status_code == 403  # an editor
+    ids = dict(
+        re.findall(
+            r'action="/admin/accounts/(\d+)/role".*?aria-label="[^"]* ([^"]+)"',
+            client.get("/admin/accounts").text,
+            re.S,
+        )
+    )
+    new_id = next(i for i, email in ids.items() if email == "baru@example.id")
+    promoted = client.post(f"/admin/accounts/{new_id}/role", data={"csrf": csrf, "role": "admin"})
+    assert promoted.status_code == 303
+    assert other.get("/admin/accounts").status_code == 200  # the session has the new rights
+    reset = client.post(f"/admin/accounts/{new_id}/reset", data={"csrf": csrf})
+    assert reset.status_code == 200 and "invite-link" in reset.text
+    assert other.get("/admin/").status_code == 303  # its sessions ended
+    own_id = re.search(r'action="/admin/accounts/(\d+)/reset"', page.text)[1]  # type: ignore[index]
+    assert client.post(f"/admin/accounts/{own_id}/remove", data={"csrf": csrf}).status_code == 409
+    assert client.post(f"/admin/accounts/{new_id}/remove", data={"csrf": csrf}).status_code == 303
+    assert "baru@example.id" not in client.get("/admin/accounts").text
+    actions = [e.action for e in audit_entries(console)]
+    assert actions[:4] == ["account.remove", "account.reset", "account.role", "account.password"]
+
+
+def audit_entries(console: Console) -> list[Any]:
+    from kabarfeed.admin.audit import AuditFilter, search
+
+    return search(console.db, AuditFilter())

@@ -16,6 +16,7 @@ from kabarfeed.secrets import site_secret
 from kabarfeed.store import Database
 from kabarfeed.templating import bundled_templates
 from kabarfeed.web.admin import (
+    account_pages,
     auth_pages,
     config_pages,
     digest_pages,
@@ -129,6 +130,25 @@ def admin_routes(console: Console) -> list[BaseRoute]:
         ),
         Route(f"{PREFIX}/preview", c.page(digest_pages.preview_page), methods=["GET"]),
         Route(f"{PREFIX}/preview/frame", c.page(digest_pages.preview_frame), methods=["GET"]),
+        Route(
+            f"{PREFIX}/accounts", c.page(account_pages.accounts_page, admin=True), methods=["GET"]
+        ),
+        Route(f"{PREFIX}/accounts", c.page(account_pages.add, admin=True), methods=["POST"]),
+        Route(
+            f"{PREFIX}/accounts/{{id:int}}/reset",
+            c.page(account_pages.reset, admin=True),
+            methods=["POST"],
+        ),
+        Route(
+            f"{PREFIX}/accounts/{{id:int}}/role",
+            c.page(account_pages.change, admin=True),
+            methods=["POST"],
+        ),
+        Route(
+            f"{PREFIX}/accounts/{{id:int}}/remove",
+            c.page(account_pages.change, admin=True),
+            methods=["POST"],
+        ),
         # Anything else under /admin: behind the session too, then "not found".
         Route(f"{PREFIX}/{{rest:path}}", c.page(not_found), methods=["GET", "HEAD", "POST"]),
     ]
