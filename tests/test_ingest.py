@@ -492,3 +492,27 @@ def test_no_more_sources_than_the_bound_are_fetched_at_once(
         )
         report = ingestor(config, db, clock).run()
     assert [o.ok for o in report.outcomes] == [False, False, True]
+
+
+def test_an_item_whose_guid_is_another_items_link_gets_its_own_id(
+    make_config: ConfigFactory, db: Database, clock: Clock
+) -> None:
+    """Ids come from the guid or the link: a crafted pair asking for the same id
+    must not fail the batch (a unique-key error would cost every item)."""
+    doc = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+        b"<item><title>Satu</title><guid>https://u.example/a</guid>"
+        b"<link>https://u.example/b</link><description>isi satu</description></item>"
+        b"<item><title>Dua</title><link>https://u.example/a</link>"
+        b"<description>isi dua</description></item></channel></rss>"
+    )
+    with serve() as server:
+        server.add("/f.xml", body=doc)
+        config = make_config(feed_source("f", server.url("/f.xml")))
+        report = ingestor(config, db, clock).run()
+        again = ingestor(config, db, clock).run()
+    assert report.outcomes[0].ok and report.outcomes[0].new == 2
+    assert again.total("new") == 0 and again.total("updated") == 0
+    with db.connect() as conn:
+        ids = {a.title: a.id for a in article_store.load_articles(conn)}
+    assert set(ids) == {"Satu", "Dua"} and ids["Satu"] != ids["Dua"]

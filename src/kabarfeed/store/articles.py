@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Row, and_, delete, func, insert, select, update
 
 from kabarfeed.models import Article, Image
+from kabarfeed.normalize import stable_key
 from kabarfeed.store.pushapi import buried
 from kabarfeed.store.schema import (
     article_categories,
@@ -163,6 +164,7 @@ def save_articles(conn: Connection, batch: Sequence[Prepared], *, now: datetime)
     """
     index = _Index(_known_rows(conn, batch))
     dead = buried(conn, sorted({k for p in batch for k in (*_keys(p)[0], _keys(p)[1])}))
+    taken = _taken_ids(conn, [p.article.id for p in batch])
     inserts: list[dict[str, Any]] = []
     links: tuple[list[dict[str, str]], list[dict[str, str]]] = ([], [])
     updated: list[str] = []
@@ -174,12 +176,13 @@ def save_articles(conn: Connection, batch: Sequence[Prepared], *, now: datetime)
             continue
         known, same_item = index.match(p)
         if known is None:
-            inserts.append(_row_values(p))
-            regions, categories = _link_rows(p.article)
+            new = _own_id(p, taken)
+            inserts.append(_row_values(new))
+            regions, categories = _link_rows(new.article)
             links[0].extend(regions)
             links[1].extend(categories)
-            a = p.article
-            known = _Known(a.id, a.source, p.revision, a.updated, a.first_seen)
+            a = new.article
+            known = _Known(a.id, a.source, new.revision, a.updated, a.first_seen)
         elif same_item and known.revision != p.revision and known.source == p.article.source:
             _update(conn, known, p, now=now)
             known.revision = p.revision
@@ -197,6 +200,31 @@ def save_articles(conn: Connection, batch: Sequence[Prepared], *, now: datetime)
             conn.execute(insert(table), rows)
     new_ids = tuple(row["id"] for row in inserts)
     return SaveCounts(len(inserts), len(updated), unchanged, new_ids + tuple(updated))
+
+
+def _taken_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` are stored already."""
+    taken: set[str] = set()
+    for chunk in _chunks(sorted(set(ids))):
+        taken.update(conn.execute(select(articles.c.id).where(articles.c.id.in_(chunk))).scalars())
+    return taken
+
+
+def _own_id(p: Prepared, taken: set[str]) -> Prepared:
+    """``p`` with an id no other article has (and now taken).
+
+    Ids come from the guid or the URL, so two different items can ask for the
+    same one (one's guid is the other's link); the later one gets an id of its
+    own instead of failing the whole batch.
+    """
+    ident, n = p.article.id, 0
+    while ident in taken:
+        n += 1
+        ident = stable_key(p.article.id, p.url_key, str(n))[: len(p.article.id)]
+    taken.add(ident)
+    if ident == p.article.id:
+        return p
+    return replace(p, article=replace(p.article, id=ident))
 
 
 def _update(conn: Connection, known: _Known, p: Prepared, *, now: datetime) -> None:
