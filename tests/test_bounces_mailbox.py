@@ -76,6 +76,23 @@ def test_maildir_leaves_messages_in_new_when_the_store_is_down(tmp_path: Path) -
     assert list((box / "cur").iterdir()) == []
 
 
+def test_maildir_never_follows_a_symlink_nor_reads_more_than_max_bytes(
+    db: Database, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"Subject: private\r\n\r\nnot for the failed folder\r\n")
+    box = tmp_path / "bounces"
+    _drop(box, "2.M2.host", b"Subject: huge\r\n\r\n" + b"x" * 300_000)
+    (box / "new" / "1.M1.host").symlink_to(secret)
+    cfg = settings(tmp_path)
+    report = poll_maildir(db, box, cfg, clock=lambda: NOW)
+    assert report.read == 1 and report.failed == 1
+    assert (box / "new" / "1.M1.host").is_symlink()  # left alone, never read
+    (kept,) = (tmp_path / "failed").glob("*.eml")
+    assert kept.stat().st_size == cfg.max_bytes + 1
+    assert b"not for the failed folder" not in kept.read_bytes()
+
+
 def test_done_name_adds_the_seen_flag_once() -> None:
     assert done_name("1.M1.h") == "1.M1.h:2,S"
     assert done_name("1.M1.h:2,F") == "1.M1.h:2,FS"

@@ -58,7 +58,8 @@ def test_verp_token_round_trips_and_one_changed_character_is_forged() -> None:
         ("gmail-null-mx.eml", EventSource.DSN, EventKind.HARD, "5.1.10"),
         ("exim-soft-full.eml", EventSource.DSN, EventKind.SOFT, "4.2.2"),
         ("sendmail-delayed.eml", EventSource.DSN, EventKind.DELAYED, "4.4.7"),
-        ("qmail-hard.eml", EventSource.MAIL, EventKind.HARD, None),
+        ("qmail-hard.eml", EventSource.MAIL, EventKind.HARD, "5.1.1"),
+        ("exchange-ndr.eml", EventSource.MAIL, EventKind.HARD, None),
         ("arf-abuse.eml", EventSource.ARF, EventKind.COMPLAINT, None),
         ("ooo-indonesian.eml", EventSource.MAIL, EventKind.AUTOREPLY, None),
         ("vacation-rfc3834.eml", EventSource.MAIL, EventKind.AUTOREPLY, None),
@@ -71,9 +72,11 @@ def test_fixture_reports_parse_per_rfc(
     assert report.source is source
     assert [f.kind for f in report.findings] == [kind]
     assert report.findings[0].status == status
-    if kind not in (EventKind.AUTOREPLY,):
-        assert report.findings[0].recipient == "someone@example.net"
+    assert report.findings[0].recipient == "someone@example.net"
+    if kind is not EventKind.AUTOREPLY:
         assert report.original_message_id == "<none@example.net>"
+    if kind in (EventKind.HARD, EventKind.SOFT):  # what the receiving server said
+        assert report.findings[0].diagnostic
 
 
 def test_dsn_with_two_recipients_gives_one_finding_each_and_skips_delivered() -> None:

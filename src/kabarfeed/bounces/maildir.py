@@ -9,8 +9,10 @@ dedup key makes that a no-op; nothing is ever deleted.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,7 +39,11 @@ class PollReport:
 def _ready(path: Path) -> list[Path]:
     new = path / "new"
     try:
-        names = sorted(p for p in new.iterdir() if p.is_file() and not p.name.startswith("."))
+        names = sorted(
+            p
+            for p in new.iterdir()
+            if not p.name.startswith(".") and p.is_file() and not p.is_symlink()
+        )
     except FileNotFoundError:
         return []
     return names
@@ -59,12 +65,12 @@ def poll_maildir(
     report = PollReport()
     for file in _ready(path)[:limit]:
         try:
-            data = file.read_bytes()
+            data = _read(file, settings.max_bytes + 1)
         except FileNotFoundError:
             continue  # another process took it
-        except OSError as e:
+        except OSError as e:  # left where it is, reported; the others go on
             report.error = f"cannot read {file}: {e.strerror}"
-            break
+            continue
         try:
             outcome = ingest_bytes(db, data, settings, now=clock(), raw_ref=f"maildir:{file.name}")
         except StoreError as e:
@@ -78,6 +84,16 @@ def poll_maildir(
         report.duplicates += sum(1 for ev in outcome.events if ev.duplicate)
         report.failed += 1 if outcome.failed_path and not outcome.events else 0
     return report
+
+
+def _read(file: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of a regular file, never through a symlink (a
+    message planted as a link to another file must not be copied anywhere)."""
+    fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return fh.read(limit)
 
 
 def _move_done(path: Path, file: Path) -> None:

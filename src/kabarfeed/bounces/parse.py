@@ -103,13 +103,15 @@ def _findings(msg: Message) -> tuple[EventSource, list[Finding]]:
         cut = "truncated" if _truncated(msg) else "damaged"
         raise IntakeError(f"{cut} report: no delivery-status or feedback-report part")
     if _obvious_autoreply(msg):
-        return EventSource.MAIL, [Finding(EventKind.AUTOREPLY, action="auto-reply")]
+        sender = _address(header(msg, "From").rpartition("<")[2])
+        return EventSource.MAIL, [Finding(EventKind.AUTOREPLY, sender, action="auto-reply")]
     detected = _flufl_findings(msg)
     if detected:
         return EventSource.MAIL, detected
     auto = header(msg, "Auto-Submitted").lower()
     if auto and not auto.startswith("no") and not _from_mail_system(msg):
-        return EventSource.MAIL, [Finding(EventKind.AUTOREPLY, action=auto.split(";")[0])]
+        sender = _address(header(msg, "From").rpartition("<")[2])
+        return EventSource.MAIL, [Finding(EventKind.AUTOREPLY, sender, action=auto.split(";")[0])]
     return EventSource.MAIL, [Finding(EventKind.UNKNOWN)]
 
 
@@ -185,13 +187,58 @@ def _flufl_findings(msg: Message) -> list[Finding]:
     except Exception as e:  # a third-party heuristic: never let it end the intake
         log.debug("flufl.bounce failed on a report: %s", e)
         return []
-    out = [Finding(EventKind.HARD, _text(a), None, None, "failed") for a in sorted(permanent)]
-    out += [
-        Finding(EventKind.SOFT, _text(a), None, None, "failed")
-        for a in sorted(temporary)
-        if a not in permanent
-    ]
+    text = _body_text(msg)
+    out = [_detected(EventKind.HARD, _text(a), text) for a in sorted(permanent)]
+    out += [_detected(EventKind.SOFT, _text(a), text) for a in sorted(temporary - permanent)]
     return [f for f in out if f.recipient]
+
+
+def _detected(kind: EventKind, recipient: str, text: str) -> Finding:
+    """A detector's finding, with the status and diagnostic the bounce text
+    gives next to the address (qmail's ``(#5.1.1)``, Exchange's ``#550 5.2.2``)."""
+    window = _failure_window(text, recipient)
+    lines: list[str] = []
+    for line in window.splitlines()[1:]:
+        if not line.strip():
+            if lines:
+                break
+            continue
+        lines.append(line.strip())
+        if len(lines) == 3:
+            break
+    diagnostic = _clip(" ".join(lines)) if lines else None
+    status = _status_code(None, window) if window else None
+    if status is not None and classify_code(status, diagnostic) is EventKind.SOFT:
+        kind = EventKind.SOFT
+    return Finding(kind, recipient or None, status, diagnostic, "failed")
+
+
+_FAILURE_WORDS_RE = re.compile(
+    r"\bnot\b|\bno\b|unknown|reject|invalid|full|quota|denied|disabled|#\d", re.I
+)
+
+
+def _failure_window(text: str, recipient: str) -> str:
+    """The text after the mention of ``recipient`` that explains its failure
+    (the first mention followed by failure words; else the first mention)."""
+    lowered, needle = text.lower(), recipient.lower()
+    first = ""
+    at = lowered.find(needle) if needle else -1
+    while at >= 0:
+        window = text[at : at + 400]
+        first = first or window
+        following = "\n".join(window.splitlines()[1:3])
+        if _FAILURE_WORDS_RE.search(following):
+            return window
+        at = lowered.find(needle, at + len(needle))
+    return first
+
+
+def _body_text(msg: Message, limit: int = 20000) -> str:
+    for part in msg.walk():
+        if part.get_content_type() == "text/plain":
+            return _decoded_text(part)[:limit]
+    return ""
 
 
 def classify(action: str | None, status: str | None, diagnostic: str | None) -> EventKind | None:
