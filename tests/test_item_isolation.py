@@ -27,6 +27,8 @@ from kabarfeed.models import RawArticle, Taxonomy
 from kabarfeed.sources import feed
 from kabarfeed.sources.directory import read_directory
 from kabarfeed.sources.isolation import INTERNAL, Rejected, isolate, text_problem
+from kabarfeed.store import Database
+from kabarfeed.store.articles import save_articles
 
 NOW = datetime(2025, 11, 16, 12, 0, tzinfo=UTC)
 SOURCE = SourceConfig(name="lokal", kind="directory", path=Path("."))
@@ -119,8 +121,10 @@ files = st.one_of(
 GOOD = '{"title": "Pasar Murah di Bontang", "body": "Isi berita.", "date": "2025-11-16"}'
 
 
-def _prepare_all(articles: tuple[RawArticle, ...]) -> None:
-    """Every accepted article either prepares into storable text or is rejected."""
+def _prepare_all(articles: tuple[RawArticle, ...], db: Database | None = None) -> None:
+    """Every accepted article either prepares into storable text or is rejected;
+    with ``db``, the prepared batch is stored (and rolled back)."""
+    batch = []
     for raw in articles:
         result = isolate(raw.origin, lambda raw=raw: prepare(  # type: ignore[misc]
             raw, source=SOURCE, taxonomy=Taxonomy(), language="id",
@@ -129,6 +133,7 @@ def _prepare_all(articles: tuple[RawArticle, ...]) -> None:
         if isinstance(result, Rejected):
             assert INTERNAL not in result.reason, result.reason
             continue
+        batch.append(result.prepared)
         article = result.prepared.article
         if article.image is not None:  # the widths of their columns
             assert len(article.image.type or "") <= 100
@@ -136,6 +141,13 @@ def _prepare_all(articles: tuple[RawArticle, ...]) -> None:
         for text in (article.title, article.url, article.summary, article.content_html,
                      article.guid or "", article.author or "", article.language):  # fmt: skip
             assert text_problem(text) is None
+    if db is not None and batch:
+        with db.connect() as conn:
+            transaction = conn.begin()
+            try:
+                save_articles(conn, batch, now=NOW)
+            finally:
+                transaction.rollback()
 
 
 @SETTINGS
@@ -146,7 +158,7 @@ def _prepare_all(articles: tuple[RawArticle, ...]) -> None:
 @example([("d.json", '{"title": "x", "body": "y", "guid": "a\\u0000b"}')])
 @example([("e.json", '{"title": "x", "body": "y", "date": "9999-12-31T23:59:59-12:00"}')])
 def test_directory_source_never_raises_and_keeps_the_good_file(
-    contents: list[tuple[str, str | bytes]],
+    db: Database, contents: list[tuple[str, str | bytes]]
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -161,7 +173,7 @@ def test_directory_source_never_raises_and_keeps_the_good_file(
     assert any(a.title == "Pasar Murah di Bontang" for a in result.articles)
     for problem in result.problems:
         assert INTERNAL not in problem.message, problem.message
-    _prepare_all(result.articles)
+    _prepare_all(result.articles, db)
 
 
 entry_values = st.one_of(st.none(), st.integers(), any_text, dates.map(str))
@@ -213,11 +225,17 @@ def _rss(items: list[dict[str, str]]) -> bytes:
 @SETTINGS
 @given(rss_items)
 @example(
+    [
+        {"title": "Satu", "guid": "https://e.id/a", "link": "https://e.id/b"},
+        {"title": "Dua", "link": "https://e.id/a"},
+    ]
+)
+@example(
     [{"title": "Rusak", "link": "https://e.id/r", "pubDate": "Fri, 31 Dec 9999 23:59:59 -1200"}]
 )
 @example([{"title": "Rusak", "link": "https://e.id/r", "guid": "&#0;"}])
 def test_feed_entry_mapping_never_raises_and_keeps_the_good_entry(
-    items: list[dict[str, str]],
+    db: Database, items: list[dict[str, str]]
 ) -> None:
     try:
         parsed = feed.parse_feed(_rss(items), source="s", url="https://e.id/feed")
@@ -226,7 +244,7 @@ def test_feed_entry_mapping_never_raises_and_keeps_the_good_entry(
     assert any(a.title == "Baik" for a in parsed.articles)
     for warning in parsed.warnings:
         assert INTERNAL not in warning, warning
-    _prepare_all(parsed.articles)
+    _prepare_all(parsed.articles, db)
 
 
 struct_times = st.tuples(
@@ -277,9 +295,9 @@ entries = st.lists(
         }
     ]
 )
-def test_entry_mapping_of_arbitrary_feedparser_shapes(entries: list[Any]) -> None:
+def test_entry_mapping_of_arbitrary_feedparser_shapes(db: Database, entries: list[Any]) -> None:
     mapped = feed.map_entries(entries, source="s", url="https://e.id/feed")
     assert len(mapped.articles) + len(mapped.rejected) == len(entries)
     for rejected in mapped.rejected:
         assert INTERNAL not in rejected.reason, rejected.reason
-    _prepare_all(mapped.articles)
+    _prepare_all(mapped.articles, db)
