@@ -107,6 +107,25 @@ def _uids(spec: str) -> set[int]:
     return out
 
 
+def _fetch_line(seq: int, uid: int, data: bytes, items: list[str]) -> bytes:
+    """One FETCH response: UID, RFC822.SIZE, and at most one literal (last)."""
+    parts = [f"UID {uid}".encode()]
+    literal: tuple[str, bytes] | None = None
+    for item in items:
+        if item == "RFC822.SIZE":
+            parts.append(f"RFC822.SIZE {len(data)}".encode())
+        elif item in ("BODY.PEEK[]", "BODY[]"):
+            literal = ("BODY[]", data)
+        elif item in ("BODY.PEEK[HEADER]", "BODY[HEADER]"):
+            end = data.find(b"\r\n\r\n")
+            literal = ("BODY[HEADER]", data[: end + 4] if end >= 0 else data)
+    line = f"* {seq} FETCH (".encode() + b" ".join(parts)
+    if literal is not None:
+        name, body = literal
+        line += f" {name} {{{len(body)}}}".encode() + b"\r\n" + body
+    return line + b")"
+
+
 class _Handler(socketserver.StreamRequestHandler):
     server: ImapServer
 
@@ -186,10 +205,10 @@ class _Handler(socketserver.StreamRequestHandler):
         elif command == "UID FETCH":
             msgs = box.folders[self.selected or "INBOX"]
             wanted = _uids(args[0])
+            items = [str(i).upper() for i in (args[1] if isinstance(args[1], list) else [args[1]])]
             for seq, (uid, data, _) in enumerate(msgs, start=1):
                 if uid in wanted:
-                    head = f"* {seq} FETCH (UID {uid} BODY[] {{{len(data)}}}".encode()
-                    self.send(head + b"\r\n" + data + b")")
+                    self.send(_fetch_line(seq, uid, data, items))
         elif command in ("UID MOVE", "UID COPY"):
             self.copy(_uids(args[0]), args[1], move=command == "UID MOVE")
         elif command == "UID STORE":

@@ -140,6 +140,20 @@ def test_imap_messages_are_recorded_then_moved(
     assert server.mailbox.logins and all(tls for _, _, tls in server.mailbox.logins)
 
 
+def test_imap_never_downloads_a_message_over_max_bytes(
+    db: Database, tmp_path: Path, cert: tuple[Path, Path]
+) -> None:
+    huge = b"Subject: huge\r\nFrom: a@example.net\r\n\r\n" + b"x" * 300_000
+    with ImapServer(*cert) as server:
+        server.mailbox.add(huge)
+        report = _poll(db, server, "imaps", cert[0], tmp_path)
+    assert report.read == 1 and report.failed == 1  # type: ignore[attr-defined]
+    (kept,) = (tmp_path / "failed").glob("*.eml")
+    assert kept.read_bytes() == b"Subject: huge\r\nFrom: a@example.net\r\n\r\n"
+    assert "too large: 300" in kept.with_suffix(".reason").read_text()
+    assert server.mailbox.folders["kabarfeed-processed"][0][1] == huge
+
+
 def test_imap_without_starttls_is_refused_before_any_password(
     db: Database, tmp_path: Path, cert: tuple[Path, Path]
 ) -> None:

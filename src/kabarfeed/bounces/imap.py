@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 from imapclient import IMAPClient  # type: ignore[import-untyped]
 from imapclient.exceptions import IMAPClientError  # type: ignore[import-untyped]
 
-from kabarfeed.bounces.intake import IntakeSettings, ingest_bytes
+from kabarfeed.bounces.intake import IntakeOutcome, IntakeSettings, ingest_bytes, keep_failed
 from kabarfeed.bounces.maildir import PollReport
 from kabarfeed.errors import ConfigError, MailboxError, StoreError
 from kabarfeed.models import Clock
@@ -35,6 +35,8 @@ from kabarfeed.store import Database
 log = logging.getLogger(__name__)
 
 _BODY = b"BODY[]"
+_HEADER = b"BODY[HEADER]"
+_SIZE = b"RFC822.SIZE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +125,22 @@ def poll_imap(
             return report
         if not client.folder_exists(done_folder):
             client.create_folder(done_folder)
+        sizes = client.fetch(uids, ["RFC822.SIZE"])
         for uid in uids:
-            fetched = client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {})
-            data = fetched.get(_BODY)
-            if not isinstance(data, bytes):
+            size = sizes.get(uid, {}).get(_SIZE)
+            if not isinstance(size, int):
                 continue  # gone meanwhile
             try:
-                outcome = ingest_bytes(
-                    db, data, settings, now=clock(), raw_ref=f"imap:{target.folder}/{uid}"
-                )
+                if size > settings.max_bytes:
+                    outcome = _keep_headers(client, uid, size, settings, done_folder)
+                else:
+                    fetched = client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {})
+                    data = fetched.get(_BODY)
+                    if not isinstance(data, bytes):
+                        continue
+                    outcome = ingest_bytes(
+                        db, data, settings, now=clock(), raw_ref=f"imap:{target.folder}/{uid}"
+                    )
             except StoreError as e:
                 report.error = str(e)
                 log.warning("bounce mailbox: %s; message %s stays", e, uid)
@@ -143,6 +152,20 @@ def poll_imap(
             report.duplicates += sum(1 for ev in outcome.events if ev.duplicate)
             report.failed += 1 if outcome.failed_path and not outcome.events else 0
     return report
+
+
+def _keep_headers(
+    client: IMAPClient, uid: int, size: int, settings: IntakeSettings, done_folder: str
+) -> IntakeOutcome:
+    """A message over ``max_bytes`` is not downloaded: its headers are kept in
+    the failed folder with the reason, the message itself in ``done_folder``."""
+    head = client.fetch([uid], ["BODY.PEEK[HEADER]"]).get(uid, {}).get(_HEADER)
+    reason = (
+        f"too large: {size} bytes (max_bytes = {settings.max_bytes}); "
+        f"headers kept, the message is in the IMAP folder {done_folder}"
+    )
+    data = head if isinstance(head, bytes) else b""
+    return IntakeOutcome(failed_path=keep_failed(settings.failed_dir, data, reason), reason=reason)
 
 
 def _move(client: IMAPClient, uid: int, folder: str) -> None:
