@@ -74,6 +74,7 @@ def _newsroom(db: Database) -> None:
         _event(db, n, EventKind.HARD, new[n], ids[n], "2000-01-02")
     _event(db, 9, EventKind.COMPLAINT, new[9], ids[9], "2000-01-02")
     _event(db, 10, EventKind.SOFT, old[10], ids[10], "2000-01-01")
+    _event(db, 11, EventKind.DELAYED, new[11], ids[11], "2000-01-02")
     with db.begin() as conn:
         conn.execute(
             update(subscribers)
@@ -94,7 +95,8 @@ def test_rates_per_window_and_edition_with_warnings(db: Database) -> None:
         1,
         2,
     )
-    assert month.sent == 150
+    assert month.sent == 150 and week.delayed == 1
+    assert week.bounce_rate == 0.04  # a delay is not a bounce
     assert [e.label for e in health.editions] == ["2000-01-02", "2000-01-01"]
     newest = health.editions[0]
     assert (newest.sent, newest.hard, newest.complaints) == (100, 3, 1)
@@ -131,3 +133,4 @@ def test_status_and_metrics_show_mail_health(
     assert 'kabarfeed_mail_sent{window="30d"} 150' in metrics
     assert 'kabarfeed_mail_hard_bounces{edition="2000-01-02"} 3' in metrics
     assert 'kabarfeed_mail_complaint_rate{window="7d"} 0.01' in metrics
+    assert 'kabarfeed_mail_delayed{edition="2000-01-02"} 1' in metrics

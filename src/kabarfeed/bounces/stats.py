@@ -24,7 +24,13 @@ BOUNCE_LIMIT = 0.02
 WINDOWS = (7, 30)
 EDITIONS = 7
 _TRUSTED = [a.value for a in Attribution if a.trusted]
-_COUNTED = (EventKind.HARD, EventKind.SOFT, EventKind.COMPLAINT, EventKind.UNSUBSCRIBE)
+_COUNTED = (
+    EventKind.HARD,
+    EventKind.SOFT,
+    EventKind.DELAYED,
+    EventKind.COMPLAINT,
+    EventKind.UNSUBSCRIBE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,8 @@ class Rates:
     soft: int = 0
     complaints: int = 0
     unsubscribes: int = 0
+    delayed: int = 0
+    """Delay notices (``Action: delayed``): counted, never acted on."""
 
     @property
     def bounce_rate(self) -> float:
@@ -120,6 +128,7 @@ def window(conn: Connection, now: datetime, days: int) -> Rates:
         events.get("soft", 0),
         events.get("complaint", 0),
         int(unsubscribed),
+        events.get("delayed", 0),
     )
 
 
@@ -151,6 +160,7 @@ def editions(conn: Connection, limit: int = EDITIONS) -> list[Rates]:
                 events.get("soft", 0),
                 events.get("complaint", 0),
                 events.get("unsubscribe", 0) + events.get("complaint", 0),
+                events.get("delayed", 0),
             )
         )
     return out
@@ -175,6 +185,7 @@ def metric_lines(health: MailHealth) -> list[str]:
         ("soft_bounces", "Soft bounces", lambda r: r.soft),
         ("complaints", "Spam complaints", lambda r: r.complaints),
         ("unsubscribes", "Unsubscribes", lambda r: r.unsubscribes),
+        ("delayed", "Delay notices (counted only)", lambda r: r.delayed),
         ("bounce_rate", "Bounces per digest sent", lambda r: round(r.bounce_rate, 6)),
         ("complaint_rate", "Complaints per digest sent", lambda r: round(r.complaint_rate, 6)),
     )

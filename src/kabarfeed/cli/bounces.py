@@ -191,7 +191,15 @@ def print_health(console: Console, mail: dict[str, Any]) -> None:
     if not any(r.get("sent") for r in rows) and not mail.get("polls"):
         return
     table = Table(
-        "mail", "sent", "hard", "soft", "bounce %", "complaints", "complaint %", "unsubscribes"
+        "mail",
+        "sent",
+        "hard",
+        "soft",
+        "bounce %",
+        "complaints",
+        "complaint %",
+        "unsubscribes",
+        "delayed",
     )
     for r in rows:
         table.add_row(
@@ -203,6 +211,7 @@ def print_health(console: Console, mail: dict[str, Any]) -> None:
             str(r["complaints"]),
             f"{r['complaint_rate']:.2%}",
             str(r["unsubscribes"]),
+            str(r.get("delayed", 0)),
         )
     console.print(table)
     console.print(f"suppressed addresses: {mail.get('suppressed', 0)}")
