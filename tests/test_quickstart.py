@@ -222,6 +222,8 @@ def _check_digest(digest: EmailMessage, base: str) -> None:
     assert len({h for h in headings if h in text}) >= 2, text[:2000]
     assert text.count(f"{base}/artikel/") >= 5
     assert "[ADVERTORIAL] Pameran UMKM" in text
+    assert "Selamat datang di Nusantara Plus!" in text  # a welcome edition greets
+    assert "setiap hari pukul 06:00 WITA" in text
     assert "Advertorial" in html
     assert "2025" in text, "older articles show their date, not a weekday"
 

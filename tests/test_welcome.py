@@ -20,7 +20,8 @@ from sqlalchemy import select
 
 from kabarfeed.cli import main
 from kabarfeed.config import Config
-from kabarfeed.delivery.enqueue import enqueue_editions, enqueue_welcomes
+from kabarfeed.delivery.enqueue import enqueue_editions, enqueue_welcomes, greets
+from kabarfeed.digest.render import DigestRenderer, EditionInput
 from kabarfeed.digest.selection import select_latest
 from kabarfeed.errors import ConfigError
 from kabarfeed.models import Consent, DeliveryState, SubscriberStatus
@@ -259,3 +260,22 @@ def test_cli_add_with_welcome_gets_the_sample_articles_at_once(
     message = email.message_from_bytes(sent.read_bytes(), policy=policy.default)
     assert "sambut@example.org" in str(message["To"])
     assert "(9 berita)" in str(message["Subject"])
+    body = message.get_body(("plain",))
+    assert body is not None and "Selamat datang di Nusantara Plus!" in body.get_content()
+
+
+def test_first_edition_greets_unless_the_list_was_imported() -> None:
+    assert greets(subscriber(consent=Consent(NOW, "web")))
+    assert greets(subscriber(consent=Consent(NOW, "seed")))
+    assert not greets(subscriber(consent=Consent(NOW, "import")))
+
+
+def test_greeting_renders_in_the_subscribers_language(make_config: ConfigFactory) -> None:
+    config = make_config()
+    renderer = DigestRenderer(config, clock=lambda: NOW)
+    sub = subscriber(language="en", timezone="Asia/Jakarta", send_at="07:00")
+    first = EditionInput(sub, date(2025, 11, 17), (article(1),), 1, first=True)
+    later = EditionInput(sub, date(2025, 11, 18), (article(1),), 1)
+    [a, b] = renderer.render_batch([first, later])
+    assert b"Welcome to Nusantara Plus!" in a.data and b"07:00 WIB" in a.data
+    assert b"Welcome to" not in b.data

@@ -383,6 +383,12 @@ def load_subscribers(conn: Connection, ids: Sequence[int]) -> dict[int, Subscrib
     return out
 
 
+def greets(sub: Subscriber) -> bool:
+    """Whether the subscriber's first edition welcomes them: yes for those who
+    signed up (web, CLI, seed), not for lists imported from another tool."""
+    return sub.consent is None or sub.consent.method != "import"
+
+
 class OutboxRenderer:
     """The engine's :class:`~kabarfeed.delivery.engine.Renderer`: claimed rows →
     signed message bytes, via the digest's batch renderer.
@@ -402,6 +408,7 @@ class OutboxRenderer:
         """Render a batch of claims (articles and subscribers loaded once per batch)."""
         with self.db.connect() as conn:
             people = load_subscribers(conn, sorted({c.subscriber_id for c in claims}))
+            firsts = welcome_store.first_cutoffs(conn, sorted(people))
             wanted = sorted({a for c in claims for a in c.article_ids})
             found = {a.id: a for a in load_articles(conn, ids=wanted)} if wanted else {}
         blocked = suppressed(self.db, list(people.values()))
@@ -421,7 +428,8 @@ class OutboxRenderer:
                 continue
             day = date.fromisoformat(c.local_date)
             total = max(c.total_matching, len(articles))
-            editions.append((c, EditionInput(sub, day, articles, total)))
+            first = greets(sub) and firsts.get(sub.id) == c.cutoff
+            editions.append((c, EditionInput(sub, day, articles, total, first)))
         return RenderedBatch(self._envelopes(editions), tuple(skipped))
 
     def _envelopes(self, editions: Sequence[tuple[Claim, EditionInput]]) -> tuple[Envelope, ...]:

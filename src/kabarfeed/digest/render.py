@@ -61,6 +61,8 @@ class EditionInput:
     local_date: date
     articles: tuple[Article, ...]
     total_matching: int
+    first: bool = False
+    """The subscriber's first edition (a welcome edition): the intro welcomes them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +209,12 @@ class _Context:
             "more_count": max(0, edition.total_matching - n),
             "more_url": more_url(sub, self.config.site.base_url),
             "preheader": trim_summary(titles, 140),
+            "welcome": self._welcome(sub, t) if edition.first else "",
         }
+
+    def _welcome(self, sub: Subscriber, t: Mapping[str, str]) -> str:
+        zone = _ZONE_ABBR.get(sub.timezone) or sub.timezone
+        return t["welcome"].format(site=self.config.site.title, time=f"{sub.send_at} {zone}")
 
     def _title(self, sub: Subscriber) -> str:
         region = self.taxonomy.region(sub.regions[0]) if sub.regions else None
@@ -311,6 +318,8 @@ def _group_key(e: EditionInput) -> tuple[Any, ...]:
         tuple(a.id for a in e.articles),
         e.total_matching,
         bool(mail.header_text(s.name or "")),
+        e.first,
+        s.send_at if e.first else "",
     )
 
 

@@ -11,6 +11,8 @@ from kabarfeed.texts import Texts
 _ID = {
     "hello": "Halo",
     "intro": "Berikut ringkasan berita pilihan Anda untuk {date}.",
+    "welcome": "Selamat datang di {site}! Berikut berita terbaru sesuai pilihan Anda. "
+    "Mulai besok, ringkasan tiba setiap hari pukul {time}.",
     "edition_title": "Kabar {place}",
     "count": "{n} berita",
     "count_one": "{n} berita",
@@ -30,6 +32,8 @@ _ID = {
 _EN = {
     "hello": "Hello",
     "intro": "Here is your news digest for {date}.",
+    "welcome": "Welcome to {site}! Here are the latest stories on your topics. "
+    "From tomorrow, your digest arrives every day at {time}.",
     "edition_title": "{place} News",
     "count": "{n} stories",
     "count_one": "{n} story",

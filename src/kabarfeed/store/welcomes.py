@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, func, select
 
 from kabarfeed.models import DeliveryState
 from kabarfeed.store.schema import deliveries, state
@@ -75,4 +75,20 @@ def had_digest(conn: Connection, subscriber_ids: Sequence[int]) -> set[int]:
             .distinct()
         )
         out.update(conn.execute(query).scalars())
+    return out
+
+
+def first_cutoffs(conn: Connection, subscriber_ids: Sequence[int]) -> dict[int, datetime]:
+    """Each subscriber's first edition that was not skipped, by its cut-off
+    (the edition that greets them; stable across retries of that row)."""
+    d = deliveries.c
+    out: dict[int, datetime] = {}
+    for start in range(0, len(subscriber_ids), 500):
+        chunk = list(subscriber_ids[start : start + 500])
+        query = (
+            select(d.subscriber_id, func.min(d.cutoff_at))
+            .where(d.subscriber_id.in_(chunk), d.state != DeliveryState.SKIPPED.value)
+            .group_by(d.subscriber_id)
+        )
+        out.update((row[0], row[1]) for row in conn.execute(query))
     return out
