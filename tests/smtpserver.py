@@ -79,6 +79,9 @@ class Act(enum.StrEnum):
     """The message is stored, then the connection is cut without a reply."""
     STALL_BEFORE_DOT = "stall-before-dot"
     """RCPT is answered only after ``stall`` seconds (nothing stored)."""
+    STALL_MID_DATA = "stall-mid-data"
+    """After ``354`` the server stops reading for ``stall`` seconds, then hangs up
+    (nothing stored): a large message cannot leave the client."""
     STALL_AFTER_DOT = "stall-after-dot"
     """The message is stored; its ``250`` comes ``stall`` seconds later."""
 
@@ -283,14 +286,19 @@ def _close(smtp: SMTP) -> None:
 class _FaultySMTP(SMTP):
     """aiosmtpd's server, able to cut a connection in the middle of DATA."""
 
+    kf_server: ScriptedSMTPServer
+
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         act = getattr(self.session, "kf_act", Act.ACCEPT)
-        if act is not Act.DROP_MID_DATA or self.envelope is None or not self.envelope.rcpt_tos:
+        cut = (Act.DROP_MID_DATA, Act.STALL_MID_DATA)
+        if act not in cut or self.envelope is None or not self.envelope.rcpt_tos:
             await super().smtp_DATA(arg)
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         await self._reader.readuntil(b"\r\n")  # some content, never the final dot
+        if act is Act.STALL_MID_DATA:
+            await _sleep_unless_stopped(self.kf_server, self.kf_server.faults.stall)
         if self.transport is not None:
             self.transport.abort()
 
@@ -400,7 +408,9 @@ class ScriptedSMTPServer:
             )
         with warnings.catch_warnings():  # AUTH without TLS is intended here
             warnings.simplefilter("ignore", UserWarning)
-            return _FaultySMTP(**kwargs)
+            smtp = _FaultySMTP(**kwargs)
+        smtp.kf_server = self
+        return smtp
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any

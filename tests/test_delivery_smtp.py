@@ -4,6 +4,7 @@ actually received."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,12 +15,14 @@ from deliveryhelpers import (
     add_subscribers,
     by_state,
     email_of,
+    message_bytes,
     queue,
     rows,
     run_engine,
     settings,
     states,
 )
+from kabarfeed.delivery.outbox import ResultKind, SendResult
 from kabarfeed.delivery.ratelimit import RateLimiter
 from kabarfeed.delivery.smtp import SmtpSettings, SmtpTransport
 from kabarfeed.models import DeliveryState
@@ -205,6 +208,30 @@ def test_stall_before_the_dot_times_out_without_blame(db: Database, clock, fixed
     assert_each_once(server, emails)
     assert states(db) == {"sent": 6}
     assert all(r.attempts == 1 for r in rows(db))  # a timeout before the dot is no attempt
+
+
+def test_data_that_cannot_leave_is_a_connection_fault_not_unknown(db: Database, clock) -> None:
+    """A server that stops reading mid-DATA: the message (larger than the socket
+    buffers) never fully left, so the server cannot have it — a plain fault
+    after ``data_block_timeout``, retried without blame; not an unknown outcome."""
+    address = "reader0@example.org"
+    big = message_bytes(address, "<big@news.example.id>", 24 * 1024 * 1024)
+    faults = Faults(script={address: [Act.STALL_MID_DATA]}, stall=5.0)
+    with ScriptedSMTPServer(faults) as server:
+        smtp = transport(server, data_block_timeout=0.3)
+
+        async def twice() -> tuple[SendResult, SendResult]:
+            try:
+                first = await smtp.send("bounces@news.example.id", address, big)
+                second = await smtp.send("bounces@news.example.id", address, big[:4000])
+                return first, second
+            finally:
+                await smtp.close()
+
+        first, second = asyncio.run(twice())
+        stored = server.messages_for(address)
+    assert first.kind is ResultKind.CONNECTION and "not sent within" in first.reply
+    assert second.kind is ResultKind.ACCEPTED and len(stored) == 1
 
 
 def test_slow_reply_to_the_dot_within_its_timeout_is_sent(db: Database, clock, fixed_now) -> None:
