@@ -261,6 +261,8 @@ class Timing:
     jitter: float = 0.1
     build_delay: timedelta = timedelta(seconds=10)
     build_max_wait: timedelta = timedelta(minutes=2)
+    push_delay: timedelta = timedelta(milliseconds=250)
+    push_max_wait: timedelta = timedelta(seconds=1)
     group_check: timedelta = timedelta(minutes=1)
     drain_interval: timedelta = timedelta(seconds=30)
     heartbeat: timedelta = timedelta(seconds=15)
@@ -309,6 +311,8 @@ class ServiceScheduler:
         self.stop = asyncio.Event()
         self.in_flight = InFlight()
         self._pending_build: PendingBuild | None = None
+        self._pending_push: PendingBuild | None = None
+        self._build_lock = asyncio.Lock()
         self._drain_wakeup = asyncio.Event()
         self._draining = False
         self._scheduled_sources: dict[str, SourceConfig] = {}
@@ -451,17 +455,37 @@ class ServiceScheduler:
             delay=self.timing.build_delay,
             max_wait=self.timing.build_max_wait,
         )
+        self._schedule_build()
+
+    def request_push_build(self) -> None:
+        """Ask for a prompt feed rebuild after a push through the API: the
+        regular debounce is bypassed (``push_delay``, at most ``push_max_wait``
+        after the first push of a burst), so a burst still builds once."""
+        self._pending_push = debounce_build(
+            self._pending_push,
+            self.clock(),
+            delay=self.timing.push_delay,
+            max_wait=self.timing.push_max_wait,
+        )
+        self._schedule_build()
+
+    def _schedule_build(self) -> None:
+        pending = [p.run_at for p in (self._pending_build, self._pending_push) if p is not None]
+        # A build coming due while one runs waits for it (the lock in _build)
+        # instead of being skipped: what changed meanwhile is built right after.
         self._aps.add_job(
             self._guarded("feeds", self._build),
-            DateTrigger(run_date=self._pending_build.run_at),
+            DateTrigger(run_date=min(pending)),
             id="feeds",
             name="build feeds",
             replace_existing=True,
+            max_instances=3,
         )
 
     async def _build(self) -> None:
-        self._pending_build = None
-        await asyncio.to_thread(self.cases.build_feeds)
+        async with self._build_lock:
+            self._pending_build = self._pending_push = None
+            await asyncio.to_thread(self.cases.build_feeds)
 
     # ---- digests
 

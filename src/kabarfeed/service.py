@@ -79,6 +79,8 @@ def timing_of(config: Config) -> Timing:
         jitter=config.ingest.interval_jitter,
         build_delay=config.feeds.build_delay,
         build_max_wait=sch.build_max_wait,
+        push_delay=config.api.build_delay,
+        push_max_wait=config.api.build_max_wait,
         group_check=sch.digest_check,
         drain_interval=sch.drain_interval,
         heartbeat=sch.heartbeat,
@@ -474,7 +476,13 @@ class Service:
         state = getattr(app, "state", None)
         if state is not None:
             state.reload = self.reload
+            state.on_push = self._on_push
         return app
+
+    def _on_push(self) -> None:
+        """An API push changed articles: a prompt feed build (in the loop's thread)."""
+        loop = asyncio.get_running_loop()
+        loop.call_soon_threadsafe(self.scheduler.request_push_build)
 
     def _web_server(self, host: str) -> _Server:
         self.web = SwappableApp(self._make_app(self.rt.config))
