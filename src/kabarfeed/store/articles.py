@@ -11,6 +11,7 @@ from sqlalchemy import ColumnElement, Connection, Row, and_, delete, func, inser
 
 from kabarfeed.models import Article, Image
 from kabarfeed.normalize import stable_key
+from kabarfeed.store import overrides
 from kabarfeed.store.pushapi import buried
 from kabarfeed.store.schema import (
     article_categories,
@@ -198,6 +199,8 @@ def save_articles(conn: Connection, batch: Sequence[Prepared], *, now: datetime)
     ):
         if rows:
             conn.execute(insert(table), rows)
+    if updated:  # an editor's correction outlives the re-ingest that rewrote it
+        overrides.reapply(conn, updated, now=now)
     new_ids = tuple(row["id"] for row in inserts)
     return SaveCounts(len(inserts), len(updated), unchanged, new_ids + tuple(updated))
 

@@ -17,6 +17,7 @@ from kabarfeed.store import Database
 from kabarfeed.templating import bundled_templates
 from kabarfeed.web.admin import (
     account_pages,
+    article_pages,
     auth_pages,
     config_pages,
     digest_pages,
@@ -147,6 +148,25 @@ def admin_routes(console: Console) -> list[BaseRoute]:
         Route(
             f"{PREFIX}/accounts/{{id:int}}/remove",
             c.page(account_pages.change, admin=True),
+            methods=["POST"],
+        ),
+        Route(f"{PREFIX}/articles", c.page(article_pages.list_page), methods=["GET"]),
+        Route(
+            f"{PREFIX}/articles/unpublished",
+            c.page(article_pages.unpublished_page),
+            methods=["GET"],
+        ),
+        Route(f"{PREFIX}/articles/{{id}}", c.page(article_pages.article_page), methods=["GET"]),
+        Route(f"{PREFIX}/articles/{{id}}/correct", c.page(article_pages.correct), methods=["POST"]),
+        Route(f"{PREFIX}/articles/{{id}}/clear", c.page(article_pages.correct), methods=["POST"]),
+        Route(
+            f"{PREFIX}/articles/{{id}}/unpublish",
+            c.page(article_pages.unpublish),
+            methods=["POST"],
+        ),
+        Route(
+            f"{PREFIX}/articles/{{id}}/republish",
+            c.page(article_pages.republish),
             methods=["POST"],
         ),
         # Anything else under /admin: behind the session too, then "not found".
