@@ -8,7 +8,10 @@ error), and the cap on the body holds on a chunked stream.
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -84,3 +87,26 @@ def test_the_deadline_is_per_fetch(server: FeedServer, client: httpx.Client) -> 
     server.add("/fine.xml", body=RSS)
     assert fetch(client, server.url("/fine.xml"), limits=LONG).content == RSS
     assert client.get(server.url("/fine.xml")).content == RSS  # outside a fetch: unbounded
+
+
+def test_a_slow_name_lookup_counts_against_the_deadline(
+    server: FeedServer, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.add("/dns.xml", body=RSS)
+    real = socket.getaddrinfo
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.5)  # a resolver that answers, late
+        return real(*args, **kwargs)
+
+    url = server.url("/dns.xml").replace("127.0.0.1", "localhost")
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    with pytest.raises(FetchError, match=r"timed out after 0\.5s"):
+        fetch(client, url, limits=SHORT)
+    assert server.hits("/dns.xml") == []
+
+
+def test_a_host_name_is_looked_up_and_fetched(server: FeedServer, client: httpx.Client) -> None:
+    server.add("/named.xml", body=RSS)
+    url = server.url("/named.xml").replace("127.0.0.1", "localhost")
+    assert fetch(client, url, limits=LONG).content == RSS

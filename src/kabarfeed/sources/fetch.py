@@ -2,11 +2,11 @@
 
 :func:`fetch` returns a :class:`FetchResult`; network trouble becomes
 :class:`FetchError`. Every fetch has **one total deadline** (``limits.timeout``)
-covering connect, TLS, each redirect hop, the response headers and the body:
-the clients made by :func:`make_client` bound every socket operation by the
-time left to the fetch running in the current thread, so a peer that stalls
-or trickles (headers, redirect hops or body, chunked or not) costs at most the
-deadline. The size cap is enforced on the stream as it is read.
+covering the name lookup, connect, TLS, each redirect hop, the response headers
+and the body: the clients made by :func:`make_client` bound every socket
+operation by the time left to the fetch running in the current thread, so a
+peer that stalls or trickles (headers, redirect hops or body, chunked or not)
+costs at most the deadline. The size cap is enforced on the stream as it is read.
 
 Conditional-GET state (``ETag``/``Last-Modified``) goes in and comes back out;
 storing it is the caller's business.
@@ -15,7 +15,11 @@ storing it is the caller's business.
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import os
+import queue
+import socket
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -308,9 +312,22 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        bounded = _bounded(timeout, httpcore.ConnectTimeout)
-        stream = self._inner.connect_tcp(host, port, bounded, local_address, socket_options)
-        return _DeadlineStream(stream)
+        if _DEADLINE.get() is None or _is_ip(host):
+            bounded = _bounded(timeout, httpcore.ConnectTimeout)
+            stream = self._inner.connect_tcp(host, port, bounded, local_address, socket_options)
+            return _DeadlineStream(stream)
+        failure: httpcore.ConnectError | None = None
+        for address in _resolve(host, port, _bounded(timeout, httpcore.ConnectTimeout)):
+            bounded = _bounded(timeout, httpcore.ConnectTimeout)
+            try:
+                stream = self._inner.connect_tcp(
+                    address, port, bounded, local_address, socket_options
+                )
+            except httpcore.ConnectError as e:  # the next address may answer
+                failure = e
+                continue
+            return _DeadlineStream(stream)
+        raise failure or httpcore.ConnectError(f"no address for {host}")
 
     def connect_unix_socket(
         self,
@@ -323,6 +340,39 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve(host: str, port: int, timeout: float | None) -> list[str]:
+    """The addresses of ``host``, looked up within ``timeout``.
+
+    ``getaddrinfo`` takes no timeout, so it runs in a daemon thread that is
+    left to finish on its own when the deadline comes first.
+    """
+    box: queue.Queue[list[str] | OSError] = queue.Queue(maxsize=1)
+
+    def look_up() -> None:
+        try:
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            box.put(list(dict.fromkeys(str(info[4][0]) for info in found)))
+        except OSError as e:
+            box.put(e)
+
+    threading.Thread(target=look_up, name="kabarfeed-resolve", daemon=True).start()
+    try:
+        result = box.get(timeout=timeout)
+    except queue.Empty:
+        raise httpcore.ConnectTimeout(f"looking up {host} outlasted the deadline") from None
+    if isinstance(result, OSError):
+        raise httpcore.ConnectError(f"cannot look up {host}: {result}")
+    return result
 
 
 def _keep_to_deadlines(client: httpx.Client) -> None:
