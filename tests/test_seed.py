@@ -133,3 +133,19 @@ def test_local_url_for_wildcards_and_ipv6() -> None:
     assert local_url("::", 8080) == "http://[::1]:8080"
     assert local_url("::1", 8080) == "http://[::1]:8080"
     assert local_url("news.example.id", 8080) == "http://news.example.id:8080"
+
+
+def test_busy_port_says_what_to_do() -> None:
+    import socket
+
+    from kabarfeed.errors import KabarfeedError
+    from kabarfeed.service import bind_socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(KabarfeedError) as caught:
+            bind_socket("127.0.0.1", port).close()
+    assert "Address already in use" in caught.value.message
+    assert caught.value.hint and "KABARFEED_WEB_PORT" in caught.value.hint

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -342,7 +343,13 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise KabarfeedError(f"cannot listen on {host}:{port}: {e.strerror}") from e
+        hint = (
+            "is another `kabarfeed run` still running? Stop it, or pick another port: "
+            "`--port 8081` or KABARFEED_WEB_PORT=8081"
+            if e.errno == errno.EADDRINUSE
+            else None
+        )
+        raise KabarfeedError(f"cannot listen on {host}:{port}: {e.strerror}", hint=hint) from e
     sock.set_inheritable(True)
     return sock
 
