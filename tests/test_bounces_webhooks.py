@@ -19,6 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from kabarfeed.bounces import store, verp
@@ -410,3 +412,55 @@ def test_unconfigured_providers_are_not_found(
     client = TestClient(create_app(make_config(), db, clock=lambda: NOW))
     for provider in ("ses", "postmark", "mailgun", "sendgrid"):
         assert client.post(f"/webhooks/{provider}", json={}).status_code == 404
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
+    ),
+    max_leaves=30,
+)
+_KEYS = st.sampled_from(
+    [
+        "notificationType",
+        "bounce",
+        "complaint",
+        "mail",
+        "bouncedRecipients",
+        "bounceType",
+        "RecordType",
+        "Type",
+        "Email",
+        "ID",
+        "event-data",
+        "event",
+        "severity",
+        "recipient",
+        "delivery-status",
+        "message",
+        "headers",
+        "email",
+        "status",
+        "reason",
+        "sg_event_id",
+    ]
+)
+_PAYLOAD = st.dictionaries(_KEYS, _JSON, max_size=8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(payload=_PAYLOAD, batch=st.lists(_PAYLOAD, max_size=4))
+def test_provider_payloads_of_any_shape_map_or_are_ignored(
+    payload: dict[str, Any], batch: list[dict[str, Any]]
+) -> None:
+    from kabarfeed.bounces import providers
+
+    for reports in (
+        providers.ses_reports(payload, verified=True),
+        providers.postmark_reports(payload),
+        providers.mailgun_reports(payload),
+        providers.sendgrid_reports(batch),
+    ):
+        for report in reports:
+            assert len(report.dedup_key) <= 200 and report.findings

@@ -88,6 +88,10 @@ def _dict(value: object) -> Json:
     return value if isinstance(value, dict) else {}
 
 
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 # -- Amazon SES through SNS ----------------------------------------------------------------
 
 
@@ -148,7 +152,7 @@ def ses_reports(notification: Mapping[str, Any], *, verified: bool) -> list[Repo
         bounce = _dict(notification.get("bounce"))
         permanent = bounce.get("bounceType") == "Permanent"
         event_id = _text(bounce.get("feedbackId")) or _text(mail.get("messageId"))
-        for item in bounce.get("bouncedRecipients") or []:
+        for item in _list(bounce.get("bouncedRecipients")):
             r = _dict(item)
             status = _text(r.get("status")) or None
             event_kind = EventKind.HARD if permanent else EventKind.SOFT
@@ -170,7 +174,7 @@ def ses_reports(notification: Mapping[str, Any], *, verified: bool) -> list[Repo
         complaint = _dict(notification.get("complaint"))
         feedback = _text(complaint.get("complaintFeedbackType")) or "abuse"
         event_kind = EventKind.UNKNOWN if feedback == "not-spam" else EventKind.COMPLAINT
-        for r in complaint.get("complainedRecipients") or []:
+        for r in _list(complaint.get("complainedRecipients")):
             out.append(
                 _report(
                     "ses",
