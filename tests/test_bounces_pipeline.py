@@ -193,6 +193,19 @@ def test_a_forged_verp_token_is_recorded_but_never_acted_on(db: Database, tmp_pa
     assert status_of(db, sent.subscriber_id) == "active"  # even though the Message-ID matches
 
 
+def test_the_quoted_original_return_path_attributes_when_the_envelope_was_rewritten(
+    db: Database, tmp_path: Path
+) -> None:
+    sent = add_sent(db, NOW)
+    raw = fixture("exim-soft-full.eml", sent, message_id="<unknown@elsewhere>")
+    raw = raw.replace(b"Envelope-to: " + sent.verp.encode(), b"Envelope-to: " + BASE.encode())
+    raw = raw.replace(b"To: " + sent.verp.encode(), b"To: " + BASE.encode())
+    assert raw.count(sent.verp.encode()) == 1  # only in the quoted original's Return-path
+    (event,) = ingest_bytes(db, raw, settings(tmp_path), now=NOW).events
+    assert event.target.attribution is Attribution.VERP
+    assert event.target.delivery_id == sent.delivery_id
+
+
 def test_without_verp_the_original_message_id_attributes(db: Database, tmp_path: Path) -> None:
     sent = add_sent(db, NOW)
     raw = fixture("gmail-null-mx.eml", sent, verp_to=BASE)

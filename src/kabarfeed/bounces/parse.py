@@ -78,7 +78,7 @@ def parse_report(data: bytes, *, raw_ref: str = "", envelope_to: str | None = No
         dedup_key=_dedup_key(msg, data),
         findings=tuple(findings),
         raw_ref=raw_ref,
-        return_paths=_return_paths(msg, envelope_to),
+        return_paths=_return_paths(msg, envelope_to, originals),
         original_message_id=_original_message_id(msg, originals, data),
         list_tokens=_list_tokens(originals, data),
     )
@@ -323,11 +323,16 @@ def _list_tokens(originals: list[Message], data: bytes) -> tuple[str, ...]:
     return tuple(seen[:5])
 
 
-def _return_paths(msg: Message, envelope_to: str | None) -> tuple[str, ...]:
+def _return_paths(
+    msg: Message, envelope_to: str | None, originals: list[Message]
+) -> tuple[str, ...]:
+    """Where the report was delivered (VERP candidates), best first; then the
+    quoted original's ``Return-Path``, for relays that rewrote the envelope."""
     found: list[str] = []
     candidates = [envelope_to or ""]
     for name in _RETURN_PATH_HEADERS:
         candidates += [_text(v) for v in msg.get_all(name) or []]
+    candidates += [header(o, "Return-Path") for o in originals]
     for value in candidates:
         for match in _ADDRESS_RE.finditer(value):
             if match[1] not in found:
