@@ -384,8 +384,10 @@ class Service:
         if await self.elector.poll() is not Role.LEADER:
             log.info("another process is the scheduler: run --once only drains the outbox")
         try:
-            for source in self.cases.sources():
-                await asyncio.to_thread(self.cases.ingest, source)
+            # concurrently, as the scheduler's jobs are (bounded by [ingest] concurrency)
+            await asyncio.gather(
+                *(asyncio.to_thread(self.cases.ingest, s) for s in self.cases.sources())
+            )
             # Always ask: the build is a no-op when nothing changed, and it
             # restores an output folder that was deleted, moved or left stale.
             await asyncio.to_thread(self.cases.build_feeds)
