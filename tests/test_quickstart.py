@@ -238,6 +238,12 @@ def _check_links(digest: EmailMessage, base: str) -> None:
         page = httpx.get(url, timeout=10)
         assert page.status_code == 200, (kind, url, page.status_code)
         assert "Berita" in page.text or "berita" in page.text or kind != "digest"
+    articles = sorted(u for u in links if u.startswith(f"{base}/artikel/"))
+    assert len(articles) >= 5
+    for url in articles:
+        page = httpx.get(url, timeout=10)
+        assert page.status_code == 200 and "<article" in page.text, url
+    assert httpx.get(f"{base}/artikel/tidak-ada", timeout=10).status_code == 404
     browser = httpx.get(wanted["digest"], timeout=10).text
     assert "Pameran UMKM" in browser
     images = [u for u in re.findall(r'src="([^"]+)"', html) if u.startswith(base)]

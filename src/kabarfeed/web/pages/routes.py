@@ -16,6 +16,7 @@ from kabarfeed.store import Database
 from kabarfeed.templating import bundled_templates
 from kabarfeed.web.confirmations import ConfirmationMailer, TransportFactory
 from kabarfeed.web.pages.archive import ArchivePages
+from kabarfeed.web.pages.article import ArticlePages
 from kabarfeed.web.pages.confirm import ConfirmPages
 from kabarfeed.web.pages.core import CSS_PATH, Handler, Limits, Pages
 from kabarfeed.web.pages.manage import ManagePages
@@ -64,6 +65,7 @@ def page_routes(pages: Pages) -> list[BaseRoute]:
         ("/u/{token}", manage.unsubscribe_page, "GET"),
         ("/u/{token}", manage.unsubscribe_submit, "POST"),
         ("/digest/{token}/{day}", archive.digest_view, "GET"),
+        ("/artikel/{slug}", ArticlePages(pages).article_page, "GET"),
         (CSS_PATH, stylesheet, "GET"),
     ]
     return [Route(path, _guarded(pages, fn), methods=[method]) for path, fn, method in table]
