@@ -264,7 +264,7 @@ class FeedsConfig(_Section):
     full_content: bool = True
     websub_hub: Annotated[str, AfterValidator(_check_http_url)] = ""
     concurrency: int = Field(default=4, ge=1, le=64)
-    """Sources one run reads at the same time (a slow upstream holds only its slot)."""
+    """Sources read at the same time (ingest, the service); a slow upstream holds only its slot."""
     max_title_chars: int = Field(default=1000, ge=10)
     max_author_chars: int = Field(default=200, ge=10)
     max_summary_chars: int = Field(default=10_000, ge=100)
