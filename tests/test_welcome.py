@@ -254,6 +254,10 @@ def test_cli_add_with_welcome_gets_the_sample_articles_at_once(
     cli("ingest")
     cli("subscribers", "add", "sambut@example.org", "--welcome")
     cli("subscribers", "add", "biasa@example.org")
+    preview = tmp_path / "preview.html"
+    shown = cli("digest", "preview", "--email", "sambut@example.org", "--html", str(preview))
+    assert "9 of 9 matching articles" in shown  # the welcome, as it would be sent
+    assert "Selamat datang di Nusantara Plus!" in preview.read_text(encoding="utf-8")
     cli("digest", "send", "--force")
     # The sample articles are a year old: only the welcome edition holds them.
     [sent] = list((mail / "new").iterdir())

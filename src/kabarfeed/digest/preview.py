@@ -10,9 +10,17 @@ from datetime import date, datetime
 from kabarfeed.config import Config
 from kabarfeed.digest.render import EditionInput
 from kabarfeed.digest.schedule import local_date_for, send_moment
-from kabarfeed.digest.selection import Selection, edition_since, select_articles
+from kabarfeed.digest.selection import (
+    Selection,
+    edition_since,
+    region_scope,
+    select_articles,
+    select_latest,
+)
 from kabarfeed.models import Subscriber
 from kabarfeed.store import subscribers as store
+from kabarfeed.store import welcomes
+from kabarfeed.store.articles import load_articles
 from kabarfeed.store.db import Database
 
 
@@ -28,12 +36,27 @@ def build_preview(
     db: Database, config: Config, sub: Subscriber, *, now: datetime, on: date | None = None
 ) -> Preview:
     """The edition for local date ``on`` (cut-off at its send time), or without
-    ``on`` the next edition as it would be built at ``now``."""
+    ``on`` the next edition as it would be built at ``now`` (the welcome
+    edition while one is promised)."""
     if on is None:
         cutoff, local_date = now, local_date_for(sub.timezone, now)
     else:
         cutoff, local_date = send_moment(sub.timezone, sub.send_at, on), on
+    limit = config.digest.welcome_articles
     with db.connect() as conn:
+        if limit and welcomes.pending_among(conn, [sub.id]):
+            pool = load_articles(
+                conn,
+                regions=sorted(region_scope(sub.regions, config.taxonomy)) if sub.regions else None,
+                categories=list(sub.categories) or None,
+                first_seen_until=cutoff,
+                limit=limit,
+            )
+            welcome = select_latest(sub, pool, limit=limit, cutoff=cutoff, taxonomy=config.taxonomy)
+            edition = EditionInput(
+                sub, local_date, welcome.articles, welcome.total_matching, first=True
+            )
+            return Preview(edition, welcome)
         previous = store.previous_cutoff(conn, sub.id, before=cutoff)
         since = edition_since(previous, cutoff, config.digest)
         candidates = store.edition_candidates(
