@@ -121,3 +121,21 @@ def test_pipe_ingest_exits_75_when_garbage_cannot_be_kept(
     make_config(BOUNCES + f'failed = "{blocked}/failed"\n', site=f'secret = "{SECRET}"\n')
     done = _pipe(tmp_path, b"\x00garbage")
     assert done.returncode == 75
+
+
+def test_ingest_files_and_list_the_suppression_list(
+    tmp_path: Path, make_config: ConfigFactory, db: Database
+) -> None:
+    sent, address = _setup(make_config, db, tmp_path)
+    report = tmp_path / "arf.eml"
+    report.write_bytes(fixture("arf-abuse.eml", sent, verp_to=address))  # type: ignore[arg-type]
+    runner = CliRunner()
+    base = ["--config", str(tmp_path / "config.toml"), "bounces"]
+    done = runner.invoke(main, [*base, "ingest", str(report)])
+    assert done.exit_code == 0, done.output
+    assert "complaint" in done.output and "[verp]" in done.output
+    listed = runner.invoke(main, [*base, "suppressed", "--json"])
+    (row,) = json.loads(listed.output)
+    assert row["email"] == "budi@example.net" and row["reason"] == "complaint"
+    missing = runner.invoke(main, [*base, "ingest", str(tmp_path / "nope.eml")])
+    assert missing.exit_code == 75

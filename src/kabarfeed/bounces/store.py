@@ -245,6 +245,20 @@ def lift_suppression(conn: Connection, email: str) -> bool:
     return bool(result.rowcount)
 
 
+def list_suppressed(conn: Connection) -> list[dict[str, Any]]:
+    """The suppression list, newest first, JSON-ready."""
+    query = select(suppressions).order_by(suppressions.c.created_at.desc())
+    return [
+        {
+            "email": r.email,
+            "reason": r.reason,
+            "created_at": r.created_at.isoformat(),
+            "event_id": r.event_id,
+        }
+        for r in conn.execute(query)
+    ]
+
+
 def count_suppressed(conn: Connection) -> int:
     """How many addresses are suppressed."""
     return int(conn.execute(select(func.count()).select_from(suppressions)).scalar_one())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
@@ -73,6 +74,87 @@ def _since(value: str | None, now: datetime) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=now.tzinfo)
 
 
+def _ingest(app: AppContext, recipient: str | None, files: tuple[Path, ...]) -> None:
+    """Record stdin (no ``files``) or each file; raises on anything not recorded."""
+    settings = intake_settings(app.config, app.db, now=app.clock())
+    if not files:
+        data = read_limited(sys.stdin.buffer, settings.max_bytes)
+        outcome = ingest_bytes(
+            app.db, data, settings, now=app.clock(), raw_ref="stdin", envelope_to=recipient
+        )
+        click.echo(_summary(outcome))
+        return
+    for file in files:
+        with open(file, "rb") as fh:
+            data = read_limited(fh, settings.max_bytes)
+        outcome = ingest_bytes(
+            app.db,
+            data,
+            settings,
+            now=app.clock(),
+            raw_ref=f"file:{file.name}",
+            envelope_to=recipient,
+        )
+        click.echo(f"{file}: {_summary(outcome)}")
+
+
+def _subscriber_id(app: AppContext, email: str | None) -> int | None:
+    if email is None:
+        return None
+    with app.db.connect() as conn:
+        sub = subscriber_store.get_by_email(conn, email)
+    if sub is None:
+        raise NotFoundError(f"no subscriber with address {email.strip()}")
+    return sub.id
+
+
+def _console() -> Console:
+    return Console(width=200 if not sys.stdout.isatty() else None)
+
+
+def _print_events(rows: list[store.EventRow]) -> None:
+    table = Table("id", "received", "source", "kind", "recipient", "status", "by", "action")
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            r.received_at.strftime("%Y-%m-%d %H:%M"),
+            r.provider or r.source.value,
+            r.kind.value,
+            r.subscriber_email or r.recipient or "",
+            r.status_code or "",
+            r.attribution.value,
+            r.action or "",
+        )
+    _console().print(table)
+    if not rows:
+        click.echo("no events")
+
+
+def _print_event(row: store.EventRow, history: list[store.EventRow]) -> None:
+    for key, value in row.as_json().items():
+        click.echo(f"{key:>17}: {'' if value is None else value}")
+    if history:
+        click.echo("\nsubscriber history:")
+        for h in history:
+            click.echo(
+                f"  {h.id:>6}  {h.received_at:%Y-%m-%d %H:%M}  {h.kind.value:<11} "
+                f"{h.status_code or '':<7} {h.action or ''}"
+            )
+
+
+def _print_suppressed(rows: list[dict[str, Any]]) -> None:
+    table = Table("email", "reason", "since", "event")
+    for r in rows:
+        table.add_row(r["email"], r["reason"], r["created_at"][:16], str(r["event_id"] or ""))
+    _console().print(table)
+    if not rows:
+        click.echo("no suppressed addresses")
+
+
+def _json(value: object) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
 def register(group: click.Group) -> None:
     """Add the ``bounces`` group to ``group``."""
 
@@ -87,21 +169,16 @@ def register(group: click.Group) -> None:
         default=None,
         help="The address the MTA delivered to (default: $ORIGINAL_RECIPIENT).",
     )
+    @click.argument("files", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
     @pass_app
-    def ingest(app: AppContext, recipient: str | None) -> None:
-        """Record one report read on stdin (exit 0 stored, 75 try again later)."""
+    def ingest(app: AppContext, recipient: str | None, files: tuple[Path, ...]) -> None:
+        """Record one report read on stdin, or each FILE (e.g. kept in the failed
+        folder, after a fix): exit 0 once recorded, 75 (try again later) otherwise."""
         try:
-            config = app.config
-            now = app.clock()
-            settings = intake_settings(config, app.db, now=now)
-            data = read_limited(sys.stdin.buffer, settings.max_bytes)
-            outcome = ingest_bytes(
-                app.db, data, settings, now=now, raw_ref="stdin", envelope_to=recipient
-            )
+            _ingest(app, recipient, files)
         except Exception as e:  # every failure is temporary for the MTA: it keeps the mail
             click.echo(f"kabarfeed bounces ingest: not recorded, try again later: {e}", err=True)
             sys.exit(EX_TEMPFAIL)
-        click.echo(_summary(outcome))
         sys.exit(EX_OK)
 
     @bounces.command("list")
@@ -121,13 +198,8 @@ def register(group: click.Group) -> None:
     ) -> None:
         """Recorded events, newest first."""
         start = _since(since, app.clock())
+        subscriber_id = _subscriber_id(app, email)
         with app.db.connect() as conn:
-            subscriber_id = None
-            if email is not None:
-                sub = subscriber_store.get_by_email(conn, email)
-                if sub is None:
-                    raise NotFoundError(f"no subscriber with address {email.strip()}")
-                subscriber_id = sub.id
             rows = store.list_events(
                 conn,
                 since=start,
@@ -136,23 +208,9 @@ def register(group: click.Group) -> None:
                 limit=limit,
             )
         if as_json:
-            click.echo(json.dumps([r.as_json() for r in rows], ensure_ascii=False, indent=2))
-            return
-        table = Table("id", "received", "source", "kind", "recipient", "status", "by", "action")
-        for r in rows:
-            table.add_row(
-                str(r.id),
-                r.received_at.strftime("%Y-%m-%d %H:%M"),
-                r.provider or r.source.value,
-                r.kind.value,
-                r.subscriber_email or r.recipient or "",
-                r.status_code or "",
-                r.attribution.value,
-                r.action or "",
-            )
-        Console(width=200 if not sys.stdout.isatty() else None).print(table)
-        if not rows:
-            click.echo("no events")
+            _json([r.as_json() for r in rows])
+        else:
+            _print_events(rows)
 
     @bounces.command("show")
     @click.argument("event_id", type=int)
@@ -170,18 +228,21 @@ def register(group: click.Group) -> None:
                 else []
             )
         if as_json:
-            out = row.as_json() | {"history": [h.as_json() for h in history]}
-            click.echo(json.dumps(out, ensure_ascii=False, indent=2))
-            return
-        for key, value in row.as_json().items():
-            click.echo(f"{key:>17}: {'' if value is None else value}")
-        if history:
-            click.echo("\nsubscriber history:")
-            for h in history:
-                click.echo(
-                    f"  {h.id:>6}  {h.received_at:%Y-%m-%d %H:%M}  {h.kind.value:<11} "
-                    f"{h.status_code or '':<7} {h.action or ''}"
-                )
+            _json(row.as_json() | {"history": [h.as_json() for h in history]})
+        else:
+            _print_event(row, history)
+
+    @bounces.command("suppressed")
+    @click.option("--json", "as_json", is_flag=True, help="One JSON array.")
+    @pass_app
+    def suppressed_cmd(app: AppContext, as_json: bool) -> None:
+        """Addresses never mailed again (complaints) until they opt in afresh."""
+        with app.db.connect() as conn:
+            rows = store.list_suppressed(conn)
+        if as_json:
+            _json(rows)
+        else:
+            _print_suppressed(rows)
 
 
 def print_health(console: Console, mail: dict[str, Any]) -> None:
