@@ -270,6 +270,10 @@ class _Handler:
                 s.no_reply(envelope.rcpt_tos, -1)  # the client is still there for the 250
         elif s.faults.dot_delay:
             await _sleep_unless_stopped(s, s.faults.dot_delay)
+        if act is not Act.STALL_AFTER_DOT and (
+            smtp.transport is None or smtp.transport.is_closing()
+        ):
+            s.no_reply(envelope.rcpt_tos)  # a slow moment: the client gave up before the 250
         return f"250 2.0.0 Ok: queued as {number}"
 
 

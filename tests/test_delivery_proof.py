@@ -48,7 +48,7 @@ WEIGHTS = {act: (6 if act is Act.ACCEPT else 1) for act in Act}
 SMTP = (
     'security = "none"\npool_size = 3\nbatch_size = 8\nlease = "3s"\n'
     'timeout = "1s"\ngreeting_timeout = "1s"\nmail_timeout = "1s"\n'
-    'rcpt_timeout = "200ms"\ndata_timeout = "1s"\ndata_end_timeout = "200ms"\n'
+    'rcpt_timeout = "500ms"\ndata_timeout = "1s"\ndata_end_timeout = "500ms"\n'
     'retry_base = "10ms"\nretry_max = "20ms"\nmax_attempts = 5\n'
     'unknown_retries = 2\nunknown_retry_after = "10ms"\n'
     'reconnect_base = "10ms"\nreconnect_max = "20ms"\npause_after_failures = 6\n'
@@ -94,7 +94,7 @@ def test_every_address_ends_with_one_copy_or_the_documented_bound(
 ) -> None:
     save(db, [article(n) for n in (1, 2, 3)])
     add_subscribers(db, EDITIONS, datetime(2025, 11, 1, tzinfo=UTC))
-    with ScriptedSMTPServer(Faults(plan=plan, stall=0.5)) as server:
+    with ScriptedSMTPServer(Faults(plan=plan, stall=1.5)) as server:
         make_config(f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\n{SMTP}')
         config_path = str(tmp_path / "config.toml")
         config = load_config(Path(config_path), environ={})

@@ -203,7 +203,7 @@ def test_stall_before_the_dot_times_out_without_blame(db: Database, clock, fixed
     emails = setup_queue(db, fixed_now, 6)
     script = {emails[3]: [Act.STALL_BEFORE_DOT]}
     with ScriptedSMTPServer(Faults(script=script, stall=5.0)) as server:
-        report = run_engine(db, transport(server, rcpt_timeout=0.2), clock)
+        report = run_engine(db, transport(server, rcpt_timeout=1.0), clock)
     assert report.ok and report.progress.connection_faults == 1 and report.progress.unknown == 0
     assert_each_once(server, emails)
     assert states(db) == {"sent": 6}
@@ -237,9 +237,9 @@ def test_data_that_cannot_leave_is_a_connection_fault_not_unknown(db: Database, 
 def test_slow_reply_to_the_dot_within_its_timeout_is_sent(db: Database, clock, fixed_now) -> None:
     """The old single 30 s timeout also bounded the final dot; it has its own now."""
     emails = setup_queue(db, fixed_now, 3)
-    with ScriptedSMTPServer(Faults(dot_delay=0.4)) as server:
+    with ScriptedSMTPServer(Faults(dot_delay=2.5)) as server:
         report = run_engine(
-            db, transport(server, timeout=0.1, mail_timeout=0.1, rcpt_timeout=0.1), clock
+            db, transport(server, timeout=1.0, mail_timeout=1.0, rcpt_timeout=1.0), clock
         )
     assert report.ok and report.progress.sent == 3 and report.progress.unknown == 0
     assert_each_once(server, emails)
