@@ -10,6 +10,7 @@ import csv
 import io
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import REPO, SITE_TOML, TAXONOMY_TOML
+from conftest import REPO, SEED_FILE, SITE_TOML, TAXONOMY_TOML
 from test_browser_e2e import CHROMIUM, KABARFEED, LAUNCH_ARGS
 
 ARTIFACTS = REPO / "test-artifacts"
@@ -86,8 +87,13 @@ def _wait_for_url(process: subprocess.Popen[str], output: list[str]) -> str:
 def service(tmp_path: Path) -> Iterator[tuple[Service, str]]:
     _require_chromium()
     config = tmp_path / "config.toml"
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    shutil.copy(SEED_FILE, folder / SEED_FILE.name)
     config.write_text(
         SITE_TOML + "# the console edits this file; comments stay\n"
+        f'[[sources]]\nname = "redaksi"\nkind = "directory"\npath = "{folder}"\n'
+        'interval = "1h"\n'
         f'[storage]\nurl = "sqlite:///{tmp_path / "kabarfeed.db"}"\n'
         f'[feeds]\noutput = "{tmp_path / "public"}"\n# items per feed\nitems = 50\n'
         f'[maildir]\npath = "{tmp_path / "maildir"}"\n'
@@ -98,6 +104,7 @@ def service(tmp_path: Path) -> Iterator[tuple[Service, str]]:
     out = _cli(config, env, "admin", "add", "pemred@example.id", "--role", "admin")
     link = re.search(r"https://news\.example\.id(/admin/set-password/\S+)", out)
     assert link, out
+    _cli(config, env, "ingest")
     for address, region in (("ani@example.com", "balikpapan"), ("budi@example.com", "jayapura")):
         _cli(config, env, "subscribers", "add", address, "--region", region)
     process = subprocess.Popen(
@@ -132,6 +139,18 @@ def _subscribe_title(url: str) -> str:
     found = re.search(r"<title>([^<]*)</title>", httpx.get(url + "/subscribe", timeout=10).text)
     assert found
     return found[1]
+
+
+def _get(url: str, path: str) -> str:
+    response = httpx.get(url + path, timeout=10)
+    return response.text if response.status_code == 200 else ""
+
+
+def _wait_for(check: Any, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
 
 
 def test_console_login_export_config_apply_break_and_rollback(
@@ -229,9 +248,40 @@ def test_console_login_export_config_apply_break_and_rollback(
                 assert time.monotonic() < deadline, "the rollback was not applied"
                 time.sleep(0.1)
 
+            # Correct the article's region; the region feeds follow.
+            title = "Jelang Akhir Tahun 2025"
+            _wait_for(lambda: title in _get(svc.url, "/feeds/region/balikpapan.rss"), "ingest")
+            page.get_by_role("link", name="Artikel", exact=True).click()
+            page.get_by_role("link", name=re.compile(title)).click()
+            expect(page.locator("#article-regions")).to_contain_text("balikpapan")
+            form = page.locator("#correct-form")
+            checked = form.locator('input[name="regions"]:checked')
+            while checked.count():
+                checked.first.uncheck()
+            form.get_by_label("Jayapura").check()
+            form.get_by_role("button", name="Simpan koreksi").click()
+            expect(page.locator("#article-regions")).to_have_text("jayapura")
+            _shoot(page, "article-corrected")
+            _wait_for(lambda: title in _get(svc.url, "/feeds/region/jayapura.rss"), "the feed")
+            assert title not in _get(svc.url, "/feeds/region/balikpapan.rss")
+
+            # Preview a digest as a reader of Jayapura.
+            page.goto(svc.url + "/admin/preview?mix=1&regions=jayapura&language=id")
+            expect(page.locator("#preview-stats")).to_contain_text("pratinjau@example.invalid")
+            expect(page.locator("#preview-subject")).not_to_be_empty()
+            _shoot(page, "preview")
+
+            # Unpublish it: gone from every feed.
+            page.goto(svc.url + "/admin/articles")
+            page.get_by_role("link", name=re.compile(title)).click()
+            page.get_by_role("button", name="Tarik artikel").click()
+            expect(page.get_by_text("Artikel ditarik.")).to_be_visible()
+            _wait_for(lambda: title not in _get(svc.url, "/feeds/all.rss"), "unpublish")
+
             page.get_by_role("link", name="Log audit").click()
             expect(page.locator("table.audit")).to_contain_text("config.apply")
             expect(page.locator("table.audit")).to_contain_text("subscribers.export")
+            expect(page.locator("table.audit")).to_contain_text("article.correct")
             _shoot(page, "audit")
             # Failed loads are expected (the favicon; the refused config's 400);
             # anything else (a CSP refusal, a script error) is not.
