@@ -245,7 +245,7 @@ def _check_links(digest: EmailMessage, base: str) -> None:
         assert page.status_code == 200 and "<article" in page.text, url
     assert httpx.get(f"{base}/artikel/tidak-ada", timeout=10).status_code == 404
     browser = httpx.get(wanted["digest"], timeout=10).text
-    assert "Pameran UMKM" in browser
+    assert "Pameran UMKM" in browser and "Selamat datang di Nusantara Plus!" in browser
     images = [u for u in re.findall(r'src="([^"]+)"', html) if u.startswith(base)]
     assert any(u.endswith("/assets/logo.png") for u in images)
     assert len(images) >= 3

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from kabarfeed.cli import main
 from kabarfeed.config import Config
-from kabarfeed.delivery.enqueue import enqueue_editions, enqueue_welcomes, greets
+from kabarfeed.delivery.enqueue import enqueue_editions, enqueue_welcomes
 from kabarfeed.digest.render import DigestRenderer, EditionInput
 from kabarfeed.digest.selection import select_latest
 from kabarfeed.errors import ConfigError
@@ -29,7 +29,7 @@ from kabarfeed.store import Database, welcomes
 from kabarfeed.store import deliveries as outbox
 from kabarfeed.store import subscribers as store
 from kabarfeed.store.schema import deliveries
-from kabarfeed.subscribers import SubscriberDraft, with_defaults
+from kabarfeed.subscribers import SubscriberDraft, greets, with_defaults
 from kabarfeed.web.signup import confirm
 from tests.conftest import REPO, ConfigFactory
 from tests.digest_support import CUTOFF, article, save, subscriber

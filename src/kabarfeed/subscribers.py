@@ -157,6 +157,12 @@ def validate_draft(draft: SubscriberDraft, taxonomy: Taxonomy) -> SubscriberDraf
     )
 
 
+def greets(sub: Subscriber) -> bool:
+    """Whether the subscriber's first edition welcomes them: yes for those who
+    signed up (web, CLI, seed), not for lists imported from another tool."""
+    return sub.consent is None or sub.consent.method != "import"
+
+
 def with_defaults(draft: SubscriberDraft, config: Config) -> SubscriberDraft:
     """A validated ``draft`` completed with defaults for a new subscriber."""
     regions = draft.regions or ()

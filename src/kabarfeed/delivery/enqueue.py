@@ -39,6 +39,7 @@ from kabarfeed.store import subscribers as subscriber_store
 from kabarfeed.store import welcomes as welcome_store
 from kabarfeed.store.articles import load_articles
 from kabarfeed.store.schema import subscribers as subscribers_table
+from kabarfeed.subscribers import greets
 
 _CHUNK = 400
 
@@ -381,12 +382,6 @@ def load_subscribers(conn: Connection, ids: Sequence[int]) -> dict[int, Subscrib
         ).all()
         out.update({s.id: s for s in subscriber_store._hydrate(conn, rows)})
     return out
-
-
-def greets(sub: Subscriber) -> bool:
-    """Whether the subscriber's first edition welcomes them: yes for those who
-    signed up (web, CLI, seed), not for lists imported from another tool."""
-    return sub.consent is None or sub.consent.method != "import"
 
 
 class OutboxRenderer:

@@ -15,8 +15,10 @@ from starlette.responses import HTMLResponse, Response
 
 from kabarfeed.digest.render import DigestRenderer, EditionInput
 from kabarfeed.models import Subscriber
+from kabarfeed.store import welcomes
 from kabarfeed.store.articles import load_articles
 from kabarfeed.store.schema import deliveries
+from kabarfeed.subscribers import greets
 from kabarfeed.web.pages.core import PAGE_HEADERS, Pages
 from kabarfeed.web.security import DIGEST_CSP
 
@@ -34,18 +36,21 @@ class ArchivePages:
 
     def _edition(self, sub: Subscriber, day: date) -> EditionInput | None:
         with self.pages.db.connect() as conn:
-            ids_json = conn.execute(
-                select(deliveries.c.article_ids).where(
+            row = conn.execute(
+                select(deliveries.c.article_ids, deliveries.c.cutoff_at).where(
                     deliveries.c.subscriber_id == sub.id,
                     deliveries.c.local_date == day.isoformat(),
                 )
-            ).scalar_one_or_none()
-            if ids_json is None:
+            ).one_or_none()
+            if row is None:
                 return None
-            ids = [str(i) for i in json.loads(ids_json or "[]")]
+            ids = [str(i) for i in json.loads(row.article_ids or "[]")]
             found = {a.id: a for a in load_articles(conn, ids=ids)} if ids else {}
+            first = (
+                greets(sub) and welcomes.first_cutoffs(conn, [sub.id]).get(sub.id) == row.cutoff_at
+            )
         articles = tuple(found[i] for i in ids if i in found)
-        return EditionInput(sub, day, articles, len(ids))
+        return EditionInput(sub, day, articles, len(ids), first)
 
     def _digest_html(self, sub: Subscriber, day: date) -> str | None:
         edition = self._edition(sub, day)
