@@ -431,12 +431,6 @@ class AdminConfig(_Section):
         return self
 
 
-class SeedConfig(_Section):
-    """``[seed]``: sample data ``run`` imports once (the bundled config's demo readers)."""
-
-    subscribers: Path | None = None
-
-
 class ApiConfig(_Section):
     """``[api]``: the CMS push API under ``/api/v1``."""
 
