@@ -4,6 +4,8 @@ a subscriber's next edition or of a region/category mix (nothing recorded)."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -155,3 +157,24 @@ def test_pages(db: Database, config: Config, ids: list[int]) -> None:
     assert "1 pengiriman dimasukkan lagi" in admin.get(done.headers["location"]).text
     bogus = admin.post("/admin/editions/retry", data={"csrf": csrf_of(page.text), "state": "sent"})
     assert bogus.status_code == 403
+
+
+def test_send_a_test_edition_to_me(db: Database, config: Config, ids: list[int]) -> None:
+    save(db, [article(1, title="Rakor akhir tahun Balikpapan", at=NOW - timedelta(minutes=10))])
+    client = _client(config, db, "redaktur@example.id", Role.EDITOR)
+    page = client.get(f"/admin/preview?subscriber={ids[0]}")
+    query = re.search(r'name="query" value="([^"]+)"', page.text)
+    assert query
+    sent = client.post("/admin/preview/send", data={"csrf": csrf_of(page.text), "query": query[1]})
+    assert sent.status_code == 303 and "done=test_sent" in sent.headers["location"]
+    assert "redaktur@example.id" in client.get(sent.headers["location"]).text
+    [mail] = list((config.maildir.path / "new").iterdir())
+    message = email.message_from_bytes(mail.read_bytes(), policy=email.policy.default)
+    assert message["To"].addresses[0].addr_spec == "redaktur@example.id"
+    assert "Rakor akhir tahun Balikpapan" in mail.read_text(encoding="utf-8", errors="replace")
+    [entry] = audit.search(db, AuditFilter(action="digest.send_test"))
+    assert entry.target == "ani@example.com" and entry.after == {
+        "to": "redaktur@example.id",
+        "sent": True,
+    }
+    assert editions.editions_view(db, None).days[0].counts == {"sent": 1, "failed": 1}

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import email
 import email.policy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage
 
 from kabarfeed.config import Config
 from kabarfeed.digest.preview import build_preview
 from kabarfeed.digest.render import DigestRenderer
-from kabarfeed.errors import NotFoundError
+from kabarfeed.errors import DeliveryError, NotFoundError
 from kabarfeed.models import Subscriber, SubscriberStatus
 from kabarfeed.store import Database
 from kabarfeed.store import subscribers as store
@@ -88,3 +88,26 @@ def render(db: Database, config: Config, sub: Subscriber, *, now: datetime) -> R
         built.selection.total_matching,
         built.edition.local_date.isoformat(),
     )
+
+
+def test_message(db: Database, config: Config, sub: Subscriber, to: str, *, now: datetime) -> bytes:
+    """``sub``'s next edition as a message addressed to ``to`` (the editor)."""
+    built = build_preview(db, config, sub, now=now)
+    edition = replace(built.edition, subscriber=replace(sub, email=to))
+    return DigestRenderer(config, clock=lambda: now).render_one(edition).data
+
+
+async def send_test(config: Config, to: str, data: bytes) -> str:
+    """Hand a test edition to the configured transport (SMTP, or the Maildir);
+    nothing is recorded. Returns the reply; :class:`DeliveryError` when refused."""
+    from kabarfeed.delivery.factory import envelope_sender, make_transport
+    from kabarfeed.delivery.outbox import ResultKind
+
+    transport = make_transport(config)
+    try:
+        result = await transport.send(envelope_sender(config), to, data)
+    finally:
+        await transport.close()
+    if result.kind is not ResultKind.ACCEPTED:
+        raise DeliveryError(f"test edition to {to} refused: {result.code or ''} {result.reply}")
+    return str(result.reply or "accepted")

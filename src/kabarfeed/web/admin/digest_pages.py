@@ -7,13 +7,14 @@ import re
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from kabarfeed.admin import editions, preview
 from kabarfeed.admin.audit import Actor
 from kabarfeed.admin.sessions import Session
-from kabarfeed.errors import InputError, NotFoundError
+from kabarfeed.errors import DeliveryError, InputError, NotFoundError
 from kabarfeed.models import DeliveryState, Subscriber
 from kabarfeed.store import deliveries as delivery_store
 from kabarfeed.web.admin.core import PREFIX, Console, Notice, field_of, form_of
@@ -67,9 +68,8 @@ async def editions_retry(console: Console, request: Request, session: Session) -
     return RedirectResponse(f"{PREFIX}/editions?{urlencode(query)}", status_code=303)
 
 
-async def _reader(console: Console, request: Request) -> Subscriber | None:
+async def _reader(console: Console, q: QueryParams) -> Subscriber | None:
     """The preview's reader: ``?subscriber=<id>``, else the region/category mix."""
-    q = request.query_params
     sub_id = q.get("subscriber", "")
     if sub_id.isdigit():
         return await run_in_threadpool(
@@ -92,7 +92,7 @@ async def preview_page(console: Console, request: Request, session: Session) -> 
     notices: tuple[Notice, ...] = ()
     status = 200
     try:
-        reader = await _reader(console, request)
+        reader = await _reader(console, request.query_params)
         if reader is not None:
             now = console.clock()
             rendered = await run_in_threadpool(
@@ -104,7 +104,11 @@ async def preview_page(console: Console, request: Request, session: Session) -> 
             404 if isinstance(e, NotFoundError) else 400,
         )
     q = request.query_params
-    frame_query = urlencode([(k, v) for k, v in q.multi_items() if k != "lang"])
+    frame_query = urlencode([(k, v) for k, v in q.multi_items() if k not in ("lang", "done")])
+    done = q.get("done", "")
+    if done in ("test_sent", "test_failed") and not notices:
+        text = console.text(request, done, email=session.account.email)
+        notices = (Notice(text, "ok" if done == "test_sent" else "error"),)
     return console.render(
         request,
         "preview.html.j2",
@@ -114,6 +118,7 @@ async def preview_page(console: Console, request: Request, session: Session) -> 
         notices=notices,
         rendered=rendered,
         frame_url=f"{PREFIX}/preview/frame?{frame_query}",
+        reader_query=frame_query,
         regions=console.config.taxonomy.regions,
         categories=console.config.taxonomy.categories,
         chosen_regions=q.getlist("regions"),
@@ -127,7 +132,7 @@ async def preview_frame(console: Console, request: Request, session: Session) ->
     """GET /admin/preview/frame: the edition's HTML alone, for the page's iframe
     (the email's own policy: inline CSS, remote images, no script)."""
     try:
-        reader = await _reader(console, request)
+        reader = await _reader(console, request.query_params)
     except (NotFoundError, InputError):
         reader = None
     if reader is None:
@@ -144,3 +149,41 @@ async def preview_frame(console: Console, request: Request, session: Session) ->
             "Cache-Control": "no-store",
         },
     )
+
+
+async def preview_send(console: Console, request: Request, session: Session) -> Response:
+    """POST /admin/preview/send: the previewed edition to the logged-in account."""
+    form = form_of(request)
+    query = field_of(form, "query")
+    try:
+        reader = await _reader(console, QueryParams(query))
+    except (NotFoundError, InputError):
+        reader = None
+    if reader is None:
+        return RedirectResponse(f"{PREFIX}/preview", status_code=303)
+    try:
+        to, now = session.account.email, console.clock()
+        data = await run_in_threadpool(
+            lambda: preview.test_message(console.db, console.config, reader, to, now=now)
+        )
+        await preview.send_test(console.config, to, data)
+        done = "test_sent"
+    except (DeliveryError, OSError):
+        done = "test_failed"
+    await run_in_threadpool(lambda: audit_test(console, session, reader.email, done == "test_sent"))
+    return RedirectResponse(f"{PREFIX}/preview?{query}&done={done}", status_code=303)
+
+
+def audit_test(console: Console, session: Session, reader: str, sent: bool) -> None:
+    """Record a test send (who asked, as which reader, whether it left)."""
+    from kabarfeed.admin.audit import record
+
+    with console.db.begin() as conn:
+        record(
+            conn,
+            Actor.console(session.account.email),
+            "digest.send_test",
+            reader,
+            after={"to": session.account.email, "sent": sent},
+            now=console.clock(),
+        )

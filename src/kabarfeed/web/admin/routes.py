@@ -131,6 +131,7 @@ def admin_routes(console: Console) -> list[BaseRoute]:
         ),
         Route(f"{PREFIX}/preview", c.page(digest_pages.preview_page), methods=["GET"]),
         Route(f"{PREFIX}/preview/frame", c.page(digest_pages.preview_frame), methods=["GET"]),
+        Route(f"{PREFIX}/preview/send", c.page(digest_pages.preview_send), methods=["POST"]),
         Route(
             f"{PREFIX}/accounts", c.page(account_pages.accounts_page, admin=True), methods=["GET"]
         ),
