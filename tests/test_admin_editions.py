@@ -59,7 +59,9 @@ def ids(db: Database, config: Config) -> list[int]:
             .values(state="failed", last_code=550, last_reply="5.1.1 mailbox unavailable")
         )
         conn.execute(
-            update(deliveries).where(deliveries.c.subscriber_id == out[0]).values(state="sent")
+            update(deliveries)
+            .where(deliveries.c.subscriber_id == out[0])
+            .values(state="sent", sent_at=NOW)
         )
     return out
 
@@ -178,3 +180,32 @@ def test_send_a_test_edition_to_me(db: Database, config: Config, ids: list[int])
         "sent": True,
     }
     assert editions.editions_view(db, None).days[0].counts == {"sent": 1, "failed": 1}
+
+
+def test_dashboard_numbers(db: Database, config: Config, ids: list[int]) -> None:
+    from kabarfeed.admin.dashboard import dashboard
+    from kabarfeed.store.schema import mail_events
+
+    with db.begin() as conn:
+        conn.execute(
+            mail_events.insert().values(
+                dedup_key="k1",
+                received_at=NOW,
+                source="dsn",
+                kind="hard",
+                attribution="verp",
+                subscriber_id=ids[1],
+            )
+        )
+    board = dashboard(config, db, NOW)
+    [edition] = board.editions
+    assert (edition.timezone, edition.send_at, edition.local_date) == (
+        "Asia/Makassar",
+        "06:00",
+        "2025-11-17",
+    )
+    assert (edition.queued, edition.sent, edition.failed, edition.percent_done) == (0, 1, 1, 100)
+    assert board.subscribers_by_status == {"active": 2}
+    signed = {g.day.isoformat(): g.signed_up for g in board.growth if g.signed_up}
+    assert signed == {(NOW - timedelta(days=3)).date().isoformat(): 2}
+    assert (board.mail.sent, board.mail.hard, board.mail.rate(board.mail.hard)) == (1, 1, "100.0%")

@@ -15,7 +15,7 @@ from kabarfeed.config import Config
 from kabarfeed.models import DeliveryState
 from kabarfeed.status import StatusReport, gather_status
 from kabarfeed.store import Database
-from kabarfeed.store.schema import articles, deliveries, subscribers
+from kabarfeed.store.schema import articles, deliveries, mail_events, subscribers
 
 GROWTH_DAYS = 14
 SOURCE_DAYS = 7
@@ -66,6 +66,21 @@ class SourceDays:
 
 
 @dataclass(frozen=True, slots=True)
+class MailHealth:
+    """Messages sent and what the mail world said about them, last ``days`` days."""
+
+    days: int
+    sent: int
+    hard: int
+    soft: int
+    complaints: int
+
+    def rate(self, count: int) -> str:
+        """``count`` per message sent, as a percentage with one decimal."""
+        return f"{100 * count / self.sent:.1f}%" if self.sent else "–"
+
+
+@dataclass(frozen=True, slots=True)
 class Dashboard:
     """Everything on the dashboard page."""
 
@@ -75,6 +90,7 @@ class Dashboard:
     subscribers_by_status: dict[str, int]
     source_days: tuple[SourceDays, ...]
     days: tuple[date, ...]
+    mail: MailHealth
 
 
 def dashboard(config: Config, db: Database, now: datetime) -> Dashboard:
@@ -88,6 +104,7 @@ def dashboard(config: Config, db: Database, now: datetime) -> Dashboard:
         subscribers_by_status=subscriber_counts(db),
         source_days=source_days(db, now, days),
         days=days,
+        mail=mail_health(db, now),
     )
 
 
@@ -166,4 +183,23 @@ def source_days(db: Database, now: datetime, days: tuple[date, ...]) -> tuple[So
         per[source][seen.date()] += 1
     return tuple(
         SourceDays(source, tuple(per[source][day] for day in days)) for source in sorted(per)
+    )
+
+
+def mail_health(db: Database, now: datetime, days: int = SOURCE_DAYS) -> MailHealth:
+    """Sent deliveries and hard/soft bounces and complaints received since ``days`` ago."""
+    since = now - timedelta(days=days)
+    e = mail_events.c
+    with db.connect() as conn:
+        sent = conn.execute(
+            select(func.count()).where(
+                deliveries.c.state == DeliveryState.SENT.value, deliveries.c.sent_at >= since
+            )
+        ).scalar_one()
+        rows = conn.execute(
+            select(e.kind, func.count()).where(e.received_at >= since).group_by(e.kind)
+        ).all()
+    kinds = {str(kind): int(n) for kind, n in rows}
+    return MailHealth(
+        days, int(sent), kinds.get("hard", 0), kinds.get("soft", 0), kinds.get("complaint", 0)
     )
