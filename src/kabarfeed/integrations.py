@@ -13,10 +13,10 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from kabarfeed.config import Config
-from kabarfeed.digest.schedule import send_moment
+from kabarfeed.digest.schedule import WEEKLY, send_moment
 from kabarfeed.models import Clock, DeliveryState, SubscriberStatus
 from kabarfeed.scheduler import SendGroup
 from kabarfeed.store import Database
@@ -66,14 +66,19 @@ def _static_app(folder: Path) -> Any:
 # ------------------------------------------------------------------ digests
 
 
-def group_subscriber_ids(db: Database, group: SendGroup) -> list[int]:
-    """Ids of the active subscribers of ``group``."""
+def group_subscriber_ids(
+    db: Database, group: SendGroup, local_date: date | None = None
+) -> list[int]:
+    """Ids of the active subscribers of ``group`` (with ``local_date``: those
+    with an edition that day, so a weekly reader's other days get no row)."""
     s = subscribers.c
     query = select(s.id).where(
         s.status == SubscriberStatus.ACTIVE.value,
         s.timezone == group.timezone,
         s.send_at == group.send_at,
     )
+    if local_date is not None:
+        query = query.where(or_(s.frequency != WEEKLY, s.weekly_day == local_date.weekday()))
     with db.connect() as conn:
         return list(conn.execute(query.order_by(s.id)).scalars())
 
@@ -84,7 +89,7 @@ def enqueue_group(
     """Build and queue the group's editions for ``local_date``; return how many are new."""
     from kabarfeed.delivery.enqueue import enqueue_editions
 
-    ids = group_subscriber_ids(db, group)
+    ids = group_subscriber_ids(db, group, local_date)
     return enqueue_editions(config, db, ids, local_date, now=now)
 
 
@@ -94,7 +99,7 @@ def skip_group(
     """Record the group's editions for ``local_date`` as ``skipped`` (never sent)."""
     from kabarfeed.store import deliveries
 
-    ids = group_subscriber_ids(db, group)
+    ids = group_subscriber_ids(db, group, local_date)
     cutoff = send_moment(group.timezone, group.send_at, local_date)
     with db.begin() as conn:
         previous = deliveries.newest_cutoffs(conn, ids)

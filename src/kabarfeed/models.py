@@ -212,6 +212,12 @@ class Subscriber:
     unsubscribed_at: datetime | None = None
     bounce_count: int = 0
     consent: Consent | None = None
+    frequency: str = "daily"
+    """``daily`` or ``weekly`` (see :mod:`kabarfeed.digest.schedule`)."""
+    weekly_day: int = 0
+    """The weekday of a weekly edition, Monday 0 ... Sunday 6."""
+    frequency_since: datetime | None = None
+    """When the frequency last changed (``None``: never)."""
 
 
 class DeliveryState(enum.StrEnum):

@@ -36,7 +36,20 @@ CSV_COLUMNS = (
     "confirmed_at",
     "consent_at",
     "consent_method",
+    "frequency",
+    "weekday",
 )
+WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_WEEKDAY_NAMES = (
+    ("monday", "senin"),
+    ("tuesday", "selasa"),
+    ("wednesday", "rabu"),
+    ("thursday", "kamis"),
+    ("friday", "jumat", "jum'at"),
+    ("saturday", "sabtu"),
+    ("sunday", "minggu", "ahad"),
+)
+_FREQUENCIES = {"daily": "daily", "harian": "daily", "weekly": "weekly", "mingguan": "weekly"}
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _LIST_SPLIT = re.compile(r"[\s,;|]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -58,6 +71,10 @@ class SubscriberDraft:
     consent: Consent | None = None
     created_at: datetime | None = None
     confirmed_at: datetime | None = None
+    frequency: str | None = None
+    """``daily`` or ``weekly``."""
+    weekly_day: int | None = None
+    """Weekday of a weekly edition, Monday 0 ... Sunday 6."""
 
 
 def normalize_email(raw: str) -> str:
@@ -135,6 +152,26 @@ def check_language(value: str) -> str:
     return lang
 
 
+def check_frequency(value: str) -> str:
+    """``daily`` or ``weekly`` (also ``harian``/``mingguan``); :class:`InputError` otherwise."""
+    found = _FREQUENCIES.get(value.strip().lower())
+    if found is None:
+        raise InputError(f'frequency "{value}" is not daily or weekly')
+    return found
+
+
+def check_weekday(value: str | int) -> int:
+    """A weekday as 0 (Monday) ... 6 (Sunday), from a number or an English or
+    Indonesian name (``monday``/``senin``, ``mon``); :class:`InputError` otherwise."""
+    text = str(value).strip().lower()
+    if text.isdigit() and int(text) < 7:
+        return int(text)
+    for number, names in enumerate(_WEEKDAY_NAMES):
+        if text in names or (len(text) >= 3 and any(n.startswith(text) for n in names)):
+            return number
+    raise InputError(f'"{value}" is not a weekday (monday ... sunday, or 0 ... 6)')
+
+
 def default_timezone(regions: Sequence[str], taxonomy: Taxonomy, site_timezone: str) -> str:
     """The zone of the first region, else the site's zone."""
     region = taxonomy.region(regions[0]) if regions else None
@@ -154,6 +191,8 @@ def validate_draft(draft: SubscriberDraft, taxonomy: Taxonomy) -> SubscriberDraf
         timezone=None if draft.timezone is None else check_timezone(draft.timezone),
         send_at=None if draft.send_at is None else check_send_at(draft.send_at),
         language=None if draft.language is None else check_language(draft.language),
+        frequency=None if draft.frequency is None else check_frequency(draft.frequency),
+        weekly_day=None if draft.weekly_day is None else check_weekday(draft.weekly_day),
     )
 
 
@@ -174,6 +213,8 @@ def with_defaults(draft: SubscriberDraft, config: Config) -> SubscriberDraft:
         send_at=draft.send_at or config.digest.send_at,
         language=draft.language or config.site.language,
         status=draft.status or SubscriberStatus.ACTIVE,
+        frequency=draft.frequency or "daily",
+        weekly_day=draft.weekly_day if draft.weekly_day is not None else 0,
     )
 
 
@@ -254,6 +295,8 @@ def _row_draft(row: dict[str, str], taxonomy: Taxonomy, now: datetime) -> Subscr
         consent=consent,
         created_at=_parse_time(get("created_at"), "created_at"),
         confirmed_at=_parse_time(get("confirmed_at"), "confirmed_at"),
+        frequency=opt("frequency"),
+        weekly_day=check_weekday(get("weekday")) if get("weekday") else None,
     )
     return validate_draft(draft, taxonomy)
 
@@ -303,4 +346,6 @@ def csv_record(sub: Subscriber) -> list[str]:
         _iso(sub.confirmed_at),
         _iso(consent.at if consent else None),
         consent.method if consent else "",
+        sub.frequency,
+        WEEKDAY_NAMES[sub.weekly_day] if sub.frequency == "weekly" else "",
     ]

@@ -19,7 +19,9 @@ from kabarfeed.store import subscribers as store
 from kabarfeed.store import welcomes
 from kabarfeed.subscribers import (
     CSV_COLUMNS,
+    WEEKDAY_NAMES,
     SubscriberDraft,
+    check_weekday,
     csv_record,
     parse_csv,
     validate_draft,
@@ -43,6 +45,8 @@ def subscriber_json(sub: Subscriber) -> dict[str, Any]:
         "timezone": sub.timezone,
         "send_at": sub.send_at,
         "language": sub.language,
+        "frequency": sub.frequency,
+        "weekday": WEEKDAY_NAMES[sub.weekly_day] if sub.frequency == "weekly" else None,
         "created_at": sub.created_at.isoformat(),
         "confirmed_at": sub.confirmed_at.isoformat() if sub.confirmed_at else None,
         "unsubscribed_at": sub.unsubscribed_at.isoformat() if sub.unsubscribed_at else None,
@@ -70,7 +74,9 @@ def _require(app: AppContext, email: str) -> Subscriber:
 
 
 def _table(subs: list[Subscriber]) -> Table:
-    table = Table("id", "email", "name", "status", "regions", "categories", "zone", "at", "lang")
+    table = Table(
+        "id", "email", "name", "status", "regions", "categories", "zone", "at", "lang", "every"
+    )
     for s in subs:
         table.add_row(
             str(s.id),
@@ -82,6 +88,7 @@ def _table(subs: list[Subscriber]) -> Table:
             s.timezone,
             s.send_at,
             s.language,
+            f"week ({WEEKDAY_NAMES[s.weekly_day][:3]})" if s.frequency == "weekly" else "day",
         )
     return table
 
@@ -133,6 +140,12 @@ def register(main: click.Group) -> None:
     @click.option("--send-at", help='Local send time "HH:MM" (default: [digest] send_at).')
     @click.option("--lang", "language", type=click.Choice(["id", "en"]))
     @click.option(
+        "--frequency",
+        type=click.Choice(["daily", "weekly"]),
+        help="Edition rhythm (default daily).",
+    )
+    @click.option("--weekday", help="A weekly edition's day: monday ... sunday (default monday).")
+    @click.option(
         "--welcome",
         is_flag=True,
         help="Send them a welcome edition ([digest] welcome) now, not only the next regular one.",
@@ -147,6 +160,8 @@ def register(main: click.Group) -> None:
         timezone: str | None,
         send_at: str | None,
         language: str | None,
+        frequency: str | None,
+        weekday: str | None,
         welcome: bool,
     ) -> None:
         """Add an active subscriber (an admin vouches for their consent)."""
@@ -163,6 +178,8 @@ def register(main: click.Group) -> None:
                 language,
                 SubscriberStatus.ACTIVE,
                 consent,
+                frequency=frequency,
+                weekly_day=check_weekday(weekday) if weekday else None,
             ),
             welcome=welcome,
         )
@@ -201,6 +218,23 @@ def register(main: click.Group) -> None:
             click.echo(json.dumps([subscriber_json(s) for s in subs], ensure_ascii=False, indent=2))
         else:
             Console(highlight=False, width=200).print(_table(subs))
+
+    @group.command("frequency")
+    @click.argument("email")
+    @click.argument("frequency", type=click.Choice(["daily", "weekly"]))
+    @click.option("--weekday", help="A weekly edition's day: monday ... sunday.")
+    @pass_app
+    def frequency(app: AppContext, email: str, frequency: str, weekday: str | None) -> None:
+        """Change a subscriber's rhythm: daily, or weekly on --weekday. The next
+        edition covers everything since the previous one (nothing skipped or sent twice)."""
+        sub = _require(app, email)
+        draft = SubscriberDraft(
+            sub.email, frequency=frequency, weekly_day=check_weekday(weekday) if weekday else None
+        )
+        with app.db.begin() as conn:
+            changed = store.update_preferences(conn, sub.id, draft, now=app.clock())
+        day = f" on {WEEKDAY_NAMES[changed.weekly_day]}" if changed.frequency == "weekly" else ""
+        click.echo(f"{changed.email}: {changed.frequency}{day}")
 
     @group.command("import")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))

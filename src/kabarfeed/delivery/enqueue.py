@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, select
 
@@ -24,10 +24,16 @@ from kabarfeed.config import Config
 from kabarfeed.delivery.dkim import DkimSigner
 from kabarfeed.delivery.engine import Claim, Envelope, RenderedBatch, Skip
 from kabarfeed.digest.render import DigestRenderer, EditionInput
-from kabarfeed.digest.schedule import is_due, local_date_for, send_moment
+from kabarfeed.digest.schedule import (
+    first_window,
+    is_due,
+    is_edition_day,
+    local_date_for,
+    send_moment,
+    window_max_age,
+)
 from kabarfeed.digest.selection import (
     Selection,
-    edition_since,
     region_scope,
     select_articles,
     select_latest,
@@ -112,9 +118,12 @@ class _Candidates:
     articles: list[Article] = field(default_factory=list)
     selections: dict[tuple[object, ...], Selection] = field(default_factory=dict)
 
-    def covering(self, conn: Connection, since: datetime, cutoff: datetime) -> list[Article]:
-        """Every article any edition with window ``(since, cutoff]`` or later may hold."""
-        oldest = cutoff - self.config.digest.max_age
+    def covering(
+        self, conn: Connection, since: datetime, cutoff: datetime, max_age: timedelta | None = None
+    ) -> list[Article]:
+        """Every article any edition with window ``(since, cutoff]`` or later may
+        hold (published at most ``max_age`` before, default ``[digest] max_age``)."""
+        oldest = cutoff - (self.config.digest.max_age if max_age is None else max_age)
         if (
             self.after is None
             or self.published_after is None
@@ -145,8 +154,11 @@ def plan(
     if not batch:
         return []
     previous = outbox_store.newest_cutoffs(conn, [s.id for s, _, _ in batch])
-    since = {s.id: edition_since(previous.get(s.id), cut, config.digest) for s, _, cut in batch}
-    pool = candidates.covering(conn, min(since.values()), min(cut for _, _, cut in batch))
+    since = {s.id: _since(previous.get(s.id), s, cut, config) for s, _, cut in batch}
+    ages = {s.id: window_max_age(s, since[s.id], cut, config.digest.max_age) for s, _, cut in batch}
+    pool = candidates.covering(
+        conn, min(since.values()), min(cut for _, _, cut in batch), max(ages.values())
+    )
     taxonomy = config.taxonomy
     shared = candidates.selections  # valid across batches: the pool only ever widens
     promised = _promised(config, conn, [s.id for s, _, _ in batch])
@@ -156,7 +168,7 @@ def plan(
             limit = config.digest.welcome_articles
             out.append(Planned(sub, day, _welcome(config, conn, sub, limit, cutoff), welcome=True))
             continue
-        key = (sub.regions, sub.categories, since[sub.id], cutoff)
+        key = (sub.regions, sub.categories, since[sub.id], cutoff, ages[sub.id])
         if key not in shared:
             shared[key] = select_articles(
                 sub,
@@ -165,9 +177,20 @@ def plan(
                 cutoff=cutoff,
                 taxonomy=taxonomy,
                 config=config.digest,
+                max_age=ages[sub.id],
             )
         out.append(Planned(sub, day, shared[key]))
     return out
+
+
+def _since(
+    previous: datetime | None, sub: Subscriber, cutoff: datetime, config: Config
+) -> datetime:
+    """The edition's window start: the previous cut-off, else the first window
+    back (a week for a weekly reader)."""
+    if previous is not None:
+        return previous
+    return cutoff - first_window(sub, config.digest.first_window)
 
 
 def _due(sub: Subscriber, options: DueOptions, now: datetime) -> Due | None:
@@ -179,6 +202,8 @@ def _due(sub: Subscriber, options: DueOptions, now: datetime) -> Due | None:
     if options.zone and sub.timezone != options.zone:
         return None
     day = options.local_date or local_date_for(sub.timezone, now)
+    if not is_edition_day(sub, day):  # a weekly reader's other days
+        return None
     if not (options.force or is_due(sub, day, now)):
         return None
     cutoff = now
@@ -283,7 +308,7 @@ def enqueue_editions(
             subs = [
                 s
                 for s in load_subscribers(conn, ids).values()
-                if s.status is SubscriberStatus.ACTIVE
+                if s.status is SubscriberStatus.ACTIVE and is_edition_day(s, local_date)
             ]
             exists = outbox_store.existing_editions(conn, ids, [local_date.isoformat()])
             todo = [

@@ -46,3 +46,54 @@ def current_edition_date(subscriber: Subscriber, now: datetime) -> date:
     """The newest local date whose send time has passed at ``now``."""
     today = local_date_for(subscriber.timezone, now)
     return today if is_due(subscriber, today, now) else today - timedelta(days=1)
+
+
+# ------------------------------------------------------------------ frequencies
+
+DAILY = "daily"
+WEEKLY = "weekly"
+FREQUENCIES = (DAILY, WEEKLY)
+WEEK = timedelta(days=7)
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+"""Weekday names, Monday (0) first, as ``date.weekday()`` counts."""
+
+
+def is_edition_day(subscriber: Subscriber, local_date: date) -> bool:
+    """Whether ``local_date`` gets an edition: every day for daily readers,
+    their chosen weekday for weekly ones."""
+    if subscriber.frequency == WEEKLY:
+        return local_date.weekday() == subscriber.weekly_day
+    return True
+
+
+def first_window(subscriber: Subscriber, default: timedelta) -> timedelta:
+    """How far back a subscriber's first edition reaches: a week for weekly
+    readers, ``default`` (``[digest] first_window``) for daily ones."""
+    return WEEK if subscriber.frequency == WEEKLY else default
+
+
+def window_max_age(
+    subscriber: Subscriber, since: datetime, cutoff: datetime, default: timedelta
+) -> timedelta:
+    """How old (published before the cut-off) an article of the edition
+    ``(since, cutoff]`` may be. ``default`` is ``[digest] max_age``; a weekly
+    edition covers its whole window (at least a week); so does the first
+    edition after a change of frequency, so that nothing first seen since
+    the previous edition is lost on the way."""
+    span = cutoff - since
+    if subscriber.frequency == WEEKLY:
+        return max(default, WEEK, span)
+    changed = subscriber.frequency_since
+    if changed is not None and changed > since:
+        return max(default, span)
+    return default
+
+
+def next_edition_date(subscriber: Subscriber, now: datetime) -> date:
+    """The local date of the subscriber's next edition not yet due at ``now``."""
+    day = local_date_for(subscriber.timezone, now)
+    for _ in range(8):
+        if is_edition_day(subscriber, day) and not is_due(subscriber, day, now):
+            return day
+        day += timedelta(days=1)
+    return day  # pragma: no cover - a week always holds an edition day

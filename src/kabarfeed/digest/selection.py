@@ -122,8 +122,8 @@ def _buckets(subscriber: Subscriber, taxonomy: Taxonomy) -> list[_Bucket]:
     return out
 
 
-def _in_window(article: Article, since: datetime, cutoff: datetime, config: DigestConfig) -> bool:
-    fresh = article.published >= cutoff - config.max_age
+def _in_window(article: Article, since: datetime, cutoff: datetime, max_age: timedelta) -> bool:
+    fresh = article.published >= cutoff - max_age
     return since < article.first_seen <= cutoff and fresh
 
 
@@ -139,17 +139,21 @@ def select_articles(
     cutoff: datetime,
     taxonomy: Taxonomy,
     config: DigestConfig,
+    max_age: timedelta | None = None,
 ) -> Selection:
     """The edition for ``subscriber`` over ``(since, cutoff]`` from ``candidates``.
 
     Candidates may be a superset (any order, duplicates allowed): every filter
-    is applied here, so the result depends only on the arguments.
+    is applied here, so the result depends only on the arguments. ``max_age``
+    (default ``config.max_age``) bounds how long before the cut-off an article
+    may have been published (a weekly edition reaches back its whole week).
     """
+    oldest = config.max_age if max_age is None else max_age
     wanted = _Filter.of(subscriber, taxonomy)
     seen: set[str] = set()
     pool: list[Article] = []
     for a in _newest_first(candidates):
-        if a.id not in seen and _in_window(a, since, cutoff, config):
+        if a.id not in seen and _in_window(a, since, cutoff, oldest):
             if wanted.accepts(a):
                 pool.append(a)
             seen.add(a.id)

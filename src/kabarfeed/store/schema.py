@@ -148,6 +148,9 @@ subscribers = Table(
     Column("consent_ip", String(64)),
     Column("consent_user_agent", Text),
     Column("consent_version", String(40)),
+    Column("frequency", String(10), nullable=False, default="daily", server_default="daily"),
+    Column("weekly_day", Integer, nullable=False, default=0, server_default="0"),
+    Column("frequency_since", UTCDateTime),
 )
 
 subscriber_regions = Table(

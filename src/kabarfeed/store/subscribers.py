@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from kabarfeed.errors import InputError, StoreError
@@ -54,6 +54,9 @@ def _subscriber(r: Row[Any], regions: Sequence[str], categories: Sequence[str]) 
         unsubscribed_at=r.unsubscribed_at,
         bounce_count=r.bounce_count or 0,
         consent=_consent(r),
+        frequency=r.frequency or "daily",
+        weekly_day=r.weekly_day or 0,
+        frequency_since=r.frequency_since,
     )
 
 
@@ -246,6 +249,8 @@ def add(conn: Connection, draft: SubscriberDraft, *, now: datetime) -> Subscribe
         "updated_at": now,
         "confirmed_at": draft.confirmed_at or (now if active else None),
         "unsubscribed_at": now if status == SubscriberStatus.UNSUBSCRIBED else None,
+        "frequency": draft.frequency or "daily",
+        "weekly_day": draft.weekly_day or 0,
         **_consent_values(draft.consent),
     }
     key = conn.execute(insert(subscribers).values(**values)).inserted_primary_key
@@ -264,10 +269,18 @@ def update_preferences(
     """Change the given (non-``None``) preference fields of a validated draft;
     email, status and token are never changed here."""
     values: dict[str, Any] = {"updated_at": now}
-    for column in ("name", "timezone", "send_at", "language"):
+    for column in ("name", "timezone", "send_at", "language", "weekly_day"):
         value = getattr(draft, column)
         if value is not None:
             values[column] = value
+    if draft.frequency is not None:
+        values["frequency"] = draft.frequency
+        # stamped only on a real change: the next edition then covers the whole
+        # gap since the previous one (see digest.schedule.window_max_age)
+        values["frequency_since"] = case(
+            (subscribers.c.frequency != draft.frequency, now),
+            else_=subscribers.c.frequency_since,
+        )
     conn.execute(update(subscribers).where(subscribers.c.id == subscriber_id).values(**values))
     _set_links(conn, subscriber_id, draft.regions, draft.categories)
     return _require(conn, subscriber_id)
@@ -333,6 +346,10 @@ def preference_changes(existing: Subscriber, draft: SubscriberDraft) -> Subscrib
         "timezone": draft.timezone if draft.timezone not in (None, existing.timezone) else None,
         "send_at": draft.send_at if draft.send_at not in (None, existing.send_at) else None,
         "language": draft.language if draft.language not in (None, existing.language) else None,
+        "frequency": draft.frequency if draft.frequency not in (None, existing.frequency) else None,
+        "weekly_day": draft.weekly_day
+        if draft.weekly_day not in (None, existing.weekly_day)
+        else None,
     }
     if all(v is None for v in fields.values()):
         return None
