@@ -20,7 +20,7 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
@@ -199,8 +199,12 @@ class _Context:
         t = strings_for(sub.language)
         n = len(articles)
         titles = " · ".join(a.title for a in articles[:3])
+        weekly = sub.frequency == "weekly" and not edition.first
+        start = edition.local_date - timedelta(days=6)
         return {
-            "title": self._title(sub),
+            "title": self._weekly_title(sub) if weekly else self._title(sub),
+            "weekly": weekly,
+            "week_start": format_date(start, "d MMMM", locale=sub.language),
             "date_iso": edition.local_date.isoformat(),
             "date_long": format_date(edition.local_date, "full", locale=sub.language),
             "count": n,
@@ -221,6 +225,12 @@ class _Context:
         if region is None:
             return self.config.site.title
         return strings_for(sub.language)["edition_title"].format(place=region.name)
+
+    def _weekly_title(self, sub: Subscriber) -> str:
+        """A weekly edition's title: the week in the first region, or the week's top stories."""
+        t = strings_for(sub.language)
+        region = self.taxonomy.region(sub.regions[0]) if sub.regions else None
+        return t["weekly_title"].format(place=region.name) if region else t["weekly_title_all"]
 
     def _why(self, sub: Subscriber) -> str:
         names = [self._region_name(r) for r in sub.regions]
@@ -320,6 +330,7 @@ def _group_key(e: EditionInput) -> tuple[Any, ...]:
         bool(mail.header_text(s.name or "")),
         e.first,
         s.send_at if e.first else "",
+        s.frequency,
     )
 
 

@@ -27,6 +27,11 @@ _ID = {
     "browser": "Lihat di browser",
     "empty": "Belum ada berita baru sesuai pilihan Anda sejak edisi sebelumnya.",
     "photo": "Foto",
+    "weekly_title": "Sepekan di {place}",
+    "weekly_title_all": "Berita pilihan sepekan",
+    "weekly_intro": "Berita pilihan sepekan terakhir, {start} – {date}.",
+    "why_weekly": "Anda menerima email ini karena {email} berlangganan ringkasan berita "
+    "mingguan {site} untuk: {prefs}.",
 }
 
 _EN = {
@@ -48,6 +53,11 @@ _EN = {
     "browser": "View in your browser",
     "empty": "No new stories matched your choices since the previous edition.",
     "photo": "Photo",
+    "weekly_title": "The week in {place}",
+    "weekly_title_all": "The week's top stories",
+    "weekly_intro": "The week's top stories, {start} – {date}.",
+    "why_weekly": "You are receiving this email because {email} subscribed to the {site} weekly "
+    "digest for: {prefs}.",
 }
 
 strings_for = Texts(id=_ID, en=_EN)
