@@ -22,12 +22,19 @@ from sqlalchemy import Connection, case, func, select
 from kabarfeed import __version__
 from kabarfeed.bounces.stats import status_section
 from kabarfeed.config import Config
-from kabarfeed.digest.schedule import local_date_for
+from kabarfeed.digest.schedule import (
+    WEEKDAYS,
+    WEEKLY,
+    local_date_for,
+    next_edition_date,
+    send_moment,
+)
 from kabarfeed.leader import read_leader
-from kabarfeed.models import DeliveryState, SubscriberStatus
+from kabarfeed.models import DeliveryState, Subscriber, SubscriberStatus
 from kabarfeed.scheduler import SendGroup, groups_from_rows, next_send_time
 from kabarfeed.store import Database
 from kabarfeed.store import sources as source_store
+from kabarfeed.store import subscribers as subscriber_store
 from kabarfeed.store.schema import articles, deliveries, feed_builds, subscribers
 from kabarfeed.store.state import (
     WORKER_HEARTBEAT_PREFIX,
@@ -157,6 +164,10 @@ class StatusReport:
     mail: dict[str, Any] = field(default_factory=dict)
     """Sent, bounces, complaints and unsubscribes with rates and warnings
     (:func:`kabarfeed.bounces.stats.status_section`)."""
+    frequencies: dict[str, int] = field(default_factory=dict)
+    """Active subscribers per frequency (``daily``, ``weekly``)."""
+    weekly: tuple[dict[str, Any], ...] = ()
+    """The next weekly editions: zone, send time, weekday, readers, local date and moment."""
 
     @property
     def running(self) -> bool:
@@ -212,7 +223,31 @@ def gather_status(
             leader=read_leader(conn),
             workers=_workers(conn, now),
             mail=status_section(conn, now),
+            frequencies=subscriber_store.frequency_counts(conn),
+            weekly=tuple(_weekly(conn, now)),
         )
+
+
+def _weekly(conn: Connection, now: datetime) -> list[dict[str, Any]]:
+    """The next weekly editions per (zone, send time, weekday), soonest first."""
+    out = []
+    for zone, send_at, day, count in subscriber_store.weekly_groups(conn):
+        probe = Subscriber(
+            0, "", "", zone, send_at, "id", SubscriberStatus.ACTIVE, now,
+            frequency=WEEKLY, weekly_day=day,
+        )  # fmt: skip
+        local = next_edition_date(probe, now)
+        out.append(
+            {
+                "timezone": zone,
+                "send_at": send_at,
+                "weekday": WEEKDAYS[day],
+                "subscribers": count,
+                "local_date": local.isoformat(),
+                "at": send_moment(zone, send_at, local),
+            }
+        )
+    return sorted(out, key=lambda w: (w["at"], w["timezone"]))
 
 
 def _workers(conn: Connection, now: datetime) -> tuple[Heartbeat, ...]:

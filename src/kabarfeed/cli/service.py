@@ -147,6 +147,7 @@ def _print(r: StatusReport) -> None:
     _print_unknown(console, r.unknown)
     print_health(console, r.mail)
     _print_groups(console, r)
+    _print_frequencies(console, r)
 
 
 def _print_workers(console: Console, r: StatusReport) -> None:
@@ -232,6 +233,27 @@ def _print_unknown(console: Console, unknown: dict[str, int]) -> None:
             f"{retrying} to be retried, {for_admin} waiting for an admin "
             "(kabarfeed deliveries --status unknown)"
         )
+
+
+def _print_frequencies(console: Console, r: StatusReport) -> None:
+    counts = ", ".join(f"{n} {f}" for f, n in sorted(r.frequencies.items())) or "none"
+    console.print(f"active subscribers by frequency: {counts}")
+    if not r.weekly:
+        return
+    table = Table(
+        "zone", "send at", "weekday", "subscribers", "next edition", "at (UTC)",
+        title="next weekly editions",
+    )  # fmt: skip
+    for w in r.weekly:
+        table.add_row(
+            w["timezone"],
+            w["send_at"],
+            w["weekday"],
+            str(w["subscribers"]),
+            w["local_date"],
+            _when(w["at"]),
+        )
+    console.print(table)
 
 
 def _print_groups(console: Console, r: StatusReport) -> None:

@@ -164,6 +164,28 @@ def count_by_status(conn: Connection) -> dict[str, int]:
     return {status: int(n) for status, n in conn.execute(query)}
 
 
+def frequency_counts(conn: Connection) -> dict[str, int]:
+    """Active subscribers per frequency (``daily``, ``weekly``)."""
+    s = subscribers.c
+    query = (
+        select(s.frequency, func.count())
+        .where(s.status == SubscriberStatus.ACTIVE.value)
+        .group_by(s.frequency)
+    )
+    return {str(f): int(n) for f, n in conn.execute(query)}
+
+
+def weekly_groups(conn: Connection) -> list[tuple[str, str, int, int]]:
+    """``(zone, send time, weekday, count)`` of active weekly readers."""
+    s = subscribers.c
+    query = (
+        select(s.timezone, s.send_at, s.weekly_day, func.count())
+        .where(s.status == SubscriberStatus.ACTIVE.value, s.frequency == "weekly")
+        .group_by(s.timezone, s.send_at, s.weekly_day)
+    )
+    return [(str(z), str(at), int(day), int(n)) for z, at, day, n in conn.execute(query)]
+
+
 def previous_cutoff(
     conn: Connection, subscriber_id: int, *, before: datetime | None = None
 ) -> datetime | None:
