@@ -24,7 +24,7 @@ def test_the_service_reads_no_more_sources_at_once_than_the_bound(
         server.add("/1.xml", body=rss(("Satu", "https://u.example/1", "isi")), hold=second_asked)
         server.add("/2.xml", body=rss(("Dua", "https://u.example/2", "isi")), hit=second_asked)
         config = make_config(
-            '[ingest]\ntimeout = "2s"\nconcurrency = 1\n'
+            '[ingest]\ntimeout = "4s"\nconcurrency = 1\n'
             + feed_source("satu", server.url("/1.xml"))
             + feed_source("dua", server.url("/2.xml"))
         )
