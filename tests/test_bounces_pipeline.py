@@ -349,3 +349,17 @@ def test_policy_decisions(
         settings=PolicySettings(soft_threshold=5),
     )
     assert (decision.verdict.value, decision.suppress) == (verdict, suppress)
+
+
+def test_erasing_a_subscriber_erases_their_events_but_keeps_the_suppression(
+    db: Database, tmp_path: Path
+) -> None:
+    from kabarfeed.store.subscribers import delete_subscriber
+
+    sent = add_sent(db, NOW)
+    ingest_bytes(db, fixture("arf-abuse.eml", sent), settings(tmp_path), now=NOW)
+    with db.begin() as conn:
+        delete_subscriber(conn, sent.subscriber_id)
+    assert _events(db) == 0
+    with db.connect() as conn:
+        assert store.is_suppressed(conn, sent.email)  # the opt-out outlives the record
