@@ -105,6 +105,33 @@ class Fields:
     timezone: str = ""
     language: str = ""
     name: str | None = None
+    frequency: str = ""
+    """``daily`` or ``weekly-<weekday 0..6>`` (one select: rhythm and day together)."""
+
+
+def frequency_value(frequency: str, weekly_day: int) -> str:
+    """The form value of a rhythm: ``daily`` or ``weekly-<weekday>``."""
+    return f"weekly-{weekly_day}" if frequency == "weekly" else "daily"
+
+
+def frequency_choices(labels: Sequence[str], daily: str, current: str) -> tuple[Choice, ...]:
+    """Daily, then weekly on each weekday (``labels``: weekly labels, Monday first)."""
+    values = [("daily", daily), *((f"weekly-{n}", label) for n, label in enumerate(labels))]
+    chosen = current or "daily"
+    return tuple(Choice(v, label, v == chosen) for v, label in values)
+
+
+def parse_frequency(value: str) -> tuple[str | None, int | None]:
+    """``(frequency, weekday)`` of a form value (``(None, None)`` when empty);
+    :class:`InputError` when it is not one of the offered values."""
+    if not value:
+        return None, None
+    if value == "daily":
+        return "daily", None
+    kind, _, day = value.partition("-")
+    if kind == "weekly" and len(day) == 1 and day in "0123456":
+        return "weekly", int(day)
+    raise InputError(f'unknown frequency "{value}"')
 
 
 def preferences_draft(
@@ -116,6 +143,7 @@ def preferences_draft(
     chosen cities; the ``auto`` zone becomes the zone of the first chosen
     region (else the site's).
     """
+    frequency, weekly_day = parse_frequency(fields.frequency)
     draft = validate_draft(
         SubscriberDraft(
             email=email,
@@ -125,6 +153,8 @@ def preferences_draft(
             timezone=None if fields.timezone in ("", AUTO_ZONE) else fields.timezone,
             send_at=fields.send_at or None,
             language=fields.language or None,
+            frequency=frequency,
+            weekly_day=weekly_day,
         ),
         taxonomy,
     )
@@ -140,6 +170,8 @@ def preferences_draft(
         timezone=zone,
         send_at=draft.send_at,
         language=draft.language,
+        frequency=draft.frequency,
+        weekly_day=draft.weekly_day,
     )
 
 
@@ -154,5 +186,11 @@ def check_known(values: Sequence[str], known: Iterable[str], what: str) -> None:
 def current_fields(sub: Subscriber) -> Fields:
     """The form values showing ``sub``'s current preferences."""
     return Fields(
-        sub.regions, sub.categories, sub.send_at, sub.timezone, sub.language, sub.name or ""
+        sub.regions,
+        sub.categories,
+        sub.send_at,
+        sub.timezone,
+        sub.language,
+        sub.name or "",
+        frequency_value(sub.frequency, sub.weekly_day),
     )

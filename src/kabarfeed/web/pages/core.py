@@ -96,6 +96,7 @@ class FormView:
     languages: tuple[forms.Choice, ...]
     notices: tuple[Notice, ...] = ()
     email_error: str = ""
+    frequencies: tuple[forms.Choice, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,7 @@ def form_fields(form: FormData) -> forms.Fields:
         one("timezone"),
         one("language"),
         one("name") or None,
+        one("frequency"),
     )
 
 
@@ -305,6 +307,9 @@ class Pages:
             ),
             notices=notices,
             email_error=email_error,
+            frequencies=forms.frequency_choices(
+                [t[f"weekly_{day}"] for day in range(7)], t["daily"], values.frequency
+            ),
         )
 
     # -- helpers ---------------------------------------------------------------------------
