@@ -1,41 +1,40 @@
-"""Feed build benchmark: full and incremental builds against a feedgen baseline.
+"""Feed build benchmark: a full build against raw feedgen, and how soon new
+articles reach their feeds.
 
-    .venv/bin/python bench/feeds.py                 # 100,000 articles, 3 rounds (~40 s)
-    .venv/bin/python bench/feeds.py --rounds 5
-    .venv/bin/python bench/feeds.py --articles 20000
-    .venv/bin/python bench/feeds.py --processes 0   # entries rendered in-process
-    .venv/bin/python bench/feeds.py --keep /tmp/out # keep the first full build's files (to diff)
-    .venv/bin/python bench/feeds.py --dir /mnt/x    # store and feeds on another file system
+    .venv/bin/python bench/feeds.py                  # 100,000 articles, 3 full builds, 20 rounds
+    .venv/bin/python bench/feeds.py --articles 20000 --full 1 --rounds 10
+    .venv/bin/python bench/feeds.py --keep /tmp/out  # keep the first full build's files (to diff)
+    .venv/bin/python bench/feeds.py --dir /mnt/x     # store and feeds on another file system
 
 A synthetic store of N articles over 40 regions (8 provinces x 4 cities) and
-15 categories is written with the store's bulk ``save_articles``. Then each
-round measures, in the same run:
+15 categories is written with the store's bulk ``save_articles``. Then, in
+the same run:
 
-- baseline: the same feeds (every selection, same items, RSS + Atom via
-  feedgen, JSON via json.dumps) built from in-memory entries, no store, no files;
-- full build: ``FeedBuilder.build(full=True)`` into an empty folder;
-- incremental build after 10 new articles: ``FeedBuilder.build()``.
+- baseline: the same feeds (every feed, same items, RSS + Atom via feedgen,
+  JSON via json.dumps) built from in-memory entries: no store, no files;
+- full build: ``FeedBuilder.build(full=True)`` into an empty folder, in a
+  fresh ``python`` process, which reports its time and peak RSS;
+- latency: rounds of "10 new articles committed" (one transaction, stamped a
+  minute after the previous round) followed by an incremental build, timed
+  from the commit to the build's return (its feeds written).
 
-Each round's figures are printed, then the medians (the host's load moves
-single runs by +-20%). Targets: full <= 1.5x baseline; incremental < 5% of
-full, touching only the affected feeds.
-
-On ext4 without a journal, every file creation skips the inodes freed in the
-last minutes: start a run some five minutes after deleting hundreds of
-thousands of files; see BENCHMARKS.md.
+Targets (issue 20): full build <= 1.5x baseline; latency median < 1 s and
+p99 < 2 s on the 2-core machine; peak RSS reported.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import random
+import resource
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import dataclass
+import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from synthetic import taxonomy_toml
 
 from kabarfeed.config import Config, parse_config
 from kabarfeed.feeds.build import FeedBuilder
-from kabarfeed.feeds.selection import IndexRow, Matcher, plan
+from kabarfeed.feeds.selection import GroupKey, contents
 from kabarfeed.models import Article, Image
 from kabarfeed.normalize import stable_key
 from kabarfeed.store import Database, open_database
@@ -59,13 +58,7 @@ PARAGRAPH = (
 
 
 def make_config(folder: Path, output: str = "public") -> Config:
-    import tomllib
-
-    text = (
-        f'[site]\ntitle = "Bench"\nbase_url = "https://bench.example.id"\n'
-        f'[storage]\nurl = "sqlite:///{folder / "bench.db"}"\n'
-        f'[feeds]\noutput = "{folder / output}"\n\n{taxonomy_toml()}'
-    )
+    text = _config_text(folder, output)
     return parse_config(tomllib.loads(text), path=folder / "config.toml", environ={})
 
 
@@ -116,14 +109,17 @@ def fill(db: Database, articles: list[Article], *, now: datetime) -> None:
 
 
 def baseline(config: Config, articles: list[Article]) -> tuple[float, int]:
-    """feedgen (+ json.dumps) on in-memory entries for the same selections."""
+    """feedgen (+ json.dumps) on in-memory entries for the same feeds and items."""
     newest_first = sorted(articles, key=lambda a: (a.published, a.id), reverse=True)
     by_id = {a.id: a for a in articles}
-    rows = [IndexRow(a.id, a.regions, a.categories) for a in newest_first]
-    the_plan = plan(config.taxonomy, rows, items=config.feeds.items)
+    groups: dict[GroupKey, list[int]] = {}
+    for position, a in enumerate(newest_first):
+        groups.setdefault((a.regions, a.categories), []).append(position)
+    ids = [a.id for a in newest_first]
+    found = contents(config.taxonomy, ids, groups, items=config.feeds.items)
     started = time.perf_counter()
-    for selection in the_plan.selections:
-        items = [by_id[i] for i in the_plan.ids(selection)]
+    for selection in found.selections:
+        items = [by_id[i] for i in found.items[selection]]
         fg = FeedGenerator()
         fg.id(f"https://bench.example.id/{selection.stem}")
         fg.title(selection.stem)
@@ -147,7 +143,7 @@ def baseline(config: Config, articles: list[Article]) -> tuple[float, int]:
         fg.rss_str(pretty=True)
         fg.atom_str(pretty=True)
         json.dumps(_json_doc(selection.stem, items), ensure_ascii=False, separators=(",", ":"))
-    return time.perf_counter() - started, len(the_plan.selections)
+    return time.perf_counter() - started, len(found.selections)
 
 
 def _json_doc(title: str, items: list[Article]) -> dict[str, Any]:
@@ -170,157 +166,132 @@ def _json_doc(title: str, items: list[Article]) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class Round:
-    """One round: the baseline, a full build into an empty folder, and an
-    incremental build after 10 new articles."""
+# ---------------------------------------------------------------- full build
 
-    baseline: float
-    full: float
-    full_written: int
-    incremental: float
-    inc_rendered: int
-    inc_written: int
-    touched: int
-
-    @property
-    def ratio(self) -> float:
-        return self.full / self.baseline
-
-    @property
-    def share(self) -> float:
-        return self.incremental / self.full
+_CHILD = """
+import json, resource, sys, time, tomllib
+from datetime import datetime
+from pathlib import Path
+from kabarfeed.config import parse_config
+from kabarfeed.feeds.build import FeedBuilder
+from kabarfeed.store import open_database
+path, now = Path(sys.argv[1]), datetime.fromisoformat(sys.argv[2])
+config = parse_config(tomllib.loads(path.read_text()), path=path, environ={})
+db = open_database(config.storage.url)
+started = time.perf_counter()
+report = FeedBuilder(config, db, lambda: now).build(full=True)
+elapsed = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": elapsed, "written": report.written, "peak_kib": peak}))
+"""
 
 
-@dataclass(frozen=True)
-class Figures:
-    articles: int
-    setup: float
-    selections: int
-    rounds: list[Round]
-
-
-def settle(*, frozen: bool = False) -> None:
-    """Start a timed phase with no garbage pending; ``frozen``: move what is
-    alive now (the 100,000 synthetic articles this script holds) out of the
-    cyclic GC's reach, so no phase pays for scanning the fixture (a full
-    collection landing in a 0.2 s incremental build added 0.15 s to it)."""
-    gc.collect()
-    if frozen:
-        gc.freeze()
-
-
-def one_round(
-    folder: Path,
-    db: Database,
-    articles: list[Article],
-    rng: random.Random,
-    processes: int | None,
-    number: int,
-    keep: Path | None = None,
-) -> tuple[Round, int]:
-    """A round into ``folder``/public-``number`` (a new, empty output folder:
-    a real full build; earlier rounds' folders stay until the end, so that no
-    round creates files among the inodes another just freed)."""
-    config = make_config(folder, f"public-{number}")
-    base, selections = baseline(config, articles)
-    n = len(articles)
-    now = START + timedelta(minutes=n + 1)
-    settle()
-    t0 = time.perf_counter()
-    full = FeedBuilder(config, db, lambda: now, processes=processes).build(full=True)
-    full_time = time.perf_counter() - t0
-    if keep is not None:  # the full build's output, to diff
-        shutil.rmtree(keep, ignore_errors=True)
-        shutil.copytree(config.feeds.output, keep)
-    later = START + timedelta(minutes=n + 10)
-    fresh = [make_article(n + i, rng, later) for i in range(10)]
-    fill(db, fresh, now=later)
-    articles.extend(fresh)
-    matcher = Matcher(config.taxonomy)
-    touched = {s for a in fresh for s in matcher.selections(a.regions, a.categories)}
-    settle()
-    t0 = time.perf_counter()
-    inc = FeedBuilder(config, db, lambda: later).build()
-    inc_time = time.perf_counter() - t0
-    figures = Round(
-        base, full_time, full.written, inc_time, inc.rendered, inc.written, len(touched)
+def full_build(config: Config, now: datetime) -> dict[str, Any]:
+    """A full build into an empty folder, in a fresh interpreter: its own
+    time and peak RSS (``ru_maxrss``, KiB), without this script's articles."""
+    path = config.feeds.output.parent / f"{config.feeds.output.name}.toml"
+    path.write_text(_config_text(config.feeds.output.parent, config.feeds.output.name))
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path), now.isoformat()],
+        check=True,
+        capture_output=True,
+        text=True,
     )
-    return figures, selections
+    found: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return found
 
 
-def run(
-    n: int,
-    seed: int,
-    rounds: int = 3,
-    processes: int | None = None,
-    keep: Path | None = None,
-    where: Path | None = None,
-) -> Figures:
-    rng = random.Random(seed)
-    folder = Path(tempfile.mkdtemp(prefix="kf-bench-", dir=where))
+# ---------------------------------------------------------------- latency
+
+
+def latency_round(
+    config: Config, db: Database, articles: list[Article], rng: random.Random, when: datetime
+) -> tuple[float, int]:
+    """Commit 10 new articles, then build: seconds from the commit to the
+    build's return, and how many documents it wrote."""
+    n = len(articles)
+    fresh = [make_article(n + i, rng, when) for i in range(10)]
+    with db.begin() as conn:
+        save_articles(conn, [prepared(a) for a in fresh], now=when)
+    committed = time.perf_counter()
+    report = FeedBuilder(config, db, lambda: when).build()
+    articles.extend(fresh)
+    return time.perf_counter() - committed, report.written
+
+
+def p99(values: list[float]) -> float:
+    """The 99th percentile (nearest rank): the maximum below 100 values."""
+    ordered = sorted(values)
+    return ordered[max(0, -(-99 * len(ordered) // 100) - 1)]
+
+
+def _config_text(folder: Path, output: str) -> str:
+    return (
+        f'[site]\ntitle = "Bench"\nbase_url = "https://bench.example.id"\n'
+        f'[storage]\nurl = "sqlite:///{folder / "bench.db"}"\n'
+        f'[feeds]\noutput = "{folder / output}"\n\n{taxonomy_toml()}'
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    rng = random.Random(args.seed)
+    folder = Path(tempfile.mkdtemp(prefix="kf-bench-", dir=args.dir))
     try:
         db = open_database(make_config(folder).storage.url)
+        n = args.articles
         articles = [make_article(i, rng, START + timedelta(minutes=i)) for i in range(n)]
         t0 = time.perf_counter()
         fill(db, articles, now=START + timedelta(minutes=n))
-        setup = time.perf_counter() - t0
-        settle(frozen=True)
-        done = []
-        for number in range(rounds):
-            figures, selections = one_round(
-                folder, db, articles, rng, processes, number, keep if number == 0 else None
+        print(f"store: {n:,} articles, bulk insert {time.perf_counter() - t0:.1f}s", flush=True)
+        ratios, peaks = [], []
+        for number in range(args.full):
+            config = make_config(folder, f"public-{number}")
+            base, feeds = baseline(config, articles)
+            full = full_build(config, START + timedelta(minutes=n + 1))
+            ratios.append(full["seconds"] / base)
+            peaks.append(full["peak_kib"] / 1024)
+            print(
+                f"full {number + 1}: baseline {base:.2f}s, full build {full['seconds']:.2f}s"
+                f" = {ratios[-1]:.2f}x, {full['written']} documents of {feeds} feeds,"
+                f" peak RSS {peaks[-1]:.0f} MiB",
+                flush=True,
             )
-            done.append(figures)
-            print(_line(number + 1, figures), flush=True)
+            if number == 0 and args.keep is not None:
+                shutil.rmtree(args.keep, ignore_errors=True)
+                shutil.copytree(config.feeds.output, args.keep)
+        config = make_config(folder, "public-0")
+        FeedBuilder(config, db, lambda: START + timedelta(minutes=n + 1)).build()
+        seconds, written = [], []
+        for r in range(args.rounds):
+            when = START + timedelta(minutes=n + 10 + r)
+            took, wrote = latency_round(config, db, articles, rng, when)
+            seconds.append(took)
+            written.append(wrote)
+        print(
+            f"10 new articles -> their feeds written, {args.rounds} rounds:"
+            f" median {statistics.median(seconds):.3f}s, p99 {p99(seconds):.3f}s"
+            f" (min {min(seconds):.3f}s), documents written median {statistics.median(written):.0f}"
+        )
+        print(
+            f"median full build {statistics.median(ratios):.2f}x baseline,"
+            f" peak RSS {max(peaks):.0f} MiB; bench process peak"
+            f" {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+        )
+        print("targets: full <= 1.5x baseline; latency median < 1 s, p99 < 2 s")
         db.dispose()
-        return Figures(n, setup, selections, done)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _line(label: object, r: Round) -> str:
-    return (
-        f"{label!s:>6}  {r.baseline:8.2f}s  {r.full:8.2f}s  {r.ratio:5.2f}x"
-        f"  {r.incremental:7.3f}s  {100 * r.share:5.1f}%"
-        f"  {r.inc_rendered:>3} of {r.touched:>3} / {r.inc_written} files"
-    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds (medians are reported)")
-    parser.add_argument(
-        "--processes", type=int, default=None, help="render workers (default: one per CPU)"
-    )
-    parser.add_argument(
-        "--keep", type=Path, default=None, help="copy the first full build's output here"
-    )
-    parser.add_argument(
-        "--dir",
-        type=Path,
-        default=None,
-        help="file system to put the store and the feeds on (default: the temp folder)",
-    )
-    args = parser.parse_args()
-    print(f"store: {args.articles:,} articles, 40 regions, 15 categories; per round:")
-    print(" round  baseline      full  ratio  incremental  share  rendered of touched / written")
-    f = run(args.articles, args.seed, args.rounds, args.processes, args.keep, args.dir)
-    print(f"median  {_medians(f.rounds)}")
-    print(f"bulk insert {f.setup:.1f}s; {f.selections} selections x 3 formats")
-    print("targets: full build <= 1.5x baseline; incremental < 5% of full, only the touched feeds")
-
-
-def _medians(rounds: list[Round]) -> str:
-    return (
-        f"baseline {statistics.median(r.baseline for r in rounds):.2f}s, "
-        f"full {statistics.median(r.full for r in rounds):.2f}s, "
-        f"ratio {statistics.median(r.ratio for r in rounds):.2f}x, "
-        f"incremental {statistics.median(r.incremental for r in rounds):.3f}s = "
-        f"{100 * statistics.median(r.share for r in rounds):.1f}% of full"
-    )
+    parser.add_argument("--full", type=int, default=3, help="full builds (medians reported)")
+    parser.add_argument("--rounds", type=int, default=20, help="rounds of 10 new articles")
+    parser.add_argument("--keep", type=Path, default=None, help="copy the first full build here")
+    parser.add_argument("--dir", type=Path, default=None, help="file system for store and feeds")
+    run(parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -245,7 +245,7 @@ def test_joined_documents_equal_whole_feedgen_documents(site: FeedSite) -> None:
     ]
     for formats in (FORMATS, ("atom", "json"), ("rss",)):
         renderer = Renderer(site, formats)
-        renderer.add(articles)
+        renderer.add({a.id: a for a in articles})
         for selection in (
             ALL,
             Selection(region="kalimantan-timur"),
@@ -261,7 +261,7 @@ def test_the_renderer_forgets_entries_beyond_its_cap_but_those_still_needed(
 ) -> None:
     articles = _articles()
     renderer = Renderer(site, FORMATS, max_cached=2)
-    renderer.add(articles)
+    renderer.add({a.id: a for a in articles})
     assert renderer.missing(a.id for a in articles) == []
-    renderer.add([], keep={articles[0].id})
+    renderer.add({}, keep={articles[0].id})
     assert renderer.missing(a.id for a in articles) == [a.id for a in articles[1:]]

@@ -4,14 +4,17 @@ and which documents a build writes or removes."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from kabarfeed.feeds.build import (
     differing,
     feed_documents,
     inserted_since,
+    joined,
     missing_feeds,
     old_feeds,
+    settled,
     wanted_paths,
 )
 from kabarfeed.feeds.queries import Changed
@@ -129,11 +132,11 @@ def test_a_change_reaches_the_feeds_it_belongs_to_and_those_that_showed_it() -> 
         Selection("samarinda", "hukum"),
     }
     shown = {
-        "feeds/all.rss": ("a", "b"),
-        "feeds/region/samarinda.atom": ("b",),
-        "feeds/region/kaltim/hukum.json": ("c",),
-        "feeds/region/gone.rss": ("b",),
-        "feeds/index.opml": ("b",),
+        "feeds/all.rss": ("a:1", "b:1"),
+        "feeds/region/samarinda.atom": ("b:2",),
+        "feeds/region/kaltim/hukum.json": ("c:1",),
+        "feeds/region/gone.rss": ("b:1",),
+        "feeds/index.opml": ("b:1",),
     }
     assert old_feeds(shown, {"b"}) == {ALL, Selection("samarinda"), Selection("gone")}
     assert old_feeds(shown, {"c", "x"}) == {Selection("kaltim", "hukum")}
@@ -168,9 +171,37 @@ def test_what_a_build_writes_removes_and_finds_missing() -> None:
 def test_inserts_since_the_marker_are_counted_by_first_seen() -> None:
     t = datetime(2025, 11, 1, tzinfo=UTC)
     changed = [
-        Changed("a", t - timedelta(minutes=1), (), ()),  # re-read from the lookback
-        Changed("b", t + timedelta(minutes=1), (), ()),
-        Changed("c", t - timedelta(days=3), (), ()),  # an edit
+        Changed("a:1", t, t - timedelta(minutes=1), t, (), ()),  # re-read from the lookback
+        Changed("b:1", t, t + timedelta(minutes=1), t, (), ()),
+        Changed("c:2", t, t - timedelta(days=3), t, (), ()),  # an edit
     ]
     assert inserted_since(changed, t) == 1
     assert inserted_since(changed, None) == 3
+
+
+def test_a_change_the_last_build_took_in_is_settled() -> None:
+    t = datetime(2025, 11, 1, tzinfo=UTC)
+    feeds = [ALL, Selection("papua")]
+    shown = {"feeds/all.rss": ("a:2", "b:1"), "feeds/region/papua.rss": ("a:2",)}
+    seen = Changed("a:2", t - timedelta(minutes=1), t, t, ("papua",), ())
+    assert settled(seen, t, shown, feeds, "rss")
+    assert not settled(replace(seen, token="a:3"), t, shown, feeds, "rss")  # edited since
+    assert not settled(replace(seen, changed=t + timedelta(seconds=1)), t, shown, feeds, "rss")
+    assert not settled(seen, t, {"feeds/all.rss": ("a:2",)}, feeds, "rss")  # not in papua
+
+
+def test_new_articles_join_in_front_only_when_all_are_newer() -> None:
+    t = datetime(2025, 11, 1, tzinfo=UTC)
+
+    def new(token: str, minutes: int) -> Changed:
+        return Changed(token, t, t, t + timedelta(minutes=minutes), (), ())
+
+    old = ("c:1", "b:1", "a:1")
+    published = {"c": t, "b": t - timedelta(hours=1)}
+    assert joined([new("e:1", 2), new("d:1", 1)], old, published, 4) == ["e:1", "d:1", "c:1", "b:1"]
+    assert joined([new("d:1", 1)], (), published, 4) == ["d:1"]  # a feed's first article
+    assert joined([new("d:1", -1)], old, published, 4) is None  # backdated: ask the store
+    assert joined([new("d:1", 1)], ("x:1",), published, 4) is None  # newest item gone
+    assert joined([new("b0:1", 0)], old, published, 4) is None  # same time: the id decides
+    assert joined([new("d:1", 0)], old, published, 1) == ["d:1"]
+    assert joined([new("z:1", 0)], old, published, 2) == ["z:1", "c:1"]

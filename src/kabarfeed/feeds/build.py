@@ -42,6 +42,7 @@ from kabarfeed.feeds.catalog import build_catalog
 from kabarfeed.feeds.documents import Renderer
 from kabarfeed.feeds.index import INDEX_PATH, IndexPage
 from kabarfeed.feeds.opml import OPML_PATH, render_opml
+from kabarfeed.feeds.queries import token_id
 from kabarfeed.feeds.render import FeedSite
 from kabarfeed.feeds.selection import (
     FORMATS,
@@ -65,6 +66,11 @@ LOOKBACK = timedelta(minutes=5)
 """Changes stamped this long before the last build's newest are read again:
 a writer on another machine may commit a change stamped before that build."""
 FEED_SUFFIXES = frozenset("." + ext for ext in FORMATS.values())
+_RENDERERS: dict[str, Renderer] = {}
+"""The last build's renderer, by render fingerprint: an article's entries,
+keyed by its item token (id and revision), serve the next build in this
+process (up to ``Renderer.max_cached`` of them). 10 new articles then cost
+10 renders, not those of every item of the ~50 feeds they reach."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +155,24 @@ def feed_documents(present: set[str]) -> set[str]:
 
 
 def old_feeds(shown: Mapping[str, Sequence[str]], ids: set[str]) -> set[Selection]:
-    """The feeds whose recorded items hold one of ``ids``."""
-    hit = (selection_of(p) for p, items in shown.items() if not ids.isdisjoint(items))
+    """The feeds whose recorded items hold one of the articles ``ids``."""
+    hit = (selection_of(p) for p, items in shown.items() if any(token_id(t) in ids for t in items))
     return {s for s in hit if s is not None}
+
+
+def settled(
+    changed: queries.Changed,
+    newest: datetime,
+    shown: Mapping[str, Sequence[str]],
+    feeds: Sequence[Selection],
+    fmt: str,
+) -> bool:
+    """Whether ``changed``, re-read from the lookback, was taken in by the
+    last build: stamped before its newest change and shown, at this
+    revision, by every feed it belongs to."""
+    return changed.changed <= newest and all(
+        changed.token in shown.get(s.path(fmt), ()) for s in feeds
+    )
 
 
 def differing(
@@ -161,6 +182,40 @@ def differing(
 ) -> set[Selection]:
     """The feeds whose newest ``items`` are not those their documents show."""
     return {s for s, ids in items.items() for f in formats if shown.get(s.path(f)) != tuple(ids)}
+
+
+def counted(
+    counts: Mapping[Selection, int],
+    matcher: Matcher,
+    inserted: Sequence[tuple[tuple[str, ...], tuple[str, ...]]],
+) -> dict[Selection, int]:
+    """``counts`` with the articles of slugs ``inserted`` added."""
+    out = dict(counts)
+    for regions, categories in inserted:
+        for selection in matcher.selections(regions, categories):
+            out[selection] = out.get(selection, 0) + 1
+    return out
+
+
+def joined(
+    fresh: Sequence[queries.Changed],
+    old: Sequence[str],
+    published: Mapping[str, datetime],
+    items: int,
+) -> list[str] | None:
+    """A feed's new items when the ``fresh`` articles (inserted since, in the
+    feed) all sort before its ``old`` items (``published``: when its newest
+    was published); ``None`` when one does not (a backdated article) or the
+    newest old item is gone: then the store is asked."""
+    ahead = sorted(fresh, key=lambda c: (c.published, c.id), reverse=True)
+    ids = {c.id for c in ahead}
+    kept = [t for t in old if token_id(t) not in ids]
+    if kept and ahead:
+        first = token_id(kept[0])
+        when = published.get(first)
+        if when is None or (ahead[-1].published, ahead[-1].id) <= (when, first):
+            return None
+    return ([c.token for c in ahead] + kept)[:items]
 
 
 def inserted_since(changed: Sequence[queries.Changed], newest: datetime | None) -> int:
@@ -215,7 +270,7 @@ class FeedBuilder:
                 work = self.plan_full(conn)
             else:
                 work = self.plan_incremental(conn, marker, head, shown, present)
-        return self._finish(work, shown, present, queries.Marker(now, head, stamp))
+        return self._finish(work, shown, present, queries.Marker(now, head, stamp, None))
 
     def _listing(self) -> set[str]:
         """The files under ``feeds/``, without the temporary files a stopped
@@ -258,19 +313,55 @@ class FeedBuilder:
         disk. When the article count does not add up (an article deleted, or
         one stored with a change time before the marker), every feed's items
         are planned afresh and those that differ from what it shows join in."""
-        newest = marker.head.newest
+        newest, matcher = marker.head.newest, Matcher(self.config.taxonomy)
         changed = queries.changed_since(conn, newest - LOOKBACK if newest else None)
-        ids = {c.id for c in changed}
+        count_ok = head.total == marker.head.total + inserted_since(changed, newest)
+        if newest is not None:
+            changed = [c for c in changed if not self._settled(c, newest, shown, matcher)]
         slugs = [(c.regions, c.categories) for c in changed]
-        feeds = touched(Matcher(self.config.taxonomy), slugs, old_feeds(shown, ids))
-        if head.total == marker.head.total + inserted_since(changed, newest):
-            counts = queries.count_selections(conn, self.config.taxonomy)
-            work = Work(False, counts, ())
-        else:
+        feeds = touched(matcher, slugs, old_feeds(shown, {c.id for c in changed}))
+        if not count_ok:
             work = replace(self.plan_full(conn), full=False)
             feeds |= differing(work.items, shown, self.formats)
+        elif marker.counts is not None and inserted_since(changed, newest) == len(changed):
+            items = self._joined(conn, changed, feeds, shown, matcher)
+            work = Work(False, counted(marker.counts, matcher, slugs), (), items)
+        else:  # an edit may have moved an article between feeds
+            work = Work(False, queries.count_selections(conn, self.config.taxonomy), ())
         feeds |= missing_feeds(work.counts, self.formats, present)
         return replace(work, render=sorted(feeds & work.counts.keys(), key=sort_key))
+
+    def _joined(
+        self,
+        conn: Connection,
+        inserted: Sequence[queries.Changed],
+        feeds: set[Selection],
+        shown: Mapping[str, Sequence[str]],
+        matcher: Matcher,
+    ) -> dict[Selection, list[str]]:
+        """The items of the ``feeds`` that new articles only joined in front
+        (see :func:`joined`); the store is asked for the others."""
+        old = {s: shown.get(s.path(self.formats[0]), ()) for s in feeds}
+        times = queries.published_of(conn, {token_id(t[0]) for t in old.values() if t})
+        out = {}
+        for selection in feeds:
+            fresh = [
+                c for c in inserted if selection in matcher.selections(c.regions, c.categories)
+            ]
+            found = joined(fresh, old[selection], times, self.config.feeds.items)
+            if found is not None:
+                out[selection] = found
+        return out
+
+    def _settled(
+        self,
+        changed: queries.Changed,
+        newest: datetime,
+        shown: Mapping[str, Sequence[str]],
+        matcher: Matcher,
+    ) -> bool:
+        feeds = matcher.selections(changed.regions, changed.categories)
+        return settled(changed, newest, shown, feeds, self.formats[0])
 
     def _finish(
         self,
@@ -290,7 +381,7 @@ class FeedBuilder:
         self._ping([self._site.url(p) for p in dict.fromkeys([*written, *moved])])
         with self.db.begin() as conn:
             queries.save_shown(conn, showing, stale, now=marker.built_at)
-            queries.save_marker(conn, marker)
+            queries.save_marker(conn, replace(marker, counts=work.counts))
         total = len(work.counts) * len(self.formats)
         return BuildReport(
             len(written),
@@ -306,7 +397,7 @@ class FeedBuilder:
     def _write_feeds(self, work: Work) -> tuple[list[str], dict[str, Sequence[str]]]:
         """Render and write every feed of ``work`` in batches; the paths
         written, and the ids every rendered path shows."""
-        renderer = Renderer(self._site, self.formats)
+        renderer = self._renderer(fingerprint(self.config))
         written: list[str] = []
         showing: dict[str, Sequence[str]] = {}
         for start in range(0, len(work.render), BATCH):
@@ -321,20 +412,31 @@ class FeedBuilder:
                         written.append(path)
         return written, showing
 
+    def _renderer(self, stamp: str) -> Renderer:
+        """The renderer of the last build in this process when the config and
+        versions are the same (its entries, by item token, are still right),
+        else a new one."""
+        found = _RENDERERS.get(stamp)
+        if found is None:
+            _RENDERERS.clear()
+            found = _RENDERERS[stamp] = Renderer(self._site, self.formats)
+        return found
+
     def _load(
         self, renderer: Renderer, work: Work, batch: Sequence[Selection]
     ) -> dict[Selection, list[str]]:
-        """The item ids of ``batch``'s feeds, their articles rendered; an
-        article deleted meanwhile is left out (the next build sees it gone)."""
+        """The item tokens of ``batch``'s feeds, their articles rendered; an
+        article deleted or edited meanwhile is left out (the next build sees it)."""
         limit = self.config.feeds.items
         with self.db.connect() as conn:
             items = {
                 s: list(work.items.get(s) or self._newest(conn, s, limit, work)) for s in batch
             }
-            wanted = [i for ids in items.values() for i in ids]
-            found = queries.load_by_id(conn, renderer.missing(wanted), work.links)
-        renderer.add(found.values(), keep=set(wanted))
-        return {s: [i for i in ids if renderer.has(i)] for s, ids in items.items()}
+            wanted = [t for tokens in items.values() for t in tokens]
+            missing = {token_id(t): t for t in renderer.missing(wanted)}
+            found = queries.load_by_id(conn, missing, work.links)
+        renderer.add({missing[i]: a for i, a in found.items()}, keep=set(wanted))
+        return {s: [t for t in tokens if renderer.has(t)] for s, tokens in items.items()}
 
     def _newest(self, conn: Connection, selection: Selection, limit: int, work: Work) -> list[str]:
         if work.full:  # an empty feed: the full plan lists it without items

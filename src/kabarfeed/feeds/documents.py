@@ -4,7 +4,9 @@ An article appears in several feeds (all, its city, its province, its
 categories, the pairs): its RSS item, Atom entry and JSON item are
 serialised once and joined into every document that carries it, so a
 document costs its head plus a join. Nothing is read back from earlier
-output: a :class:`Renderer` lives for one build.
+output: a :class:`Renderer` holds rendered entries by item token (article id
+and revision), so the builder keeps one from build to build while the config
+stays the same.
 """
 
 from __future__ import annotations
@@ -31,28 +33,28 @@ class Renderer:
     """Renders the feeds of one site in ``formats``. Create one per build; not
     thread-safe (feedgen switches the process locale while writing RSS dates)."""
 
-    def __init__(self, site: FeedSite, formats: Sequence[str], *, max_cached: int = 50_000):
+    def __init__(self, site: FeedSite, formats: Sequence[str], *, max_cached: int = 20_000):
         self.site = site
         self.formats = tuple(formats)
         self.max_cached = max_cached
         self._entries: dict[str, Entries] = {}
         self._writer = xml.EntryWriter(site)
 
-    def has(self, article_id: str) -> bool:
-        """Whether ``article_id``'s entries are rendered."""
-        return article_id in self._entries
+    def has(self, token: str) -> bool:
+        """Whether the article at ``token`` (its item token) is rendered."""
+        return token in self._entries
 
-    def missing(self, ids: Iterable[str]) -> list[str]:
-        """Those of ``ids`` not rendered yet, each once."""
-        return [i for i in dict.fromkeys(ids) if i not in self._entries]
+    def missing(self, tokens: Iterable[str]) -> list[str]:
+        """Those of ``tokens`` not rendered yet, each once."""
+        return [t for t in dict.fromkeys(tokens) if t not in self._entries]
 
-    def add(self, articles: Iterable[Article], keep: Collection[str] = ()) -> None:
-        """Render ``articles``; once over ``max_cached`` entries, forget those
-        not in ``keep`` first."""
+    def add(self, articles: Mapping[str, Article], keep: Collection[str] = ()) -> None:
+        """Render ``articles`` (by item token); once over ``max_cached``
+        entries, forget those not in ``keep`` first."""
         if len(self._entries) > self.max_cached:
             self._entries = {k: v for k, v in self._entries.items() if k in keep}
-        for article in articles:
-            self._entries[article.id] = self.entries(article)
+        for token, article in articles.items():
+            self._entries[token] = self.entries(article)
 
     def entries(self, article: Article) -> Entries:
         """``article``'s entries in every format."""
@@ -67,9 +69,9 @@ class Renderer:
             out["json"] = jsonfeed.json_item(self.site, article, values)
         return Entries(article.updated, out)
 
-    def documents(self, selection: Selection, ids: Sequence[str]) -> dict[str, bytes]:
-        """Every format of one feed from rendered articles, ``ids`` newest first."""
-        parts = [self._entries[i] for i in ids]
+    def documents(self, selection: Selection, tokens: Sequence[str]) -> dict[str, bytes]:
+        """Every format of one feed from rendered articles, ``tokens`` newest first."""
+        parts = [self._entries[t] for t in tokens]
         updated = max((p.updated for p in parts), default=EMPTY_FEED_UPDATED)
         out = {}
         for fmt in self.formats:
@@ -91,7 +93,7 @@ def render(
     """Every requested format of one feed: ``{"rss": b"...", "atom": ..., "json": ...}``;
     ``articles`` newest first."""
     renderer = Renderer(site, formats)
-    renderer.add(articles)
+    renderer.add({a.id: a for a in articles})
     return renderer.documents(selection, [a.id for a in articles])
 
 

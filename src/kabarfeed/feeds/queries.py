@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, delete, exists, func, insert, select
 
-from kabarfeed.feeds.selection import ALL, GroupKey, Selection, base_selections
+from kabarfeed.feeds.selection import ALL, GroupKey, Selection, base_selections, sort_key
 from kabarfeed.models import Article, Taxonomy
 from kabarfeed.store.articles import ARTICLE_COLUMNS, Slugs, article_from_row, slugs_of
 from kabarfeed.store.schema import article_categories, article_regions, articles, feed_builds
@@ -39,16 +39,39 @@ class Marker:
     built_at: datetime
     head: Head
     fingerprint: str
+    counts: Mapping[Selection, int] | None = None
+    """Every feed's article count (``None``: not recorded)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Changed:
     """An article inserted, edited or reclassified since a moment."""
 
-    id: str
+    token: str
+    changed: datetime
     first_seen: datetime
+    published: datetime
     regions: tuple[str, ...]
     categories: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        """The article id."""
+        return token_id(self.token)
+
+
+TOKEN_REVISION = 16
+"""Characters of an article's revision in its item token."""
+
+
+def item_token(article_id: str, revision: str) -> str:
+    """An item as a feed shows it: id plus revision, so edits show."""
+    return f"{article_id}:{revision[:TOKEN_REVISION]}"
+
+
+def token_id(token: str) -> str:
+    """The article id of an item token."""
+    return token.partition(":")[0]
 
 
 def store_version(conn: Connection) -> Head:
@@ -62,17 +85,34 @@ def store_version(conn: Connection) -> Head:
 def changed_since(conn: Connection, since: datetime | None) -> list[Changed]:
     """The articles whose change column moved after ``since`` (``None``: all),
     with their slugs."""
-    query = select(articles.c.id, articles.c.first_seen_at)
+    a = articles.c
+    query = select(a.id, a.revision, a.changed_at, a.first_seen_at, a.published_at)
     if since is not None:
-        query = query.where(articles.c.changed_at > since)
+        query = query.where(a.changed_at > since)
     rows = list(conn.execute(query))
     regions, categories = slugs_of(conn, [r.id for r in rows])
-    return [Changed(i, seen, regions.get(i, _EMPTY), categories.get(i, _EMPTY)) for i, seen in rows]
+    return [
+        Changed(
+            item_token(i, rev), at, seen, pub, regions.get(i, _EMPTY), categories.get(i, _EMPTY)
+        )
+        for i, rev, at, seen, pub in rows
+    ]
+
+
+def published_of(conn: Connection, ids: Iterable[str]) -> dict[str, datetime]:
+    """When each stored article of ``ids`` was published."""
+    wanted = sorted(set(ids))
+    out: dict[str, datetime] = {}
+    for i in range(0, len(wanted), _CHUNK):
+        query = select(articles.c.id, articles.c.published_at)
+        rows = conn.execute(query.where(articles.c.id.in_(wanted[i : i + _CHUNK])))
+        out.update((article_id, when) for article_id, when in rows)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
 class ArticleIndex:
-    """Every stored article without content: ``ids`` newest published first,
+    """Every stored article without content: ``ids`` (item tokens) newest first,
     the positions in ``ids`` of each slug combination, every article's slugs."""
 
     ids: Sequence[str]
@@ -85,10 +125,14 @@ def article_index(conn: Connection) -> ArticleIndex:
     straight from the DB-API cursor (Core's per-row work would triple the time)."""
     regions = _link_map(_fetch_raw(conn, "SELECT article_id, region FROM article_regions"))
     categories = _link_map(_fetch_raw(conn, "SELECT article_id, category FROM article_categories"))
-    rows = _fetch_raw(conn, "SELECT id FROM articles ORDER BY published_at DESC, id DESC")
-    ids = [row[0] for row in rows]
+    rows = _fetch_raw(
+        conn,
+        f"SELECT id, substr(revision, 1, {TOKEN_REVISION}) FROM articles"
+        " ORDER BY published_at DESC, id DESC",
+    )
+    ids = [f"{i}:{rev}" for i, rev in rows]
     groups: dict[GroupKey, list[int]] = {}
-    for position, article_id in enumerate(ids):
+    for position, (article_id, _) in enumerate(rows):
         key = (regions.get(article_id, _EMPTY), categories.get(article_id, _EMPTY))
         groups.setdefault(key, []).append(position)
     return ArticleIndex(ids, groups, (regions, categories))
@@ -128,15 +172,31 @@ def _member_of(taxonomy: Taxonomy, selection: Selection) -> list[ColumnElement[b
 def newest_ids(
     conn: Connection, taxonomy: Taxonomy, selection: Selection, *, items: int
 ) -> list[str]:
-    """The ids of ``selection``'s newest ``items`` articles (newest published
-    first, then by id, as :func:`article_index` orders them)."""
-    query = (
-        select(articles.c.id)
-        .where(*_member_of(taxonomy, selection))
-        .order_by(articles.c.published_at.desc(), articles.c.id.desc())
-        .limit(items)
+    """The item tokens of ``selection``'s newest ``items`` articles (newest
+    published first, then by id, as :func:`article_index` orders them)."""
+    query = select(articles.c.id, articles.c.revision, articles.c.published_at)
+    if selection.region and selection.category:  # few articles: start from them
+        query = _pair_members(query, taxonomy, selection)
+    else:
+        query = query.where(*_member_of(taxonomy, selection))
+    order = (articles.c.published_at.desc(), articles.c.id.desc())
+    rows = conn.execute(query.order_by(*order).limit(items))
+    return [item_token(i, rev) for i, rev, _ in rows]
+
+
+def _pair_members(query: Select[Any], taxonomy: Taxonomy, selection: Selection) -> Select[Any]:
+    """``query`` over the articles of a region x category pair, joined from
+    the category's and the regions' rows (a pair holds ~1/600 of a large
+    store: scanning articles by date for it read hundreds of rows per item)."""
+    regions, cats = article_regions.c, article_categories.c
+    slugs = taxonomy.with_descendants(selection.region or "")
+    return (
+        query.select_from(article_categories)
+        .join(article_regions, regions.article_id == cats.article_id)
+        .join(articles, articles.c.id == cats.article_id)
+        .where(cats.category == selection.category, regions.region.in_(slugs))
+        .distinct()
     )
-    return list(conn.execute(query).scalars())
 
 
 def count_selections(conn: Connection, taxonomy: Taxonomy) -> dict[Selection, int]:
@@ -218,18 +278,17 @@ def load_by_id(
 
 
 def shown(conn: Connection) -> dict[str, tuple[str, ...]]:
-    """Every feed path written with the ids of the articles it shows."""
+    """Every feed path written with the item tokens it shows."""
     rows = conn.execute(select(feed_builds.c.path, feed_builds.c.item_ids))
-    return {path: _ids_of(text) for path, text in rows}
+    return {path: _tokens_of(text) for path, text in rows}
 
 
-def _ids_of(text: str | None) -> tuple[str, ...]:
-    """Ids as stored: space-separated (``id`` or, before 0.2, ``id:revision``),
-    or a JSON list (development builds before 0.1)."""
+def _tokens_of(text: str | None) -> tuple[str, ...]:
+    """Tokens as stored: space-separated, or a JSON list (development builds
+    before 0.1)."""
     if not text:
         return ()
-    tokens = json.loads(text) if text.startswith("[") else text.split(" ")
-    return tuple(t.partition(":")[0] for t in tokens)
+    return tuple(json.loads(text) if text.startswith("[") else text.split(" "))
 
 
 def save_shown(
@@ -239,7 +298,7 @@ def save_shown(
     *,
     now: datetime,
 ) -> None:
-    """Record the ids each ``written`` path shows; forget ``removed`` paths."""
+    """Record the item tokens each ``written`` path shows; forget ``removed`` paths."""
     paths = [*written, *removed]
     for i in range(0, len(paths), _CHUNK):
         conn.execute(delete(feed_builds).where(feed_builds.c.path.in_(paths[i : i + _CHUNK])))
@@ -258,6 +317,10 @@ def _row(path: str, ids: Sequence[str], now: datetime) -> dict[str, Any]:
     }
 
 
+def _order(marker: Marker) -> list[Selection]:
+    return sorted(marker.counts or {}, key=sort_key)
+
+
 def load_marker(conn: Connection) -> Marker | None:
     """The last build's marker; ``None`` before the first build or when unreadable."""
     data = read_state(conn, MARKER_KEY)
@@ -267,7 +330,9 @@ def load_marker(conn: Connection) -> Marker | None:
         newest = data.get("newest")
         head = Head(datetime.fromisoformat(newest) if newest else None, int(data["total"]))
         built = datetime.fromisoformat(str(data["built_at"]))
-        return Marker(built, head, str(data.get("fingerprint") or ""))
+        counts = data.get("counts")
+        found = {Selection(r, c): int(n) for r, c, n in counts} if counts is not None else None
+        return Marker(built, head, str(data.get("fingerprint") or ""), found)
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -279,5 +344,6 @@ def save_marker(conn: Connection, marker: Marker) -> None:
         "newest": marker.head.newest.isoformat() if marker.head.newest else None,
         "total": marker.head.total,
         "fingerprint": marker.fingerprint,
+        "counts": [[s.region, s.category, (marker.counts or {})[s]] for s in _order(marker)],
     }
     write_state(conn, MARKER_KEY, value, marker.built_at)
