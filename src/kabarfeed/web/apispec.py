@@ -54,7 +54,10 @@ _ARTICLE_IN: dict[str, Any] = {
         "author": {"type": "string"},
         "advertorial": {"type": "boolean"},
         "language": {"type": "string"},
-        "breaking": {"type": "boolean"},
+        "breaking": {
+            "type": "boolean",
+            "description": "Accepted; no breaking alert is sent yet (the answer's notes say so)",
+        },
     },
 }
 
