@@ -89,3 +89,16 @@ def test_weekly_edition_groups_and_caps_the_weeks_articles(make_config: ConfigFa
     edition = EditionInput(weekly, MONDAY, chosen.articles, chosen.total_matching)
     _, text, _ = _parts(renderer.render_one(edition).data)
     assert "9" in text and "lainnya di web" in text  # the rest behind "more on the web"
+
+
+def test_a_weekly_readers_welcome_names_their_day(make_config: ConfigFactory) -> None:
+    config = make_config()
+    renderer = DigestRenderer(config, clock=lambda: CUTOFF)
+    weekly = replace(subscriber(1), frequency="weekly", weekly_day=3)
+    articles = sample_articles()
+    welcome = EditionInput(weekly, MONDAY, articles, len(articles), first=True)
+    _, text, _ = _parts(renderer.render_one(welcome).data)
+    assert "ringkasan mingguan tiba setiap hari Kamis pukul 06:00 WITA" in text
+    english = replace(weekly, language="en")
+    _, text_en, _ = _parts(renderer.render_one(replace(welcome, subscriber=english)).data)
+    assert "weekly digest arrives every Thursday at 06:00 WITA" in text_en

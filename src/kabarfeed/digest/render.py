@@ -218,7 +218,12 @@ class _Context:
 
     def _welcome(self, sub: Subscriber, t: Mapping[str, str]) -> str:
         zone = _ZONE_ABBR.get(sub.timezone) or sub.timezone
-        return t["welcome"].format(site=self.config.site.title, time=f"{sub.send_at} {zone}")
+        time = f"{sub.send_at} {zone}"
+        if sub.frequency == "weekly":
+            weekday = date(2025, 11, 17) + timedelta(days=sub.weekly_day)  # a Monday, + days
+            day = format_date(weekday, "EEEE", locale=sub.language)
+            return t["welcome_weekly"].format(site=self.config.site.title, day=day, time=time)
+        return t["welcome"].format(site=self.config.site.title, time=time)
 
     def _title(self, sub: Subscriber) -> str:
         region = self.taxonomy.region(sub.regions[0]) if sub.regions else None

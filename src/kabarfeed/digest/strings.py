@@ -27,6 +27,8 @@ _ID = {
     "browser": "Lihat di browser",
     "empty": "Belum ada berita baru sesuai pilihan Anda sejak edisi sebelumnya.",
     "photo": "Foto",
+    "welcome_weekly": "Selamat datang di {site}! Berikut berita terbaru sesuai pilihan Anda. "
+    "Selanjutnya, ringkasan mingguan tiba setiap hari {day} pukul {time}.",
     "weekly_title": "Sepekan di {place}",
     "weekly_title_all": "Berita pilihan sepekan",
     "weekly_intro": "Berita pilihan sepekan terakhir, {start} – {date}.",
@@ -53,6 +55,8 @@ _EN = {
     "browser": "View in your browser",
     "empty": "No new stories matched your choices since the previous edition.",
     "photo": "Photo",
+    "welcome_weekly": "Welcome to {site}! Here are the latest stories on your topics. "
+    "From now on, your weekly digest arrives every {day} at {time}.",
     "weekly_title": "The week in {place}",
     "weekly_title_all": "The week's top stories",
     "weekly_intro": "The week's top stories, {start} – {date}.",
