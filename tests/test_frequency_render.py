@@ -11,10 +11,16 @@ from dataclasses import replace
 from datetime import date, timedelta
 from email.message import EmailMessage
 
+from kabarfeed.config import Config
+from kabarfeed.digest.preview import build_preview
 from kabarfeed.digest.render import DigestRenderer, EditionInput
 from kabarfeed.digest.selection import select_articles
+from kabarfeed.models import Subscriber
+from kabarfeed.store import Database
+from kabarfeed.store import subscribers as sub_store
+from kabarfeed.subscribers import SubscriberDraft, validate_draft, with_defaults
 from tests.conftest import ConfigFactory
-from tests.digest_support import CUTOFF, article, sample_articles, subscriber
+from tests.digest_support import CUTOFF, article, sample_articles, save, subscriber
 
 MONDAY = date(2025, 11, 17)
 
@@ -102,3 +108,24 @@ def test_a_weekly_readers_welcome_names_their_day(make_config: ConfigFactory) ->
     english = replace(weekly, language="en")
     _, text_en, _ = _parts(renderer.render_one(replace(welcome, subscriber=english)).data)
     assert "weekly digest arrives every Thursday at 06:00 WITA" in text_en
+
+
+def test_preview_of_a_weekly_reader_covers_their_week(
+    make_config: ConfigFactory, db: Database
+) -> None:
+    config = make_config("[digest]\nmax_articles = 100\n")
+    save(db, [article(n) for n in range(1, 24 * 9, 24)])  # one a day, nine days back
+    weekly = _stored_weekly(config, db)
+    preview = build_preview(db, config, weekly, now=CUTOFF)
+    articles = preview.edition.articles
+    days_back = sorted(round((CUTOFF - a.first_seen) / timedelta(days=1)) for a in articles)
+    assert days_back == [0, 1, 2, 3, 4, 5, 6]  # the last seven days, nothing older
+
+
+def _stored_weekly(config: Config, db: Database) -> Subscriber:
+    draft = SubscriberDraft(
+        "w@example.id", regions=("balikpapan",), frequency="weekly", weekly_day=0
+    )
+    ready = with_defaults(validate_draft(draft, config.taxonomy), config)
+    with db.begin() as conn:
+        return sub_store.add(conn, ready, now=CUTOFF - timedelta(days=30))

@@ -9,10 +9,9 @@ from datetime import date, datetime
 
 from kabarfeed.config import Config
 from kabarfeed.digest.render import EditionInput
-from kabarfeed.digest.schedule import local_date_for, send_moment
+from kabarfeed.digest.schedule import first_window, local_date_for, send_moment, window_max_age
 from kabarfeed.digest.selection import (
     Selection,
-    edition_since,
     region_scope,
     select_articles,
     select_latest,
@@ -58,17 +57,25 @@ def build_preview(
             )
             return Preview(edition, welcome)
         previous = store.previous_cutoff(conn, sub.id, before=cutoff)
-        since = edition_since(previous, cutoff, config.digest)
+        first = first_window(sub, config.digest.first_window)
+        since = previous if previous is not None else cutoff - first
+        max_age = window_max_age(sub, since, cutoff, config.digest.max_age)
         candidates = store.edition_candidates(
             conn,
             sub,
             since=since,
             cutoff=cutoff,
-            max_age=config.digest.max_age,
+            max_age=max_age,
             taxonomy=config.taxonomy,
         )
     selection = select_articles(
-        sub, candidates, since=since, cutoff=cutoff, taxonomy=config.taxonomy, config=config.digest
+        sub,
+        candidates,
+        since=since,
+        cutoff=cutoff,
+        taxonomy=config.taxonomy,
+        config=config.digest,
+        max_age=max_age,
     )
     edition = EditionInput(sub, local_date, selection.articles, selection.total_matching)
     return Preview(edition, selection)
