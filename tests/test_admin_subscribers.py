@@ -278,3 +278,61 @@ def html_unescape(text: str) -> str:
     import html
 
     return html.unescape(text)
+
+
+def _wait_done(client: TestClient, location: str) -> str:
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:
+        page = client.get(location)
+        assert page.status_code == 200
+        if 'data-state="running"' not in page.text:
+            return page.text
+        assert time.monotonic() < deadline, "the job did not finish"
+        time.sleep(0.05)
+
+
+def test_large_imports_and_feed_rebuilds_run_in_the_background(
+    db: Database,
+    config: Config,
+    fixed_now: datetime,
+    people: dict[str, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kabarfeed.web.admin import subscriber_pages
+
+    monkeypatch.setattr(subscriber_pages, "BACKGROUND_ROWS", 1)
+    monkeypatch.setattr(use, "IMPORT_SLICE", 1)
+    client = _client(config, db, fixed_now, "pemred@example.id", Role.ADMIN)
+    csrf = csrf_of(client.get("/admin/subscribers/import").text)
+    started = client.post(
+        "/admin/subscribers/import", data={"csrf": csrf, "step": "apply", "csv": IMPORT_CSV}
+    )
+    assert started.status_code == 303 and started.headers["location"].startswith("/admin/jobs/")
+    page = _wait_done(client, started.headers["location"])
+    assert 'data-state="done"' in page and "1 added, 2 updated, 1 unchanged, 0 failed" in page
+    assert 'max="4" value="4"' in page  # four valid rows, one slice each
+    with db.connect() as conn:
+        assert store.get_by_email(conn, "dewi@example.com") is not None
+    rebuilt = client.post("/admin/jobs/rebuild-feeds", data={"csrf": csrf})
+    assert rebuilt.status_code == 303
+    page = _wait_done(client, rebuilt.headers["location"])
+    assert 'data-state="done"' in page and "feeds" in page
+    assert (config.feeds.output / "feeds" / "all.rss").exists()
+    actions = [e.action for e in audit.search(db, AuditFilter())][:2]
+    assert actions == ["feeds.rebuild", "subscribers.import"]
+    assert client.get("/admin/jobs/nosuchjob").status_code == 404
+
+
+def test_a_job_whose_row_stops_moving_is_interrupted(db: Database, fixed_now: datetime) -> None:
+    from kabarfeed.admin import jobs
+
+    job_id = jobs.start(db, "subscribers-import", "x@example.id", now=fixed_now)
+    jobs.progress(db, job_id, lambda: fixed_now)(3, 10)
+    job = jobs.get(db, job_id)
+    assert job is not None and (job.done, job.total, job.percent) == (3, 10, 30)
+    assert job.state(fixed_now + timedelta(minutes=4)) == "running"
+    assert job.state(fixed_now + timedelta(minutes=6)) == "interrupted"
+    jobs.finish(db, job_id, ok=True, summary="ok", now=fixed_now)
+    assert jobs.get(db, job_id).state(fixed_now + timedelta(days=1)) == "done"  # type: ignore[union-attr]

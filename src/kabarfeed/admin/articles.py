@@ -290,4 +290,3 @@ def unpublished(db: Database, limit: int = 100) -> list[Unpublished]:
     )
     with db.connect() as conn:
         return [Unpublished(*row) for row in conn.execute(query).all()]
-

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -267,13 +267,41 @@ def plan_import(db: Database, config: Config, text: str, *, now: datetime) -> Im
     return ImportPlan(planned, tuple((p.line, p.message) for p in parsed.problems))
 
 
+IMPORT_SLICE = 500
+"""Rows per progress step of an import (each slice is its own transactions)."""
+
+
+def count_rows(config: Config, text: str, *, now: datetime) -> int:
+    """How many valid rows ``text`` has (to decide whether to import in the background)."""
+    return len(parse_csv(text, config.taxonomy, now=now).rows)
+
+
 def run_import(
-    db: Database, config: Config, text: str, actor: Actor, *, now: datetime
+    db: Database,
+    config: Config,
+    text: str,
+    actor: Actor,
+    *,
+    now: datetime,
+    progress: Callable[[int, int], None] | None = None,
 ) -> store.ImportReport:
-    """Import ``text`` exactly as ``kabarfeed subscribers import`` does; audited."""
+    """Import ``text`` exactly as ``kabarfeed subscribers import`` does, slice
+    by slice (``progress(done, total)`` after each); audited."""
     parsed = parse_csv(text, config.taxonomy, now=now)
     rows = [(r, with_defaults(r.draft, config)) for r in parsed.rows]
-    report = store.import_rows(db, rows, now=now)
+    added = updated = unchanged = 0
+    failed: list[tuple[int, str]] = []
+    for start in range(0, len(rows), IMPORT_SLICE):
+        part = store.import_rows(db, rows[start : start + IMPORT_SLICE], now=now)
+        added, updated, unchanged = (
+            added + part.added,
+            updated + part.updated,
+            unchanged + part.unchanged,
+        )
+        failed.extend(part.failed)
+        if progress is not None:
+            progress(min(start + IMPORT_SLICE, len(rows)), len(rows))
+    report = store.ImportReport(added, updated, unchanged, tuple(failed))
     with db.begin() as conn:
         audit.record(
             conn,

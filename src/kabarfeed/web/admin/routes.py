@@ -21,6 +21,7 @@ from kabarfeed.web.admin import (
     auth_pages,
     config_pages,
     digest_pages,
+    job_pages,
     overview,
     subscriber_pages,
 )
@@ -170,6 +171,12 @@ def admin_routes(console: Console) -> list[BaseRoute]:
             c.page(article_pages.republish),
             methods=["POST"],
         ),
+        Route(
+            f"{PREFIX}/jobs/rebuild-feeds",
+            c.page(job_pages.rebuild_feeds, admin=True),
+            methods=["POST"],
+        ),
+        Route(f"{PREFIX}/jobs/{{id}}", c.page(job_pages.job_page), methods=["GET"]),
         # Anything else under /admin: behind the session too, then "not found".
         Route(f"{PREFIX}/{{rest:path}}", c.page(not_found), methods=["GET", "HEAD", "POST"]),
     ]

@@ -13,13 +13,17 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from kabarfeed.admin import subscribers as use
 from kabarfeed.admin.audit import Actor
+from kabarfeed.admin.jobs import Progress
 from kabarfeed.admin.sessions import Session
 from kabarfeed.errors import NotFoundError
 from kabarfeed.models import SubscriberStatus
 from kabarfeed.web import signup
 from kabarfeed.web.admin.core import PREFIX, Console, Notice, field_of, form_of
+from kabarfeed.web.admin.job_pages import launch
 
 log = logging.getLogger(__name__)
+BACKGROUND_ROWS = 2000
+"""Imports with more valid rows than this run in the background with a progress bar."""
 
 
 def _query(request: Request, *, limit: int = use.PAGE) -> use.SubscriberQuery:
@@ -231,10 +235,22 @@ async def import_submit(console: Console, request: Request, session: Session) ->
         return console.render(
             request, "import.html.j2", "import_title", session=session, plan=plan, csv_text=text
         )
+    actor = Actor.console(session.account.email)
+    rows = await run_in_threadpool(lambda: use.count_rows(console.config, text, now=now))
+    if rows > BACKGROUND_ROWS:
+        config, db = console.config, console.db
+
+        def work(progress: Progress) -> str:
+            done = use.run_import(db, config, text, actor, now=now, progress=progress)
+            return (
+                f"{done.added} added, {done.updated} updated, {done.unchanged} unchanged, "
+                f"{len(done.failed)} failed"
+            )
+
+        job_id = await run_in_threadpool(launch, console, "subscribers-import", actor.name, work)
+        return RedirectResponse(f"{PREFIX}/jobs/{job_id}", status_code=303)
     report = await run_in_threadpool(
-        lambda: use.run_import(
-            console.db, console.config, text, Actor.console(session.account.email), now=now
-        )
+        lambda: use.run_import(console.db, console.config, text, actor, now=now)
     )
     summary = console.text(
         request,

@@ -45,6 +45,12 @@ _ID = {
     "open_original": "Buka artikel asli",
     "keep_auto": "ikuti otomatis",
     "nav_accounts": "Akun",
+    "job_title": "Pekerjaan latar belakang",
+    "job_running": "Sedang berjalan… halaman ini diperbarui sendiri.",
+    "job_done": "Selesai.",
+    "job_failed": "Gagal.",
+    "job_interrupted": "Terputus (prosesnya berhenti). Jalankan lagi bila perlu.",
+    "rebuild_feeds": "Bangun ulang semua umpan",
     "accounts_title": "Akun konsol",
     "invite": "Undang",
     "invite_made": (
@@ -254,7 +260,9 @@ _ID = {
     "import_file": "Berkas CSV",
     "import_preview": "Lihat perubahan",
     "import_apply": "Impor",
-    "import_unreadable": "Berkas tidak terbaca (harus teks UTF-8, paling besar 5 MB).",
+    "import_unreadable": (
+        "Berkas tidak terbaca (harus teks UTF-8, dalam batas unggahan [web] max_body)."
+    ),
     "import_done": (
         "Impor selesai: {added} ditambah, {updated} diubah, {unchanged} tetap, {failed} gagal."
     ),
@@ -311,6 +319,12 @@ _EN = {
     "open_original": "Open the original",
     "keep_auto": "follow automatic",
     "nav_accounts": "Accounts",
+    "job_title": "Background job",
+    "job_running": "Running… this page refreshes itself.",
+    "job_done": "Done.",
+    "job_failed": "Failed.",
+    "job_interrupted": "Interrupted (its process stopped). Run it again if needed.",
+    "rebuild_feeds": "Rebuild every feed",
     "accounts_title": "Console accounts",
     "invite": "Invite",
     "invite_made": (
@@ -510,7 +524,7 @@ _EN = {
     "import_file": "CSV file",
     "import_preview": "Preview the changes",
     "import_apply": "Import",
-    "import_unreadable": "The file cannot be read (UTF-8 text, at most 5 MB).",
+    "import_unreadable": "The file cannot be read (UTF-8 text, within [web] max_body).",
     "import_done": (
         "Import done: {added} added, {updated} updated, {unchanged} unchanged, {failed} failed."
     ),
