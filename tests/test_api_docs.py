@@ -20,16 +20,20 @@ from kabarfeed.store import Database
 from kabarfeed.store.articles import load_articles
 from tests.api_support import SECRET, Clock, api_config, live, token_for
 from tests.conftest import REPO, ConfigFactory
+from tests.test_readme import marked_blocks
 
 NOW = datetime(2025, 11, 17, 0, 30, tzinfo=UTC)
-MARKER = "<!-- runnable: api -->"
+MARKER = "runnable: api"
+"""README blocks after ``<!-- runnable: api -->`` (the README test's marker convention;
+plain ``runnable`` blocks run without a server, these need one)."""
 
 
 def readme_blocks() -> list[str]:
     """The shell blocks that follow the marker in README.md."""
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    pattern = re.escape(MARKER) + r"\n```sh\n(.*?)\n```"
-    return re.findall(pattern, text, flags=re.DOTALL)
+    blocks = marked_blocks(text, MARKER)
+    assert all(lang == "sh" for lang, _ in blocks)
+    return [body.rstrip("\n") for _, body in blocks]
 
 
 def test_openapi_is_valid_and_covers_every_route(
