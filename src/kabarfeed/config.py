@@ -415,6 +415,7 @@ class AdminConfig(_Section):
 
     enabled: bool = True
     host: str = ""
+    listen: str = ""
     session_idle: Duration = timedelta(minutes=30)
     session_max: Duration = timedelta(hours=12)
     invite_ttl: Duration = timedelta(days=3)
@@ -428,7 +429,16 @@ class AdminConfig(_Section):
             raise ValueError("session_idle must not be longer than session_max")
         if self.host and not re.match(r"^[A-Za-z0-9.-]+(:\d+)?$", self.host):
             raise ValueError(f'host "{self.host}" is not a host name like "admin.example.id"')
+        if self.listen and self.listen_address() is None:
+            raise ValueError(f'listen "{self.listen}" is not an address like "127.0.0.1:8081"')
         return self
+
+    def listen_address(self) -> tuple[str, int] | None:
+        """``listen`` as (host, port): the console's own listener, or ``None``."""
+        match = re.match(r"^\[?([A-Za-z0-9.:-]+?)\]?:(\d{1,5})$", self.listen)
+        if not match or int(match[2]) > 65535:
+            return None
+        return match[1], int(match[2])
 
 
 class ApiConfig(_Section):
