@@ -137,6 +137,8 @@ def restart_only_changes(old: Config, new: Config) -> list[str]:
         out.append("storage.url")
     if (old.web.host, old.web.port) != (new.web.host, new.web.port):
         out.append("web.host/web.port")
+    if old.admin.listen != new.admin.listen:
+        out.append("admin.listen")
     return out
 
 
@@ -369,6 +371,7 @@ class Service:
         self.scheduler = ServiceScheduler(self.cases, clock, timing_of(config))
         self.stopping = asyncio.Event()
         self.web: SwappableApp | None = None
+        self.admin_port: int | None = None
         self.seed: SeedReport | None = None
         self.on_listening: Callable[[Service, str, int], None] | None = None
         self._reload_lock = asyncio.Lock()
@@ -410,6 +413,7 @@ class Service:
         """Serve until SIGTERM/SIGINT; return whether shutdown finished in time."""
         sock = bind_socket(host, port)
         self.workers.port = sock.getsockname()[1]
+        sockets = [sock, *self._console_socket()]
         server = self._web_server(host)
         self.seed = await asyncio.to_thread(self.import_seed)
         self.workers.on_queued = functools.partial(self._wake_drain, asyncio.get_running_loop())
@@ -426,7 +430,7 @@ class Service:
         # A build soon after start restores missing output and gives a fresh
         # install its index page before the first ingest (a no-op otherwise).
         self.scheduler.request_build()
-        serving = asyncio.create_task(server.serve(sockets=[sock]), name="web")
+        serving = asyncio.create_task(server.serve(sockets=sockets), name="web")
         if self.rt.config.scheduler.watch:
             self._tasks.append(asyncio.create_task(self._watch(), name="watch"))
         self._tasks.append(asyncio.create_task(self._poll_bounces_loop(), name="bounces"))
@@ -441,8 +445,21 @@ class Service:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
             await asyncio.wait_for(serving, 5)
-        sock.close()
+        for each in sockets:
+            each.close()
         return finished
+
+    def _console_socket(self) -> list[socket.socket]:
+        """The console's own listener (``[admin] listen``), when configured:
+        the console then answers only on it (see ``app.state.admin_port``)."""
+        admin = self.rt.config.admin
+        address = admin.listen_address() if admin.enabled else None
+        if address is None:
+            return []
+        sock = bind_socket(*address)
+        self.admin_port = sock.getsockname()[1]
+        log.info("console listening on http://%s:%d/admin", address[0], self.admin_port)
+        return [sock]
 
     def poll_bounces(self) -> None:
         """Read the bounce mailboxes once ([bounces] maildir / imap_url); only
@@ -485,6 +502,7 @@ class Service:
         state = getattr(app, "state", None)
         if state is not None:
             state.reload = self.reload
+            state.admin_port = self.admin_port
             state.on_push = self._on_push
         return app
 
@@ -559,7 +577,13 @@ class Service:
         old = self.rt.config
         for key in restart_only_changes(old, new):
             log.warning("config: %s changed; takes effect after a restart", key)
-        new = new.model_copy(update={"storage": old.storage, "web": _keep_listen(old, new)})
+        new = new.model_copy(
+            update={
+                "storage": old.storage,
+                "web": _keep_listen(old, new),
+                "admin": new.admin.model_copy(update={"listen": old.admin.listen}),
+            }
+        )
         changes = describe_changes(old, new)
         self.rt.config = new
         if old.logging != new.logging:

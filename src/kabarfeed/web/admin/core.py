@@ -209,7 +209,15 @@ class Console:
     # -- checks -----------------------------------------------------------------------------
 
     def host_allowed(self, request: Request) -> bool:
-        """With ``[admin] host`` set, the console answers on that host only."""
+        """With ``[admin] listen`` set, the console answers only on connections
+        to its own listener (the port the service bound, ``app.state.admin_port``;
+        nowhere when no such listener runs); with ``[admin] host``, only to
+        requests for that host name."""
+        if self.config.admin.listen:
+            port = getattr(request.app.state, "admin_port", None)
+            server = request.scope.get("server") or (None, None)
+            if port is None or server[1] != port:
+                return False
         wanted = self.config.admin.host.lower()
         if not wanted:
             return True
