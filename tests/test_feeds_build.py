@@ -520,18 +520,17 @@ def test_an_article_deleted_while_building_is_left_out_then_replanned(
     might): the feeds are rendered without it, and the next build plans anew."""
     config = make_config("[feeds]\nitems = 3\n")
     builder, newer = _insert_in_front(config, db)
-    real = FeedBuilder._newest
+    real = FeedBuilder._load
 
-    def delete_first(self: FeedBuilder, *args: object) -> list[str]:
-        found = real(self, *args)  # type: ignore[arg-type]
+    def delete_first(self: FeedBuilder, *args: object) -> object:
         with db.begin() as conn:
             for table in (article_regions, article_categories, article_keys):
                 conn.execute(delete(table).where(table.c.article_id == newer.id))
             conn.execute(delete(articles).where(articles.c.id == newer.id))
-        monkeypatch.setattr(FeedBuilder, "_newest", real)
-        return found
+        monkeypatch.setattr(FeedBuilder, "_load", real)
+        return real(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(FeedBuilder, "_newest", delete_first)
+    monkeypatch.setattr(FeedBuilder, "_load", delete_first)
     builder.build()
     shown = feedparser.parse((config.feeds.output / "feeds/all.atom").read_bytes())
     assert newer.title not in {e.title for e in shown.entries}
@@ -620,19 +619,22 @@ def _stop_at(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
 
         monkeypatch.setattr(feeds_build.writer, "write_if_changed", write)
         return
-    owner = queries if step == "save_marker" else FeedBuilder
-    real = getattr(owner, step)
+    owner, name = {
+        "remove": (feeds_build.writer, "remove_all"),
+        "pages": (FeedBuilder, "_pages"),
+        "ping": (feeds_build.websub, "ping"),
+        "marker": (queries, "save_marker"),
+    }[step]
+    real = getattr(owner, name)
 
     def stop(*args: object, **kw: object) -> object:
-        monkeypatch.setattr(owner, step, real)
+        monkeypatch.setattr(owner, name, real)
         raise _Stop(step)
 
-    monkeypatch.setattr(owner, step, stop)
+    monkeypatch.setattr(owner, name, stop)
 
 
-@pytest.mark.parametrize(
-    "step", ["writing", "_remove", "_pages", "writing_opml", "_ping", "save_marker"]
-)
+@pytest.mark.parametrize("step", ["writing", "remove", "pages", "writing_opml", "ping", "marker"])
 def test_a_build_stopped_between_any_two_steps_is_completed_by_the_next(
     make_config: ConfigFactory,
     db: Database,

@@ -7,7 +7,7 @@ import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from kabarfeed.feeds.build import (
+from kabarfeed.feeds.plan import (
     differing,
     feed_documents,
     inserted_since,

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, delete, exists, func, insert, select
+from sqlalchemy import Connection, delete, func, insert, select
 
-from kabarfeed.feeds.selection import ALL, GroupKey, Selection, base_selections, sort_key
-from kabarfeed.models import Article, Taxonomy
+from kabarfeed.feeds.selection import GroupKey, Selection, sort_key
+from kabarfeed.models import Article
 from kabarfeed.store.articles import ARTICLE_COLUMNS, Slugs, article_from_row, slugs_of
-from kabarfeed.store.schema import article_categories, article_regions, articles, feed_builds
+from kabarfeed.store.schema import articles, feed_builds
 from kabarfeed.store.state import read_state, write_state
 
 MARKER_KEY = "feeds.last_build"
@@ -153,105 +153,6 @@ def _link_map(rows: Iterable[tuple[Any, ...]]) -> Slugs:
     for article_id, slug in rows:
         found.setdefault(article_id, []).append(slug)
     return {k: tuple(sorted(v)) for k, v in found.items()}
-
-
-def _member_of(taxonomy: Taxonomy, selection: Selection) -> list[ColumnElement[bool]]:
-    conds: list[ColumnElement[bool]] = []
-    if selection.region:
-        slugs = taxonomy.with_descendants(selection.region)
-        regions = article_regions.c
-        conds.append(exists().where(regions.article_id == articles.c.id, regions.region.in_(slugs)))
-    if selection.category:
-        cats = article_categories.c
-        conds.append(
-            exists().where(cats.article_id == articles.c.id, cats.category == selection.category)
-        )
-    return conds
-
-
-def newest_ids(
-    conn: Connection, taxonomy: Taxonomy, selection: Selection, *, items: int
-) -> list[str]:
-    """The item tokens of ``selection``'s newest ``items`` articles (newest
-    published first, then by id, as :func:`article_index` orders them)."""
-    query = select(articles.c.id, articles.c.revision, articles.c.published_at)
-    if selection.region and selection.category:  # few articles: start from them
-        query = _pair_members(query, taxonomy, selection)
-    else:
-        query = query.where(*_member_of(taxonomy, selection))
-    order = (articles.c.published_at.desc(), articles.c.id.desc())
-    rows = conn.execute(query.order_by(*order).limit(items))
-    return [item_token(i, rev) for i, rev, _ in rows]
-
-
-def _pair_members(query: Select[Any], taxonomy: Taxonomy, selection: Selection) -> Select[Any]:
-    """``query`` over the articles of a region x category pair, joined from
-    the category's and the regions' rows (a pair holds ~1/600 of a large
-    store: scanning articles by date for it read hundreds of rows per item)."""
-    regions, cats = article_regions.c, article_categories.c
-    slugs = taxonomy.with_descendants(selection.region or "")
-    return (
-        query.select_from(article_categories)
-        .join(article_regions, regions.article_id == cats.article_id)
-        .join(articles, articles.c.id == cats.article_id)
-        .where(cats.category == selection.category, regions.region.in_(slugs))
-        .distinct()
-    )
-
-
-def count_selections(conn: Connection, taxonomy: Taxonomy) -> dict[Selection, int]:
-    """Every selection's article count: the always-present feeds (0 or more)
-    and every region x category pair with articles. A few grouped queries:
-    one per region that has sub-regions, three for everything else."""
-    categories = {c.slug for c in taxonomy.categories}
-    counts = dict.fromkeys(base_selections(taxonomy), 0)
-    counts[ALL] = int(conn.execute(select(func.count()).select_from(articles)).scalar_one())
-    query: Select[Any] = select(article_categories.c.category, func.count()).group_by(
-        article_categories.c.category
-    )
-    for slug, count in conn.execute(query):
-        if slug in categories:
-            counts[Selection(category=slug)] = int(count)
-    pairs = article_regions.join(
-        article_categories, article_categories.c.article_id == article_regions.c.article_id
-    )
-    leaves = [r.slug for r in taxonomy.regions if not taxonomy.descendants(r.slug)]
-    found = list(_grouped(conn, pairs, leaves, as_one=None))
-    for r in taxonomy.regions:
-        if taxonomy.descendants(r.slug):
-            found += _grouped(conn, pairs, taxonomy.with_descendants(r.slug), as_one=r.slug)
-    for region, category, count in found:
-        if category is None or category in categories:
-            counts[Selection(region, category)] = count
-    return {s: n for s, n in counts.items() if n or s.kind != "pair"}
-
-
-def _grouped(
-    conn: Connection, pairs: Any, regions: Sequence[str], *, as_one: str | None
-) -> list[tuple[str, str | None, int]]:
-    """Counts per (region, None) and (region, category) over ``regions``; with
-    ``as_one``, the regions count as that one region (each article once)."""
-    if not regions:
-        return []
-    where = article_regions.c.region.in_(regions)
-    if as_one is None:
-        key: tuple[Any, ...] = (article_regions.c.region,)
-        counter = func.count()
-    else:
-        key, counter = (), func.count(article_regions.c.article_id.distinct())
-    single = select(*key, counter).where(where).group_by(*key)
-    double = (
-        select(*key, article_categories.c.category, counter)
-        .select_from(pairs)
-        .where(where)
-        .group_by(*key, article_categories.c.category)
-    )
-    out: list[tuple[str, str | None, int]] = []
-    for row in conn.execute(single):
-        out.append((as_one or row[0], None, int(row[-1])))
-    for row in conn.execute(double):
-        out.append((as_one or row[0], row[-2], int(row[-1])))
-    return out
 
 
 def newest_published(conn: Connection) -> datetime | None:

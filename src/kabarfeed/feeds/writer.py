@@ -12,9 +12,12 @@ and the ETag, stays.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import struct
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from zlib_ng import zlib_ng
@@ -143,6 +146,32 @@ def remove(path: Path) -> bool:
         except OSError as e:
             raise OutputError(f"cannot remove {target}: {e.strerror or e}") from e
     return existed
+
+
+def remove_all(root: Path, paths: Sequence[str]) -> list[str]:
+    """Delete ``root``-relative ``paths`` (with their ``.gz``) and the folders
+    left empty; the paths whose file existed."""
+    removed = [p for p in paths if remove(root / p)]
+    for folder in sorted({(root / p).parent for p in paths}, reverse=True):
+        if folder != root and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
+
+
+@contextmanager
+def locked(folder: Path, name: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder / name`` (made with ``folder``)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = (folder / name).open("a")
+    except OSError as e:
+        raise OutputError(f"cannot use output folder {folder}: {e}") from e
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def files_under(root: Path, folder: str) -> set[str]:
