@@ -77,22 +77,6 @@ def admin_routes(console: Console) -> list[BaseRoute]:
         Route(PREFIX, c.page(overview.dashboard_page), methods=["GET", "HEAD"]),
         Route(f"{PREFIX}/", c.page(overview.dashboard_page), methods=["GET", "HEAD"]),
         Route(f"{PREFIX}/audit", c.page(overview.audit_page), methods=["GET", "HEAD"]),
-        Route(f"{PREFIX}/config", c.page(config_pages.config_page, admin=True), methods=["GET"]),
-        Route(
-            f"{PREFIX}/config/check",
-            c.page(config_pages.config_check, admin=True),
-            methods=["POST"],
-        ),
-        Route(
-            f"{PREFIX}/config/apply",
-            c.page(config_pages.config_apply, admin=True),
-            methods=["POST"],
-        ),
-        Route(
-            f"{PREFIX}/config/rollback/{{id:int}}",
-            c.page(config_pages.config_rollback, admin=True),
-            methods=["POST"],
-        ),
         Route(f"{PREFIX}/subscribers", c.page(subscriber_pages.list_page), methods=["GET"]),
         Route(
             f"{PREFIX}/subscribers/export.csv",
@@ -177,8 +161,31 @@ def admin_routes(console: Console) -> list[BaseRoute]:
             methods=["POST"],
         ),
         Route(f"{PREFIX}/jobs/{{id}}", c.page(job_pages.job_page), methods=["GET"]),
+        *(_config_routes(c) if console.config.path is not None else []),
         # Anything else under /admin: behind the session too, then "not found".
         Route(f"{PREFIX}/{{rest:path}}", c.page(not_found), methods=["GET", "HEAD", "POST"]),
+    ]
+
+
+def _config_routes(c: Console) -> list[BaseRoute]:
+    """The configuration editor (only when the process knows its config file)."""
+    return [
+        Route(f"{PREFIX}/config", c.page(config_pages.config_page, admin=True), methods=["GET"]),
+        Route(
+            f"{PREFIX}/config/check",
+            c.page(config_pages.config_check, admin=True),
+            methods=["POST"],
+        ),
+        Route(
+            f"{PREFIX}/config/apply",
+            c.page(config_pages.config_apply, admin=True),
+            methods=["POST"],
+        ),
+        Route(
+            f"{PREFIX}/config/rollback/{{id:int}}",
+            c.page(config_pages.config_rollback, admin=True),
+            methods=["POST"],
+        ),
     ]
 
 
