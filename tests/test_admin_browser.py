@@ -228,6 +228,8 @@ def test_console_login_export_config_apply_break_and_rollback(
             broken = editor.input_value().replace("items = 50", 'items = "banyak"')
             line = broken.splitlines().index('items = "banyak"') + 1
             editor.fill(broken)
+            expect(page.locator("#live")).to_contain_text("feeds.items")  # while typing
+            expect(page.locator("#live")).to_contain_text(f"baris {line}")
             page.get_by_role("button", name="Terapkan").click()
             problems = page.locator("#problems")
             expect(problems).to_contain_text("feeds.items")

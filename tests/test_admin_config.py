@@ -305,3 +305,19 @@ def test_config_editor_is_for_admins_only(
         "/admin/config/apply", data={"csrf": csrf_of(dash.text), "mode": "raw", "text": "x"}
     )
     assert post.status_code == 403 and _path(config).read_text(encoding="utf-8") == original
+
+
+def test_live_validation_endpoint(db: Database, config: Config, fixed_now: datetime) -> None:
+    client = _client(config, db, fixed_now, None)
+    page = client.get("/admin/config")
+    csrf = csrf_of(page.text)
+    text = _path(config).read_text(encoding="utf-8")
+    ok = client.post("/admin/config/validate", data={"csrf": csrf, "text": text})
+    assert ok.status_code == 200 and ok.json()["valid"] is True and ok.json()["problems"] == []
+    broken = text.replace("items = 40", "items = 0")
+    bad = client.post("/admin/config/validate", data={"csrf": csrf, "text": broken}).json()
+    [problem] = bad["problems"]
+    assert bad["valid"] is False and problem["key"] == "feeds.items"
+    assert problem["line"] == broken.splitlines().index("items = 0") + 1
+    assert problem["message"].startswith("config.toml: feeds.items: ")
+    assert client.post("/admin/config/validate", data={"text": text}).status_code == 403

@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from kabarfeed.admin import configedit
 from kabarfeed.admin.audit import Actor
@@ -223,3 +223,28 @@ async def config_rollback(console: Console, request: Request, session: Session) 
             request, "message.html.j2", "not_found", session=session, status=404, message=message
         )
     return await _apply(console, request, session, old.text, base=None, rollback_of=version_id)
+
+
+async def config_validate(console: Console, request: Request, session: Session) -> Response:
+    """POST /admin/config/validate: the check as JSON, for live validation while
+    typing (``{"valid": bool, "problems": [{"key", "message", "line"}]}``)."""
+    path = _path(console)
+    raw = form_of(request).get("text")
+    text = (raw if isinstance(raw, str) else "").replace("\r\n", "\n")
+    checked = await run_in_threadpool(configedit.check_text, text, path)
+    return JSONResponse(
+        {
+            "valid": checked.valid,
+            "label": console.text(request, "valid" if checked.valid else "invalid"),
+            "problems": [
+                {
+                    "key": p.key,
+                    "message": f"{path.name}: {p.text}",
+                    "line": p.line,
+                    "where": console.text(request, "line", line=p.line) if p.line else "",
+                }
+                for p in checked.problems
+            ],
+        },
+        headers={"Cache-Control": "no-store"},
+    )

@@ -177,6 +177,11 @@ def _config_routes(c: Console) -> list[BaseRoute]:
             methods=["POST"],
         ),
         Route(
+            f"{PREFIX}/config/validate",
+            c.page(config_pages.config_validate, admin=True),
+            methods=["POST"],
+        ),
+        Route(
             f"{PREFIX}/config/apply",
             c.page(config_pages.config_apply, admin=True),
             methods=["POST"],
