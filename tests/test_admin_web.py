@@ -339,3 +339,35 @@ def audit_entries(console: Console) -> list[Any]:
     from kabarfeed.admin.audit import AuditFilter, search
 
     return search(console.db, AuditFilter())
+
+
+def test_dashboard_counts_live_workers_only(console: Console) -> None:
+    from kabarfeed.store.state import WORKER_HEARTBEAT_PREFIX, write_state
+
+    now = console.clock()
+    with console.db.begin() as conn:
+        for name, beat in (("a", now), ("b", now - timedelta(hours=2))):
+            row = {
+                "pid": 1,
+                "host": name,
+                "started": (now - timedelta(hours=3)).isoformat(),
+                "beat": beat.isoformat(),
+                "interval": 15,
+            }
+            write_state(conn, WORKER_HEARTBEAT_PREFIX + name, row, now)
+    client = console.client()
+    log_in(client)
+    assert "Worker: 1</p>" in client.get("/admin/").text
+
+
+def test_a_login_sweeps_sessions_past_their_timeouts(console: Console) -> None:
+    from sqlalchemy import func, select
+
+    from kabarfeed.admin.tables import admin_sessions
+
+    old = console.client()
+    log_in(old)
+    console.clock.now += timedelta(hours=1)  # past the idle timeout, never used again
+    log_in(console.client())
+    with console.db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(admin_sessions)).scalar() == 1

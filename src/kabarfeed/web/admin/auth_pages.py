@@ -122,6 +122,9 @@ async def login_submit(console: Console, request: Request) -> Response:
         now=now,
         ip_hash=console.ip_hash(request),
     )
+    await run_in_threadpool(
+        sessions.purge_expired, console.db, now=now, limits=console.timeouts
+    )  # housekeeping: sessions nobody will bring back
     log.info("console login: %s", result.account.email)
     response = RedirectResponse(safe_next(next_url), status_code=303)
     console.set_session_cookie(response, request, token)

@@ -81,6 +81,7 @@ class Console:
 
     def __post_init__(self) -> None:
         self.env = make_environment("admin")
+        self.env.tests["alive_at"] = lambda beat, now: bool(beat.alive(now))
         admin, window = self.config.admin, self.config.admin.login_window
         self.ip_window = FailureWindow(self.db, "ip", admin.login_per_ip, window)
         self.account_window = FailureWindow(self.db, "account", admin.login_per_account, window)
