@@ -209,3 +209,41 @@ def test_dashboard_numbers(db: Database, config: Config, ids: list[int]) -> None
     signed = {g.day.isoformat(): g.signed_up for g in board.growth if g.signed_up}
     assert signed == {(NOW - timedelta(days=3)).date().isoformat(): 2}
     assert (board.mail.sent, board.mail.hard, board.mail.rate(board.mail.hard)) == (1, 1, "100.0%")
+
+
+def test_pause_holds_every_sender_until_resumed(db: Database, config: Config) -> None:
+    import asyncio
+
+    from deliveryhelpers import add_subscribers, outbox, queue
+    from kabarfeed.delivery.runner import StoppableOutbox
+
+    ids = add_subscribers(db, 3, NOW, prefix="pause")
+    queue(db, ids, NOW)
+    first, second = (StoppableOutbox(outbox(db, run), asyncio.Event()) for run in ("a", "b"))
+    editions.pause_sending(db, ACTOR, reason="template fix", now=NOW)
+    assert first.claim(10, NOW) == [] and second.claim(10, NOW) == []
+    assert editions.editions_view(db, None).pause.reason == "template fix"  # type: ignore[union-attr]
+    assert editions.resume_sending(db, ACTOR, now=NOW)
+    assert not editions.resume_sending(db, ACTOR, now=NOW)
+    assert len(first.claim(10, NOW)) == 3
+    actions = [e.action for e in audit.search(db, AuditFilter())]
+    assert actions == ["delivery.resume", "delivery.pause"]
+
+
+def test_pause_and_resume_pages(db: Database, config: Config, ids: list[int]) -> None:
+    admin = _client(config, db, "pemred@example.id", Role.ADMIN)
+    page = admin.get("/admin/editions")
+    paused = admin.post(
+        "/admin/editions/pause", data={"csrf": csrf_of(page.text), "reason": "DKIM key rotation"}
+    )
+    assert paused.status_code == 303
+    shown = admin.get(paused.headers["location"]).text
+    assert 'id="paused"' in shown and "DKIM key rotation" in shown
+    editor = _client(config, db, "redaktur@example.id", Role.EDITOR)
+    view = editor.get("/admin/editions")
+    assert 'id="paused"' in view.text and "/admin/editions/resume" not in view.text
+    assert (
+        editor.post("/admin/editions/resume", data={"csrf": csrf_of(view.text)}).status_code == 403
+    )
+    resumed = admin.post("/admin/editions/resume", data={"csrf": csrf_of(shown)})
+    assert resumed.status_code == 303 and 'id="paused"' not in admin.get("/admin/editions").text

@@ -15,6 +15,7 @@ from kabarfeed.admin.audit import Actor
 from kabarfeed.models import DeliveryState
 from kabarfeed.store import Database
 from kabarfeed.store import deliveries as store
+from kabarfeed.store import pause as sending
 from kabarfeed.store.schema import deliveries
 
 DAYS = 10
@@ -41,6 +42,7 @@ class EditionsView:
     days: tuple[DayCounts, ...]
     local_date: str | None
     problems: tuple[store.DeliveryRow, ...]
+    pause: sending.Pause | None = None
 
 
 def editions_view(db: Database, local_date: str | None) -> EditionsView:
@@ -62,13 +64,14 @@ def editions_view(db: Database, local_date: str | None) -> EditionsView:
             ).all()
             for day, state, n in rows:
                 counts[day][str(state)] = int(n)
+        paused = sending.current(conn)
         problems: list[store.DeliveryRow] = []
         for state in (DeliveryState.FAILED, DeliveryState.UNKNOWN):
             problems += store.list_deliveries(
                 conn, local_date=local_date, state=state, limit=FAILED_SHOWN
             )
     days = tuple(DayCounts(day, counts.get(day, {})) for day in dates)
-    return EditionsView(days, local_date, tuple(problems))
+    return EditionsView(days, local_date, tuple(problems), paused)
 
 
 def retry(
@@ -93,3 +96,36 @@ def retry(
             now=now,
         )
     return count
+
+
+def pause_sending(db: Database, actor: Actor, *, reason: str, now: datetime) -> None:
+    """Stop every sender from claiming queued deliveries (in-flight sends finish)."""
+    with db.begin() as conn:
+        before = sending.current(conn)
+        sending.pause(conn, by=actor.name, reason=reason, now=now)
+        audit.record(
+            conn,
+            actor,
+            "delivery.pause",
+            "sending",
+            before={"paused": before is not None},
+            after={"paused": True, "reason": reason},
+            now=now,
+        )
+
+
+def resume_sending(db: Database, actor: Actor, *, now: datetime) -> bool:
+    """Let senders claim again; whether sending was paused."""
+    with db.begin() as conn:
+        was = sending.resume(conn)
+        if was:
+            audit.record(
+                conn,
+                actor,
+                "delivery.resume",
+                "sending",
+                before={"paused": True},
+                after={"paused": False},
+                now=now,
+            )
+    return was

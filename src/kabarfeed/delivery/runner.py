@@ -36,6 +36,7 @@ from kabarfeed.delivery.ratelimit import RateLimiter
 from kabarfeed.models import Clock
 from kabarfeed.store import Database
 from kabarfeed.store.deliveries import SqlOutbox, worker_name
+from kabarfeed.store.pause import is_paused
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,10 @@ class StoppableOutbox:
         return self.outbox.recover(now)
 
     def claim(self, limit: int, now: datetime) -> list[Claim]:
-        """Nothing after ``stop``; otherwise see :class:`~kabarfeed.delivery.engine.Store`."""
-        if self.stop.is_set():
+        """Nothing after ``stop`` or while sending is paused (the console's
+        pause, :mod:`kabarfeed.store.pause`); otherwise see
+        :class:`~kabarfeed.delivery.engine.Store`."""
+        if self.stop.is_set() or is_paused(self.outbox.db):
             return []
         every, last = self.recover_every, self._last_recover
         if every is not None and (last is None or now - last >= every):

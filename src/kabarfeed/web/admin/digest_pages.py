@@ -36,6 +36,8 @@ async def editions_page(console: Console, request: Request, session: Session) ->
     retried = request.query_params.get("retried", "")
     if retried.isdigit():
         notices = (Notice(console.text(request, "retried", count=retried)),)
+    elif request.query_params.get("done") in ("paused", "resumed"):
+        notices = (Notice(console.text(request, "sending_" + request.query_params["done"])),)
     return console.render(
         request,
         "editions.html.j2",
@@ -66,6 +68,22 @@ async def editions_retry(console: Console, request: Request, session: Session) -
     )
     query = {"retried": str(count), **({"date": local_date} if local_date else {})}
     return RedirectResponse(f"{PREFIX}/editions?{urlencode(query)}", status_code=303)
+
+
+async def editions_pause(console: Console, request: Request, session: Session) -> Response:
+    """POST /admin/editions/pause or /resume (admins): hold or release every sender."""
+    actor = Actor.console(session.account.email)
+    now = console.clock()
+    if request.url.path.endswith("/resume"):
+        await run_in_threadpool(lambda: editions.resume_sending(console.db, actor, now=now))
+        done = "resumed"
+    else:
+        reason = field_of(form_of(request), "reason")[:200]
+        await run_in_threadpool(
+            lambda: editions.pause_sending(console.db, actor, reason=reason, now=now)
+        )
+        done = "paused"
+    return RedirectResponse(f"{PREFIX}/editions?done={done}", status_code=303)
 
 
 async def _reader(console: Console, q: QueryParams) -> Subscriber | None:

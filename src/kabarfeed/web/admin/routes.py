@@ -114,6 +114,16 @@ def admin_routes(console: Console) -> list[BaseRoute]:
             c.page(digest_pages.editions_retry, admin=True),
             methods=["POST"],
         ),
+        Route(
+            f"{PREFIX}/editions/pause",
+            c.page(digest_pages.editions_pause, admin=True),
+            methods=["POST"],
+        ),
+        Route(
+            f"{PREFIX}/editions/resume",
+            c.page(digest_pages.editions_pause, admin=True),
+            methods=["POST"],
+        ),
         Route(f"{PREFIX}/preview", c.page(digest_pages.preview_page), methods=["GET"]),
         Route(f"{PREFIX}/preview/frame", c.page(digest_pages.preview_frame), methods=["GET"]),
         Route(f"{PREFIX}/preview/send", c.page(digest_pages.preview_send), methods=["POST"]),
