@@ -239,6 +239,7 @@ def test_pause_and_resume_pages(db: Database, config: Config, ids: list[int]) ->
     assert paused.status_code == 303
     shown = admin.get(paused.headers["location"]).text
     assert 'id="paused"' in shown and "DKIM key rotation" in shown
+    assert "DKIM key rotation" in admin.get("/admin/").text  # the dashboard says so too
     editor = _client(config, db, "redaktur@example.id", Role.EDITOR)
     view = editor.get("/admin/editions")
     assert 'id="paused"' in view.text and "/admin/editions/resume" not in view.text

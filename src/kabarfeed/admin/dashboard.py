@@ -15,6 +15,7 @@ from kabarfeed.config import Config
 from kabarfeed.models import DeliveryState
 from kabarfeed.status import StatusReport, gather_status
 from kabarfeed.store import Database
+from kabarfeed.store import pause as sending
 from kabarfeed.store.schema import articles, deliveries, mail_events, subscribers
 
 GROWTH_DAYS = 14
@@ -91,6 +92,7 @@ class Dashboard:
     source_days: tuple[SourceDays, ...]
     days: tuple[date, ...]
     mail: MailHealth
+    pause: sending.Pause | None = None
 
 
 def dashboard(config: Config, db: Database, now: datetime) -> Dashboard:
@@ -105,6 +107,7 @@ def dashboard(config: Config, db: Database, now: datetime) -> Dashboard:
         source_days=source_days(db, now, days),
         days=days,
         mail=mail_health(db, now),
+        pause=paused(db),
     )
 
 
@@ -203,3 +206,9 @@ def mail_health(db: Database, now: datetime, days: int = SOURCE_DAYS) -> MailHea
     return MailHealth(
         days, int(sent), kinds.get("hard", 0), kinds.get("soft", 0), kinds.get("complaint", 0)
     )
+
+
+def paused(db: Database) -> sending.Pause | None:
+    """Whether (and by whom) sending is paused."""
+    with db.connect() as conn:
+        return sending.current(conn)
