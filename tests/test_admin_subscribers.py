@@ -240,6 +240,11 @@ def test_import_preview_says_what_changes_and_writes_nothing(
     assert entry.after == {"added": 1, "updated": 2, "unchanged": 1, "rejected": 1}
     again = use.plan_import(db, config, IMPORT_CSV, now=fixed_now)
     assert {r.outcome for r in again.rows} == {"unchanged"}
+    weekly = use.plan_import(
+        db, config, "email,frequency,weekday\ncici@contoh.id,weekly,monday\n", now=fixed_now
+    )
+    [row] = weekly.rows
+    assert row.outcome == "update" and any(c.startswith("frequency: ") for c in row.changes)
 
 
 def test_import_pages_upload_preview_then_apply(

@@ -8,6 +8,7 @@ import csv
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime
 from typing import Any
 
@@ -238,9 +239,9 @@ def _plan_row(existing: Subscriber | None, row: CsvRow) -> PlannedRow:
         return PlannedRow(row.line, draft.email, "add")
     changes = store.preference_changes(existing, draft)
     fields = tuple(
-        f"{name}: {_show(getattr(existing, name))} → {_show(getattr(changes, name))}"
-        for name in ("name", "regions", "categories", "timezone", "send_at", "language")
-        if changes is not None and getattr(changes, name) is not None
+        f"{f.name}: {_show(getattr(existing, f.name, None))} → {_show(getattr(changes, f.name))}"
+        for f in (dataclass_fields(changes) if changes is not None else ())
+        if f.name != "email" and getattr(changes, f.name) is not None
     )
     stops = draft.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
     if stops and existing.status != draft.status:
