@@ -152,6 +152,7 @@ def test_pages_for_an_admin(
     assert 'href="/admin/subscribers/export.csv?region=balikpapan"' in listing.text
     page = client.get(f"/admin/subscribers/{people['ani']}")
     assert page.status_code == 200 and "ipHash123" in page.text and "2025-11" in page.text
+    assert '<dd id="sub-frequency">harian</dd>' in page.text
     exported = client.get("/admin/subscribers/export.csv?status=pending")
     assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
     assert "attachment" in exported.headers["content-disposition"]
