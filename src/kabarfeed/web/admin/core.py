@@ -9,7 +9,6 @@ another site, and an admin page to an editor.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -311,8 +310,3 @@ def safe_next(value: str | None) -> str:
     ):
         return value
     return PREFIX + "/"
-
-
-def short_hash(text: str) -> str:
-    """A short SHA-256 of ``text`` (hex), for optimistic-lock fields."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
