@@ -718,3 +718,33 @@ def test_a_category_taken_out_of_the_config_takes_its_feeds_along(
         "feeds/region/kalimantan-timur/olahraga",
     }
     _assert_matches_store(config2, db)
+
+
+def test_a_correction_that_keeps_the_revision_reaches_the_feeds(
+    make_config: ConfigFactory, db: Database
+) -> None:
+    """An editor's correction (store.overrides) rewrites the classification
+    and the advertorial flag and moves the change column, not the revision:
+    entries the builder kept from the last build must not serve it."""
+    config = make_config()
+    store(db, [make_article(n, regions=("samarinda",), categories=("hukum",)) for n in (1, 2)])
+    builder = FeedBuilder(config, db, clock)
+    builder.build()
+    target = make_article(2).id
+    with db.begin() as conn:
+        conn.execute(
+            articles.update()
+            .where(articles.c.id == target)
+            .values(advertorial=True, changed_at=NOW + timedelta(hours=1))
+        )
+        conn.execute(
+            article_regions.update()
+            .where(article_regions.c.article_id == target)
+            .values(region="bontang")
+        )
+    report = builder.build()
+    assert "feeds/region/samarinda.atom" in report.written_paths
+    assert "feeds/region/bontang.atom" in report.written_paths
+    _assert_matches_store(config, db)
+    shown = json.loads((config.feeds.output / "feeds/all.json").read_bytes())["items"]
+    assert [i["_kabarfeed"]["advertorial"] for i in shown] == [True, False]

@@ -75,10 +75,10 @@ LOOKBACK = timedelta(minutes=5)
 """Changes stamped this long before the last build's newest are read again:
 a writer on another machine may commit a change stamped before that build."""
 _RENDERERS: dict[str, Renderer] = {}
-"""The last build's renderer, by render fingerprint: an article's entries,
-keyed by its item token (id and revision), serve the next build in this
-process (up to ``Renderer.max_cached`` of them). 10 new articles then cost
-10 renders, not those of every item of the ~50 feeds they reach."""
+"""The last build's renderer, by render fingerprint: entries by item token
+serve the next build, so 10 new articles cost 10 renders, not those of
+every item of the ~50 feeds they reach."""
+KEPT_ENTRIES = 8_000  # rendered articles kept between builds (~70 MB, 1.6 KB bodies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +214,7 @@ class FeedBuilder:
         items differ from what they show join in."""
         newest, matcher = marker.head.newest, Matcher(self.config.taxonomy)
         changed = queries.changed_since(conn, newest - LOOKBACK if newest else None)
+        stale = frozenset(c.id for c in changed)
         inserts_only = head.total == marker.head.total + inserted_since(changed, newest)
         if newest is not None:
             changed = [c for c in changed if not self._settled(c, newest, shown, matcher)]
@@ -224,8 +225,8 @@ class FeedBuilder:
             counts = counted(marker.counts, matcher, slugs)
             items = self._joined(conn, changed, feeds, shown, matcher)
             if items is not None and not missing_feeds(counts, self.formats, present):
-                return Work(False, counts, sorted(feeds, key=sort_key), items)
-        work = replace(self.plan_full(conn), full=False)
+                return Work(False, counts, sorted(feeds, key=sort_key), items, None, stale)
+        work = replace(self.plan_full(conn), full=False, changed=stale)
         feeds |= differing(work.items, shown, self.formats)
         feeds |= missing_feeds(work.counts, self.formats, present)
         return replace(work, render=sorted(feeds & work.counts.keys(), key=sort_key))
@@ -296,9 +297,9 @@ class FeedBuilder:
         )
 
     def _write_feeds(self, work: Work) -> tuple[list[str], dict[str, Sequence[str]]]:
-        """Render and write every feed of ``work`` in batches; the paths
-        written, and the ids every rendered path shows."""
+        """Render and write ``work``'s feeds; the paths written, the tokens each shows."""
         renderer = self._renderer(fingerprint(self.config))
+        renderer.forget(work.changed)
         written: list[str] = []
         showing: dict[str, Sequence[str]] = {}
         for start in range(0, len(work.render), BATCH):
@@ -311,6 +312,7 @@ class FeedBuilder:
                     showing[path] = ids
                     if writer.write_if_changed(self.output / path, data):
                         written.append(path)
+        renderer.shrink(KEPT_ENTRIES)
         return written, showing
 
     def _renderer(self, stamp: str) -> Renderer:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from kabarfeed.feeds import jsonfeed, xml
+from kabarfeed.feeds.queries import token_id
 from kabarfeed.feeds.render import EMPTY_FEED_UPDATED, FeedSite, entry_values
 from kabarfeed.feeds.selection import Selection
 from kabarfeed.models import Article
@@ -33,7 +34,7 @@ class Renderer:
     """Renders the feeds of one site in ``formats``. Create one per build; not
     thread-safe (feedgen switches the process locale while writing RSS dates)."""
 
-    def __init__(self, site: FeedSite, formats: Sequence[str], *, max_cached: int = 20_000):
+    def __init__(self, site: FeedSite, formats: Sequence[str], *, max_cached: int = 50_000):
         self.site = site
         self.formats = tuple(formats)
         self.max_cached = max_cached
@@ -55,6 +56,16 @@ class Renderer:
             self._entries = {k: v for k, v in self._entries.items() if k in keep}
         for token, article in articles.items():
             self._entries[token] = self.entries(article)
+
+    def forget(self, ids: Collection[str]) -> None:
+        """Drop the entries of the articles ``ids`` (at any revision)."""
+        if ids:
+            self._entries = {t: e for t, e in self._entries.items() if token_id(t) not in ids}
+
+    def shrink(self, size: int) -> None:
+        """Keep only the ``size`` entries rendered or added last."""
+        if len(self._entries) > size:
+            self._entries = dict(list(self._entries.items())[-size:])
 
     def entries(self, article: Article) -> Entries:
         """``article``'s entries in every format."""

@@ -31,9 +31,12 @@ class Work:
     """Every feed that exists, with its article count (for the index page)."""
     render: Sequence[Selection]
     items: Mapping[Selection, Sequence[str]] = field(default_factory=dict)
-    """The newest item ids of the feeds to render, when already known."""
+    """The newest item tokens of every feed to render."""
     links: tuple[Slugs, Slugs] | None = None
     """Every article's region and category slugs, when already read."""
+    changed: frozenset[str] = frozenset()
+    """The articles changed since the last build (an editor's correction
+    keeps the revision: their kept entries are stale)."""
 
 
 def wanted_paths(counts: Mapping[Selection, int], formats: Sequence[str]) -> set[str]:
