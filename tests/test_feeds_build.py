@@ -35,7 +35,7 @@ from kabarfeed.feeds.render import FeedSite, entry_id
 from kabarfeed.feeds.selection import Selection, contents
 from kabarfeed.ingest import Ingestor
 from kabarfeed.models import Article, Taxonomy
-from kabarfeed.store import Database
+from kabarfeed.store import Database, pushapi
 from kabarfeed.store.articles import load_articles
 from kabarfeed.store.schema import (
     article_categories,
@@ -748,3 +748,29 @@ def test_a_correction_that_keeps_the_revision_reaches_the_feeds(
     _assert_matches_store(config, db)
     shown = json.loads((config.feeds.output / "feeds/all.json").read_bytes())["items"]
     assert [i["_kabarfeed"]["advertorial"] for i in shown] == [True, False]
+
+
+def test_an_unpublished_article_leaves_every_feed_at_the_next_build(
+    make_config: ConfigFactory, db: Database
+) -> None:
+    """Unpublishing (the console's, the push API's DELETE) buries the article:
+    its row goes, a tombstone stays. The next incremental build takes it out
+    of every feed and removes the pair feed it was the only article of."""
+    config = make_config()
+    kept = make_article(1, regions=("samarinda",), categories=("hukum",))
+    gone = make_article(2, regions=("bontang",), categories=("olahraga",))
+    store(db, [kept, gone])
+    builder = FeedBuilder(config, db, clock)
+    builder.build()
+    with db.begin() as conn:
+        assert pushapi.bury(conn, gone.id, now=NOW)
+    report = builder.build()
+    assert not report.full
+    assert "feeds/region/bontang/olahraga.atom" in report.removed_paths
+    assert "feeds/all.atom" in report.written_paths
+    _assert_matches_store(config, db)
+    titles = {
+        e.title
+        for e in feedparser.parse((config.feeds.output / "feeds/all.atom").read_bytes()).entries
+    }
+    assert titles == {kept.title}
