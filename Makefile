@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/send.py
 	$(BIN)/python bench/web.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/push.py
 
 clean:
 	rm -rf $(VENV) var public test-artifacts .pytest_cache .mypy_cache .ruff_cache
