@@ -166,6 +166,14 @@ def hub() -> Iterator[_Hub]:
     server.shutdown()
 
 
+def _status(url: str) -> int:
+    """The status of a GET, 0 while the server does not accept connections yet."""
+    try:
+        return httpx.get(url).status_code
+    except httpx.TransportError:
+        return 0
+
+
 def _wait(check: Callable[[], Any], what: str, log: Callable[[], str]) -> Any:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -246,7 +254,7 @@ shutdown_timeout = "10s"
         )
         base = found[1]
         feed = f"{base}/feeds/region/balikpapan.atom"
-        assert httpx.get(feed).status_code == 200
+        _wait(lambda: _status(feed) == 200, "the web server", log)
         start = len(hub.pinged)
         headers = {"Authorization": f"Bearer {token[0]}"}
         pushed = httpx.post(f"{base}/api/v1/articles", json=article(42), headers=headers)
