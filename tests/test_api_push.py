@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from kabarfeed.cli import main
+from kabarfeed.errors import StoreError
 from kabarfeed.feeds.build import FeedBuilder
 from kabarfeed.ingest import Ingestor
 from kabarfeed.store import Database
-from kabarfeed.store.articles import load_articles
+from kabarfeed.store.articles import Prepared, SaveCounts, load_articles
 from kabarfeed.store.pushapi import api_tokens
 from kabarfeed.store.schema import articles
 from tests.api_support import Clock, api_config, article, live, signed, token_for
@@ -350,3 +352,36 @@ def test_listing_since_and_status(
         status = client.get("/api/v1/status").json()
         assert status["source"] == "redaksi" and status["articles"] == 2
         assert status["newest_change"] == clock.now.isoformat()
+
+
+def test_the_same_push_racing_itself_is_stored_once(
+    make_config: ConfigFactory,
+    db: Database,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another request stores the same item first and this push's insert then
+    fails on the unique key (forced here, as PostgreSQL reports it): the push
+    is a no-op answered with the stored article, not a 503."""
+    from kabarfeed import push
+
+    config = api_config(make_config, tmp_path)
+    real = push._save
+    raced: list[bool] = []
+
+    def racing(db: Database, prepared: Prepared, now: datetime) -> tuple[SaveCounts, object]:
+        if not raced:
+            raced.append(True)
+            real(db, prepared, now)  # the concurrent request commits first
+            unique = IntegrityError("INSERT INTO articles", {}, Exception("duplicate key"))
+            raise StoreError("database error: IntegrityError") from unique
+        return real(db, prepared, now)
+
+    monkeypatch.setattr(push, "_save", racing)
+    payload = push.parse_payload(article(9), source="redaksi", default_tz="Asia/Makassar")
+    source = config.source("redaksi")
+    assert source is not None
+    outcome = push.push_article(config, db, source, payload, now=NOW)
+    assert raced and outcome.status == "unchanged" and outcome.article.guid == "cms-9"
+    with db.connect() as conn:
+        assert [a.guid for a in load_articles(conn)] == ["cms-9"]

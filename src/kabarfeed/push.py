@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from markdown_it import MarkdownIt
 from sqlalchemy import Connection, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from kabarfeed.config import Config, SourceConfig
 from kabarfeed.errors import InputError, KabarfeedError, NotFoundError, ParseError, StoreError
@@ -320,11 +320,15 @@ def push_article(
         limits=FieldLimits.of(config),
     )
     prepared = item.prepared
-    ident = prepared.article.id
-    with db.begin() as conn:
-        pushapi.unburied(conn, _keys_of(prepared))
-        counts = article_store.save_articles(conn, [prepared], now=now)
-        stored = article_store.get_article(conn, ident)
+    try:
+        counts, stored = _save(db, prepared, now)
+    except StoreError as e:
+        if not isinstance(e.__cause__, IntegrityError | OperationalError):
+            raise
+        # the same item pushed at the same moment by another request: its row
+        # landed first (PostgreSQL: a unique key; SQLite: a write on a stale
+        # snapshot); once more, this push finds it and is a no-op
+        counts, stored = _save(db, prepared, now)
     if stored is None:
         raise ConflictError(
             f"guid {payload.raw.guid!r}: the same item or content is already stored "
@@ -335,6 +339,17 @@ def push_article(
     if payload.breaking:
         notes = (*notes, BREAKING_NOTE)
     return PushOutcome(status, stored, notes)
+
+
+def _save(
+    db: Database, prepared: article_store.Prepared, now: datetime
+) -> tuple[article_store.SaveCounts, Article | None]:
+    """Store ``prepared`` in one transaction (lifting its tombstones); what
+    happened and the stored article of its id."""
+    with db.begin() as conn:
+        pushapi.unburied(conn, _keys_of(prepared))
+        counts = article_store.save_articles(conn, [prepared], now=now)
+        return counts, article_store.get_article(conn, prepared.article.id)
 
 
 def _keys_of(prepared: article_store.Prepared) -> list[str]:
