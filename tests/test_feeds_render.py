@@ -256,12 +256,14 @@ def test_joined_documents_equal_whole_feedgen_documents(site: FeedSite) -> None:
                 assert docs == render_whole(site, selection, chosen, formats)
 
 
-def test_the_renderer_forgets_entries_beyond_its_cap_but_those_still_needed(
+def test_the_renderer_forgets_changed_articles_and_keeps_the_last_rendered(
     site: FeedSite,
 ) -> None:
     articles = _articles()
-    renderer = Renderer(site, FORMATS, max_cached=2)
-    renderer.add({a.id: a for a in articles})
-    assert renderer.missing(a.id for a in articles) == []
-    renderer.add({}, keep={articles[0].id})
-    assert renderer.missing(a.id for a in articles) == [a.id for a in articles[1:]]
+    renderer = Renderer(site, FORMATS)
+    renderer.add({f"{a.id}:r1": a for a in articles})
+    renderer.forget({articles[0].id})  # edited, same revision: its entry is stale
+    assert renderer.missing(f"{a.id}:r1" for a in articles) == [f"{articles[0].id}:r1"]
+    renderer.shrink(2)
+    assert renderer.missing(f"{a.id}:r1" for a in articles[-2:]) == []
+    assert len(renderer.missing(f"{a.id}:r1" for a in articles)) == len(articles) - 2

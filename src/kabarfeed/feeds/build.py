@@ -5,15 +5,17 @@ One build, sequential code (no worker processes, no threads):
 1. **What changed**: the articles whose change column moved since the last
    build's marker (one query; a 5-minute lookback re-reads what another
    machine may have committed late). A full build (``--all``, the first
-   build, a changed config or version) takes everything.
+   build, a changed config or version) takes every feed. Deleted articles
+   are those the feeds show that are gone; when the article count says
+   more changed than that (an article no feed showed was deleted, or one
+   was stamped before the lookback), every feed is taken too.
 2. **Which feeds** (:mod:`feeds.plan`, pure): those the changed articles
-   belong to now and those that showed one of them (each feed's item tokens
-   are recorded). New articles that join their feeds in front need nothing
-   more; any other change (an edit, a deleted or backdated article, a
-   missing file) plans every feed from a light index of the store, and the
-   feeds whose items differ from what they show are rendered too.
-3. **Render** each of those feeds whole from its newest ``items`` articles,
-   each article's entries serialised once (:mod:`feeds.documents`).
+   belong to now and those that showed one of them or a deleted one (a
+   reclassified article's old feeds); after an edit or a deletion every
+   feed's count is read again.
+3. **Render** each of those feeds whole from its newest ``items`` articles
+   (one query per feed), each article's entries serialised once
+   (:mod:`feeds.documents`).
 4. **Write** every document atomically with its ``.gz`` sibling, only where
    the bytes differ; remove feeds that no longer exist; then the index page,
    the OPML file, the WebSub ping and last the marker (with what each feed
@@ -37,33 +39,14 @@ from sqlalchemy import Connection
 
 from kabarfeed import __version__
 from kabarfeed.config import Config
-from kabarfeed.feeds import queries, websub, writer
+from kabarfeed.feeds import plan, queries, websub, writer
 from kabarfeed.feeds.catalog import build_catalog
 from kabarfeed.feeds.documents import Renderer
 from kabarfeed.feeds.index import INDEX_PATH, IndexPage
 from kabarfeed.feeds.opml import OPML_PATH, render_opml
-from kabarfeed.feeds.plan import (
-    Work,
-    counted,
-    differing,
-    feed_documents,
-    inserted_since,
-    joined,
-    missing_feeds,
-    old_feeds,
-    settled,
-    wanted_paths,
-)
 from kabarfeed.feeds.queries import token_id
 from kabarfeed.feeds.render import FeedSite
-from kabarfeed.feeds.selection import (
-    FORMATS,
-    Matcher,
-    Selection,
-    contents,
-    sort_key,
-    touched,
-)
+from kabarfeed.feeds.selection import FORMATS, Matcher, Selection, base_selections, sort_key
 from kabarfeed.models import Clock
 from kabarfeed.store import Database
 
@@ -75,8 +58,8 @@ LOOKBACK = timedelta(minutes=5)
 """Changes stamped this long before the last build's newest are read again:
 a writer on another machine may commit a change stamped before that build."""
 _RENDERERS: dict[str, Renderer] = {}
-"""The last build's renderer, by render fingerprint: entries by item token
-serve the next build, so 10 new articles cost 10 renders, not those of
+"""The last build's renderer, by render fingerprint: its entries by item
+token serve the next build, so 10 new articles cost 10 renders, not those of
 every item of the ~50 feeds they reach."""
 KEPT_ENTRIES = 8_000  # rendered articles kept between builds (~70 MB, 1.6 KB bodies)
 
@@ -134,9 +117,11 @@ class FeedBuilder:
     clock: Clock
     client: httpx.Client | None = None
     _site: FeedSite = field(init=False, repr=False)
+    _matcher: Matcher = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._site = FeedSite.from_config(self.config)
+        self._matcher = Matcher(self.config.taxonomy)
 
     @property
     def output(self) -> Path:
@@ -161,14 +146,13 @@ class FeedBuilder:
         with self.db.connect() as conn:
             marker, head = queries.load_marker(conn), queries.store_version(conn)
             shown = queries.shown(conn)
-            full = full or marker is None or marker.fingerprint != stamp
-            if not full and marker is not None and self._up_to_date(marker, head, shown, present):
-                return BuildReport(unchanged=len(shown))
-            if full or marker is None:
+            if full or marker is None or marker.counts is None or marker.fingerprint != stamp:
                 work = self.plan_full(conn)
+            elif self._up_to_date(marker, head, shown, present):
+                return BuildReport(unchanged=len(shown))
             else:
                 work = self.plan_incremental(conn, marker, head, shown, present)
-        return self._finish(work, shown, present, queries.Marker(now, head, stamp, None))
+        return self._finish(work, shown, present, queries.Marker(now, head, stamp))
 
     def _listing(self) -> set[str]:
         """The files under ``feeds/``, without the temporary files a stopped
@@ -191,13 +175,14 @@ class FeedBuilder:
         index = (self.output / INDEX_PATH).exists()
         return marker.head == head and bool(shown) and files <= present and index
 
-    def plan_full(self, conn: Connection) -> Work:
-        """Every feed, planned from a light index of every article."""
-        index = queries.article_index(conn)
-        found = contents(
-            self.config.taxonomy, index.ids, index.groups, items=self.config.feeds.items
-        )
-        return Work(True, found.counts, found.selections, found.items, index.links)
+    def plan_full(self, conn: Connection) -> plan.Work:
+        """Every feed (all, each region and category, each pair with
+        articles), its items and count read in one pass over the store."""
+        empty: queries.Items = ([], 0)
+        items = dict.fromkeys(base_selections(self.config.taxonomy), empty)
+        items |= queries.every_feed(conn, self._matcher, self.config.feeds.items)
+        counts = {s: n for s, (_, n) in items.items()}
+        return plan.Work(True, sorted(items, key=sort_key), counts, items)
 
     def plan_incremental(
         self,
@@ -206,85 +191,71 @@ class FeedBuilder:
         head: queries.Head,
         shown: Mapping[str, Sequence[str]],
         present: set[str],
-    ) -> Work:
-        """The feeds the changes since ``marker`` reach. New articles that
-        join their feeds in front (the usual case) need nothing else; any
-        other change (an edit, a deletion, a backdated article, a missing
-        file) plans every feed from the light index, and the feeds whose
-        items differ from what they show join in."""
-        newest, matcher = marker.head.newest, Matcher(self.config.taxonomy)
-        changed = queries.changed_since(conn, newest - LOOKBACK if newest else None)
-        stale = frozenset(c.id for c in changed)
-        inserts_only = head.total == marker.head.total + inserted_since(changed, newest)
-        if newest is not None:
-            changed = [c for c in changed if not self._settled(c, newest, shown, matcher)]
-        inserts_only &= inserted_since(changed, newest) == len(changed)
-        slugs = [(c.regions, c.categories) for c in changed]
-        feeds = touched(matcher, slugs, old_feeds(shown, {c.id for c in changed}))
-        if inserts_only and marker.counts is not None:
-            counts = counted(marker.counts, matcher, slugs)
-            items = self._joined(conn, changed, feeds, shown, matcher)
-            if items is not None and not missing_feeds(counts, self.formats, present):
-                return Work(False, counts, sorted(feeds, key=sort_key), items, None, stale)
-        work = replace(self.plan_full(conn), full=False, changed=stale)
-        feeds |= differing(work.items, shown, self.formats)
-        feeds |= missing_feeds(work.counts, self.formats, present)
-        return replace(work, render=sorted(feeds & work.counts.keys(), key=sort_key))
+    ) -> plan.Work:
+        """The feeds the changes since ``marker`` reach, and those with files
+        missing; every feed when the article count does not add up."""
+        changed, gone, adds_up = self._changes(conn, marker, head, shown)
+        stale = frozenset({c.id for c in changed} | gone)
+        if not adds_up:
+            # an article no feed showed was deleted, or one was stored stamped
+            # before the lookback: every feed is rendered (same bytes kept)
+            return replace(self.plan_full(conn), full=False, changed=stale)
+        work = plan.Work(False, (), marker.counts or {}, changed=stale)
+        if gone or plan.updates(changed, marker.head.newest):
+            # a deletion or an edit may move articles out of feeds not showing them
+            work = replace(self.plan_full(conn), full=False, changed=stale)
+        feeds = plan.touched(self._matcher, changed, shown, gone)
+        feeds |= plan.missing_feeds(work.counts, self.formats, present)
+        return replace(work, render=sorted(feeds, key=sort_key))
 
-    def _joined(
+    def _changes(
         self,
         conn: Connection,
-        inserted: Sequence[queries.Changed],
-        feeds: set[Selection],
+        marker: queries.Marker,
+        head: queries.Head,
         shown: Mapping[str, Sequence[str]],
-        matcher: Matcher,
-    ) -> dict[Selection, list[str]] | None:
-        """The items of ``feeds`` when the new articles all join them in
-        front (see :func:`joined`), else ``None``."""
-        old = {s: shown.get(s.path(self.formats[0]), ()) for s in feeds}
-        times = queries.published_of(conn, {token_id(t[0]) for t in old.values() if t})
-        out = {}
-        for selection in feeds:
-            fresh = [
-                c for c in inserted if selection in matcher.selections(c.regions, c.categories)
-            ]
-            found = joined(fresh, old[selection], times, self.config.feeds.items)
-            if found is None:
-                return None
-            out[selection] = found
-        return out
+    ) -> tuple[list[queries.Changed], set[str], bool]:
+        """The articles changed since ``marker`` but those it took in, the
+        deleted ones the feeds showed, and whether the store's article count
+        adds up with them."""
+        newest = marker.head.newest
+        changed = queries.changed_since(conn, newest - LOOKBACK if newest else None)
+        expected = marker.head.total + plan.inserted_since(changed, newest)
+        gone: set[str] = set()
+        if head.total != expected:
+            gone = queries.missing_ids(conn, {token_id(t) for ts in shown.values() for t in ts})
+        if newest is not None:
+            changed = [c for c in changed if not self._settled(c, newest, shown)]
+        return changed, gone, head.total == expected - len(gone)
 
     def _settled(
-        self,
-        changed: queries.Changed,
-        newest: datetime,
-        shown: Mapping[str, Sequence[str]],
-        matcher: Matcher,
+        self, changed: queries.Changed, newest: datetime, shown: Mapping[str, Sequence[str]]
     ) -> bool:
-        feeds = matcher.selections(changed.regions, changed.categories)
-        return settled(changed, newest, shown, feeds, self.formats[0])
+        feeds = self._matcher.selections(changed.regions, changed.categories)
+        return plan.settled(changed, newest, shown, feeds, self.formats[0])
 
     def _finish(
         self,
-        work: Work,
+        work: plan.Work,
         shown: Mapping[str, Sequence[str]],
         present: set[str],
         marker: queries.Marker,
     ) -> BuildReport:
         """Render and write; remove; index, OPML, ping; record the marker."""
-        written, showing = self._write_feeds(work)
+        written, showing, found = self._write_feeds(work)
+        counts = plan.existing({**work.counts, **found})
         # and those a build that stopped before its marker wrote: their items moved
         moved = [p for p, ids in showing.items() if shown.get(p) != tuple(ids)]
-        known = set(shown) | (feed_documents(present) if work.full else set())
-        stale = sorted(known - wanted_paths(work.counts, self.formats))
+        known = set(shown) | (plan.feed_documents(present) if work.full else set())
+        stale = sorted(known - plan.wanted_paths(counts, self.formats))
         removed = writer.remove_all(self.output, stale)
-        pages = self._pages(work.counts)
+        pages = self._pages(counts)
         urls = [self._site.url(p) for p in dict.fromkeys([*written, *moved])]
         websub.ping(self.client, self.config.feeds.websub_hub, urls)
         with self.db.begin() as conn:
             queries.save_shown(conn, showing, stale, now=marker.built_at)
-            queries.save_marker(conn, replace(marker, counts=work.counts))
-        total = len(work.counts) * len(self.formats)
+            queries.save_marker(conn, replace(marker, counts=counts))
+        total = len(counts) * len(self.formats)
         return BuildReport(
             len(written),
             total - len(written),
@@ -296,47 +267,55 @@ class FeedBuilder:
             tuple(removed),
         )
 
-    def _write_feeds(self, work: Work) -> tuple[list[str], dict[str, Sequence[str]]]:
-        """Render and write ``work``'s feeds; the paths written, the tokens each shows."""
-        renderer = self._renderer(fingerprint(self.config))
-        renderer.forget(work.changed)
+    def _write_feeds(
+        self, work: plan.Work
+    ) -> tuple[list[str], dict[str, Sequence[str]], dict[Selection, int]]:
+        """Render and write ``work``'s feeds: the paths written, the tokens
+        each path shows, each feed's article count (a pair feed left without
+        articles is not written: it is removed)."""
+        renderer = self._renderer(fingerprint(self.config), work)
         written: list[str] = []
         showing: dict[str, Sequence[str]] = {}
+        counts: dict[Selection, int] = {}
         for start in range(0, len(work.render), BATCH):
-            batch = work.render[start : start + BATCH]
-            items = self._load(renderer, work, batch)
-            for selection in batch:
-                ids = items[selection]
-                for fmt, data in renderer.documents(selection, ids).items():
-                    path = selection.path(fmt)
-                    showing[path] = ids
-                    if writer.write_if_changed(self.output / path, data):
-                        written.append(path)
+            for selection, (ids, count) in self._load(renderer, work, work.render[start:][:BATCH]):
+                counts[selection] = count
+                if count or selection.kind != "pair":
+                    for fmt, data in renderer.documents(selection, ids).items():
+                        showing[selection.path(fmt)] = ids
+                        if writer.write_if_changed(self.output / selection.path(fmt), data):
+                            written.append(selection.path(fmt))
         renderer.shrink(KEPT_ENTRIES)
-        return written, showing
+        return written, showing, counts
 
-    def _renderer(self, stamp: str) -> Renderer:
-        """The renderer of the last build in this process when the config and
-        versions are the same (its entries, by item token, are still right),
-        else a new one."""
+    def _renderer(self, stamp: str, work: plan.Work) -> Renderer:
+        """The last incremental build's renderer in this process when the
+        config and versions are the same (its entries, by item token, are
+        still right but for the changed articles'), else a new one."""
         found = _RENDERERS.get(stamp)
-        if found is None:
+        if found is None or work.full:
             _RENDERERS.clear()
             found = _RENDERERS[stamp] = Renderer(self._site, self.formats)
+        found.forget(work.changed)
         return found
 
+    def _newest(self, conn: Connection, selection: Selection) -> queries.Items:
+        regions = self._matcher.regions(selection)
+        return queries.newest_items(conn, regions, selection.category, self.config.feeds.items)
+
     def _load(
-        self, renderer: Renderer, work: Work, batch: Sequence[Selection]
-    ) -> dict[Selection, list[str]]:
-        """The item tokens of ``batch``'s feeds, their articles rendered; an
-        article deleted or edited meanwhile is left out (the next build sees it)."""
+        self, renderer: Renderer, work: plan.Work, batch: Sequence[Selection]
+    ) -> list[tuple[Selection, queries.Items]]:
+        """The newest item tokens and article count of ``batch``'s feeds, their
+        articles rendered; one deleted meanwhile is left out (the next build
+        sees it)."""
         with self.db.connect() as conn:
-            items = {s: list(work.items.get(s, ())) for s in batch}
-            wanted = [t for tokens in items.values() for t in tokens]
+            found = [(s, work.items.get(s) or self._newest(conn, s)) for s in batch]
+            wanted = [t for _, (tokens, _) in found for t in tokens]
             missing = {token_id(t): t for t in renderer.missing(wanted)}
-            found = queries.load_by_id(conn, missing, work.links)
-        renderer.add({missing[i]: a for i, a in found.items()}, keep=set(wanted))
-        return {s: [t for t in tokens if renderer.has(t)] for s, tokens in items.items()}
+            loaded = queries.load_by_id(conn, missing)
+        renderer.add({missing[i]: a for i, a in loaded.items()})
+        return [(s, ([t for t in ts if renderer.has(t)], n)) for s, (ts, n) in found]
 
     def _pages(self, counts: Mapping[Selection, int]) -> int:
         """Write the index page and the OPML file; how many changed."""

@@ -34,10 +34,9 @@ class Renderer:
     """Renders the feeds of one site in ``formats``. Create one per build; not
     thread-safe (feedgen switches the process locale while writing RSS dates)."""
 
-    def __init__(self, site: FeedSite, formats: Sequence[str], *, max_cached: int = 50_000):
+    def __init__(self, site: FeedSite, formats: Sequence[str]):
         self.site = site
         self.formats = tuple(formats)
-        self.max_cached = max_cached
         self._entries: dict[str, Entries] = {}
         self._writer = xml.EntryWriter(site)
 
@@ -49,11 +48,8 @@ class Renderer:
         """Those of ``tokens`` not rendered yet, each once."""
         return [t for t in dict.fromkeys(tokens) if t not in self._entries]
 
-    def add(self, articles: Mapping[str, Article], keep: Collection[str] = ()) -> None:
-        """Render ``articles`` (by item token); once over ``max_cached``
-        entries, forget those not in ``keep`` first."""
-        if len(self._entries) > self.max_cached:
-            self._entries = {k: v for k, v in self._entries.items() if k in keep}
+    def add(self, articles: Mapping[str, Article]) -> None:
+        """Render ``articles`` (by item token)."""
         for token, article in articles.items():
             self._entries[token] = self.entries(article)
 

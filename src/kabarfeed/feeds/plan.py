@@ -1,42 +1,44 @@
-"""The builder's decisions, pure: which feeds a build renders, writes and removes.
+"""The builder's decisions, pure: which feeds a build renders and removes.
 
-A feed is rendered again when a changed article belongs to it now or it
-showed one (:func:`selection.touched`, :func:`old_feeds`), when its items are
-not those it shows (:func:`differing`) or its files are missing
-(:func:`missing_feeds`). New articles that all sort before a feed's newest
-item join it in front (:func:`joined`); changes the last build already took
-in are :func:`settled`.
+A feed is rendered again when a changed article belongs to it now, when it
+showed a changed or deleted one (:func:`old_feeds`: the old feeds of a
+reclassified article) or when its files are missing (:func:`missing_feeds`).
+Changes the last build already took in are :func:`settled`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kabarfeed.feeds.queries import Changed, token_id
+from kabarfeed.feeds.queries import Changed, Items, token_id
 from kabarfeed.feeds.selection import FORMATS, Matcher, Selection, selection_of
-from kabarfeed.store.articles import Slugs
 
 FEED_SUFFIXES = frozenset("." + ext for ext in FORMATS.values())
 
 
 @dataclass(frozen=True, slots=True)
 class Work:
-    """What one build renders and removes."""
+    """What one build renders."""
 
     full: bool
-    counts: Mapping[Selection, int]
-    """Every feed that exists, with its article count (for the index page)."""
     render: Sequence[Selection]
-    items: Mapping[Selection, Sequence[str]] = field(default_factory=dict)
-    """The newest item tokens of every feed to render."""
-    links: tuple[Slugs, Slugs] | None = None
-    """Every article's region and category slugs, when already read."""
+    """The feeds to render, in :func:`~feeds.selection.sort_key` order."""
+    counts: Mapping[Selection, int]
+    """Every feed's article count before rendering."""
+    items: Mapping[Selection, Items] = field(default_factory=dict)
+    """Every feed's newest items and count when read for all at once (else
+    each feed rendered asks the store)."""
     changed: frozenset[str] = frozenset()
-    """The articles changed since the last build (an editor's correction
-    keeps the revision: their kept entries are stale)."""
+    """The articles changed since the last build (an editor's
+    correction keeps the revision: their rendered entries are stale)."""
+
+
+def existing(counts: Mapping[Selection, int]) -> dict[Selection, int]:
+    """The feeds that exist among ``counts``: a pair feed only with articles."""
+    return {s: n for s, n in counts.items() if n or s.kind != "pair"}
 
 
 def wanted_paths(counts: Mapping[Selection, int], formats: Sequence[str]) -> set[str]:
@@ -72,6 +74,16 @@ def old_feeds(shown: Mapping[str, Sequence[str]], ids: set[str]) -> set[Selectio
     return {s for s in hit if s is not None}
 
 
+def touched(
+    matcher: Matcher, changed: Iterable[Changed], shown: Mapping[str, Sequence[str]], gone: set[str]
+) -> set[Selection]:
+    """The feeds ``changed`` articles belong to now, and those that showed
+    one of them or a ``gone`` (deleted) article."""
+    ids = {c.id for c in changed} | gone
+    now = {s for c in changed for s in matcher.selections(c.regions, c.categories)}
+    return now | old_feeds(shown, ids)
+
+
 def settled(
     changed: Changed,
     newest: datetime,
@@ -87,49 +99,13 @@ def settled(
     )
 
 
-def differing(
-    items: Mapping[Selection, Sequence[str]],
-    shown: Mapping[str, Sequence[str]],
-    formats: Sequence[str],
-) -> set[Selection]:
-    """The feeds whose newest ``items`` are not those their documents show."""
-    return {s for s, ids in items.items() for f in formats if shown.get(s.path(f)) != tuple(ids)}
-
-
-def counted(
-    counts: Mapping[Selection, int],
-    matcher: Matcher,
-    inserted: Sequence[tuple[tuple[str, ...], tuple[str, ...]]],
-) -> dict[Selection, int]:
-    """``counts`` with the articles of slugs ``inserted`` added."""
-    out = dict(counts)
-    for regions, categories in inserted:
-        for selection in matcher.selections(regions, categories):
-            out[selection] = out.get(selection, 0) + 1
-    return out
-
-
-def joined(
-    fresh: Sequence[Changed],
-    old: Sequence[str],
-    published: Mapping[str, datetime],
-    items: int,
-) -> list[str] | None:
-    """A feed's new items when the ``fresh`` articles (inserted since, in the
-    feed) all sort before its ``old`` items (``published``: when its newest
-    was published); ``None`` when one does not (a backdated article) or the
-    newest old item is gone: then the store is asked."""
-    ahead = sorted(fresh, key=lambda c: (c.published, c.id), reverse=True)
-    ids = {c.id for c in ahead}
-    kept = [t for t in old if token_id(t) not in ids]
-    if kept and ahead:
-        first = token_id(kept[0])
-        when = published.get(first)
-        if when is None or (ahead[-1].published, ahead[-1].id) <= (when, first):
-            return None
-    return ([c.token for c in ahead] + kept)[:items]
-
-
 def inserted_since(changed: Sequence[Changed], newest: datetime | None) -> int:
-    """How many ``changed`` articles were first seen after ``newest``."""
+    """How many ``changed`` articles were first seen after ``newest``
+    (``None``: the store was empty)."""
     return sum(newest is None or c.first_seen > newest for c in changed)
+
+
+def updates(changed: Sequence[Changed], newest: datetime | None) -> bool:
+    """Whether one of ``changed`` was stored before ``newest`` (an edit or a
+    reclassification: it may have left feeds it was not shown in)."""
+    return newest is not None and any(c.first_seen <= newest for c in changed)

@@ -1,22 +1,23 @@
-"""Store queries of the feed builder: what changed since the last build, the
-newest items and counts of feeds, article rows, what each feed last showed
-and the last build's marker. SQLAlchemy Core (and portable driver SQL where
-a full build reads every row), the same on SQLite and PostgreSQL."""
+"""Store queries of the feed builder: what changed since the last build, each
+feed's newest items and count, article rows, what each feed last showed and
+the last build's marker. SQLAlchemy Core, the same on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select
 
-from kabarfeed.feeds.selection import GroupKey, Selection, sort_key
+from kabarfeed.feeds.selection import Matcher, Selection, sort_key
 from kabarfeed.models import Article
-from kabarfeed.store.articles import ARTICLE_COLUMNS, Slugs, article_from_row, slugs_of
-from kabarfeed.store.schema import articles, feed_builds
+from kabarfeed.store.articles import ARTICLE_COLUMNS, article_from_row, slugs_of
+from kabarfeed.store.schema import article_categories, article_regions, articles, feed_builds
 from kabarfeed.store.state import read_state, write_state
 
 MARKER_KEY = "feeds.last_build"
@@ -50,7 +51,6 @@ class Changed:
     token: str
     changed: datetime
     first_seen: datetime
-    published: datetime
     regions: tuple[str, ...]
     categories: tuple[str, ...]
 
@@ -59,6 +59,9 @@ class Changed:
         """The article id."""
         return token_id(self.token)
 
+
+Items = tuple[list[str], int]
+"""A feed's newest item tokens and its article count."""
 
 TOKEN_REVISION = 16
 """Characters of an article's revision in its item token."""
@@ -83,76 +86,93 @@ def store_version(conn: Connection) -> Head:
 
 
 def changed_since(conn: Connection, since: datetime | None) -> list[Changed]:
-    """The articles whose change column moved after ``since`` (``None``: all),
-    with their slugs."""
+    """The articles whose change column moved after ``since`` (``None``:
+    every article), with their slugs."""
     a = articles.c
-    query = select(a.id, a.revision, a.changed_at, a.first_seen_at, a.published_at)
-    if since is not None:
-        query = query.where(a.changed_at > since)
+    query = select(a.id, a.revision, a.changed_at, a.first_seen_at)
+    query = query if since is None else query.where(a.changed_at > since)
     rows = list(conn.execute(query))
     regions, categories = slugs_of(conn, [r.id for r in rows])
     return [
-        Changed(
-            item_token(i, rev), at, seen, pub, regions.get(i, _EMPTY), categories.get(i, _EMPTY)
-        )
-        for i, rev, at, seen, pub in rows
+        Changed(item_token(i, rev), at, seen, regions.get(i, _EMPTY), categories.get(i, _EMPTY))
+        for i, rev, at, seen in rows
     ]
 
 
-def published_of(conn: Connection, ids: Iterable[str]) -> dict[str, datetime]:
-    """When each stored article of ``ids`` was published."""
-    wanted = sorted(set(ids))
-    out: dict[str, datetime] = {}
-    for i in range(0, len(wanted), _CHUNK):
-        query = select(articles.c.id, articles.c.published_at)
-        rows = conn.execute(query.where(articles.c.id.in_(wanted[i : i + _CHUNK])))
-        out.update((article_id, when) for article_id, when in rows)
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class ArticleIndex:
-    """Every stored article without content: ``ids`` (item tokens) newest first,
-    the positions in ``ids`` of each slug combination, every article's slugs."""
-
-    ids: Sequence[str]
-    groups: Mapping[GroupKey, Sequence[int]]
-    links: tuple[Slugs, Slugs]
-
-
-def article_index(conn: Connection) -> ArticleIndex:
-    """Read the :class:`ArticleIndex` with three parameterless SELECTs fetched
-    straight from the DB-API cursor (Core's per-row work would triple the time)."""
-    regions = _link_map(_fetch_raw(conn, "SELECT article_id, region FROM article_regions"))
-    categories = _link_map(_fetch_raw(conn, "SELECT article_id, category FROM article_categories"))
-    rows = _fetch_raw(
-        conn,
-        f"SELECT id, substr(revision, 1, {TOKEN_REVISION}) FROM articles"
-        " ORDER BY published_at DESC, id DESC",
-    )
-    ids = [f"{i}:{rev}" for i, rev in rows]
-    groups: dict[GroupKey, list[int]] = {}
+def every_feed(conn: Connection, matcher: Matcher, items: int) -> dict[Selection, Items]:
+    """Every feed with articles: its newest ``items`` tokens and article count,
+    from one pass over every article newest first (one query per feed costs
+    ten times more over a whole store). Articles sharing slugs share feeds:
+    each feed merges the heads of its slug groups' lists."""
+    slugs: dict[str, tuple[list[str], list[str]]] = {}
+    for side, (table, column) in enumerate(
+        (("article_regions", "region"), ("article_categories", "category"))
+    ):
+        sql = f"SELECT article_id, {column} FROM {table} ORDER BY {column}"
+        for article_id, slug in conn.exec_driver_sql(sql).all():
+            slugs.setdefault(article_id, ([], []))[side].append(slug)
+    order = "ORDER BY published_at DESC, id DESC"
+    rows = conn.exec_driver_sql(f"SELECT id, revision FROM articles {order}").all()
+    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[int]] = {}
     for position, (article_id, _) in enumerate(rows):
-        key = (regions.get(article_id, _EMPTY), categories.get(article_id, _EMPTY))
-        groups.setdefault(key, []).append(position)
-    return ArticleIndex(ids, groups, (regions, categories))
+        regions, categories = slugs.get(article_id, ((), ()))
+        groups.setdefault((tuple(regions), tuple(categories)), []).append(position)
+    members: dict[Selection, list[list[int]]] = {}
+    for key, positions in groups.items():
+        for selection in matcher.selections(*key):
+            members.setdefault(selection, []).append(positions)
+    return {s: _newest(rows, lists, items) for s, lists in members.items()}
 
 
-def _fetch_raw(conn: Connection, sql: str) -> list[tuple[Any, ...]]:
-    cursor = conn.connection.cursor()
-    try:
-        cursor.execute(sql)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
+def _newest(rows: Sequence[Any], lists: list[list[int]], items: int) -> Items:
+    newest = heapq.nsmallest(items, chain.from_iterable(p[:items] for p in lists))
+    return [item_token(*rows[p]) for p in newest], sum(map(len, lists))
 
 
-def _link_map(rows: Iterable[tuple[Any, ...]]) -> Slugs:
-    """``(article_id, slug)`` rows -> article id -> sorted slugs."""
-    found: dict[str, list[str]] = {}
-    for article_id, slug in rows:
-        found.setdefault(article_id, []).append(slug)
-    return {k: tuple(sorted(v)) for k, v in found.items()}
+def missing_ids(conn: Connection, ids: Iterable[str]) -> set[str]:
+    """Those of ``ids`` no longer stored."""
+    wanted = sorted(set(ids))
+    found: set[str] = set()
+    for i in range(0, len(wanted), _CHUNK):
+        query = select(articles.c.id).where(articles.c.id.in_(wanted[i : i + _CHUNK]))
+        found.update(conn.execute(query).scalars())
+    return set(wanted) - found
+
+
+def newest_items(
+    conn: Connection, regions: Sequence[str], category: str | None, items: int
+) -> tuple[list[str], int]:
+    """The item tokens of the newest ``items`` articles in one of ``regions``
+    (empty: any) and of ``category`` (``None``: any), and how many there are."""
+    a, r, c = articles.c, article_regions.c, article_categories.c
+    query = select(a.id, a.revision).order_by(a.published_at.desc(), a.id.desc()).limit(items)
+    # EXISTS: the store walks the published_at index and stops at ``items``
+    if regions:
+        query = query.where(
+            select(r.article_id).where(r.article_id == a.id, r.region.in_(regions)).exists()
+        )
+    if category is not None:
+        query = query.where(
+            select(c.article_id).where(c.article_id == a.id, c.category == category).exists()
+        )
+    tokens = [item_token(i, rev) for i, rev in conn.execute(query)]
+    return tokens, len(tokens) if len(tokens) < items else _count(conn, regions, category)
+
+
+def _count(conn: Connection, regions: Sequence[str], category: str | None) -> int:
+    """How many articles are in one of ``regions`` (empty: any) and of ``category``."""
+    r, c = article_regions.c, article_categories.c
+    if not regions:
+        query = select(func.count()).select_from(article_categories if category else articles)
+        query = query.where(c.category == category) if category else query
+    else:
+        query = select(func.count(r.article_id.distinct())).where(r.region.in_(regions))
+        if category is not None:
+            query = query.join_from(
+                article_regions, article_categories, c.article_id == r.article_id
+            )
+            query = query.where(c.category == category)
+    return int(conn.execute(query).scalar_one())
 
 
 def newest_published(conn: Connection) -> datetime | None:
@@ -161,16 +181,13 @@ def newest_published(conn: Connection) -> datetime | None:
     return found
 
 
-def load_by_id(
-    conn: Connection, ids: Iterable[str], links: tuple[Slugs, Slugs] | None = None
-) -> dict[str, Article]:
-    """Full articles for ``ids``, keyed by id (``links``: every article's
-    region and category slugs when already read)."""
+def load_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, Article]:
+    """Full articles for ``ids``, keyed by id."""
     wanted = sorted(set(ids))
     out: dict[str, Article] = {}
     for i in range(0, len(wanted), _CHUNK):
         chunk = wanted[i : i + _CHUNK]
-        regions, categories = links or slugs_of(conn, chunk)
+        regions, categories = slugs_of(conn, chunk)
         for row in conn.execute(select(*ARTICLE_COLUMNS).where(articles.c.id.in_(chunk))):
             ident = row[0]
             found = article_from_row(row, regions.get(ident, _EMPTY), categories.get(ident, _EMPTY))
@@ -218,10 +235,6 @@ def _row(path: str, ids: Sequence[str], now: datetime) -> dict[str, Any]:
     }
 
 
-def _order(marker: Marker) -> list[Selection]:
-    return sorted(marker.counts or {}, key=sort_key)
-
-
 def load_marker(conn: Connection) -> Marker | None:
     """The last build's marker; ``None`` before the first build or when unreadable."""
     data = read_state(conn, MARKER_KEY)
@@ -240,11 +253,12 @@ def load_marker(conn: Connection) -> Marker | None:
 
 def save_marker(conn: Connection, marker: Marker) -> None:
     """Record the build just finished."""
+    counts = marker.counts or {}
     value = {
         "built_at": marker.built_at.isoformat(),
         "newest": marker.head.newest.isoformat() if marker.head.newest else None,
         "total": marker.head.total,
         "fingerprint": marker.fingerprint,
-        "counts": [[s.region, s.category, (marker.counts or {})[s]] for s in _order(marker)],
+        "counts": [[s.region, s.category, counts[s]] for s in sorted(counts, key=sort_key)],
     }
     write_state(conn, MARKER_KEY, value, marker.built_at)

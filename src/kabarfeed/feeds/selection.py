@@ -3,18 +3,14 @@
 A :class:`Selection` is one slice of the news: the whole site, a region (with
 its descendant regions), a category, or a region x category pair. Its public
 path is the same on disk and on the web (``feeds/region/balikpapan.rss``).
-:class:`Matcher` maps an article's slugs to the feeds it belongs to;
-:func:`touched` the articles changed since the last build to the feeds to
-render again; :func:`contents` every feed's count and newest items from a
-light index of every article (a full build).
+:class:`Matcher` maps an article's slugs to the feeds it belongs to, and a
+feed to the region slugs its articles have.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from itertools import chain
 
 from kabarfeed.models import Taxonomy
 
@@ -98,6 +94,12 @@ class Matcher:
         self._categories = frozenset(c.slug for c in taxonomy.categories)
         self._cache: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[Selection, ...]] = {}
         self._made: dict[tuple[str | None, str | None], Selection] = {}
+        self._down = {r.slug: taxonomy.with_descendants(r.slug) for r in taxonomy.regions}
+
+    def regions(self, selection: Selection) -> tuple[str, ...]:
+        """The region slugs of ``selection``'s articles: its region and those
+        below it (empty: any region)."""
+        return self._down.get(selection.region, ()) if selection.region else ()
 
     def selections(
         self, regions: Iterable[str], categories: Iterable[str]
@@ -128,58 +130,6 @@ class Matcher:
         if found is None:
             found = self._made[(region, category)] = Selection(region, category)
         return found
-
-
-GroupKey = tuple[tuple[str, ...], tuple[str, ...]]
-"""An article's (region slugs, category slugs): articles sharing one share feeds."""
-
-
-@dataclass(frozen=True, slots=True)
-class Contents:
-    """Which feeds exist, how many articles each matches, and the ids of its
-    newest ``items`` (newest first; only for the feeds worked out)."""
-
-    counts: Mapping[Selection, int]
-    items: Mapping[Selection, Sequence[str]]
-
-    @property
-    def selections(self) -> tuple[Selection, ...]:
-        """Every existing feed, in :func:`sort_key` order."""
-        return tuple(sorted(self.counts, key=sort_key))
-
-
-def contents(
-    taxonomy: Taxonomy, ids: Sequence[str], groups: Mapping[GroupKey, Sequence[int]], *, items: int
-) -> Contents:
-    """Every feed's count and newest items, from every article's id (newest
-    first in ``ids``) and the positions in ``ids`` of each slug combination.
-    Each feed merges the heads of its groups' position lists."""
-    matcher = Matcher(taxonomy)
-    members: dict[Selection, list[Sequence[int]]] = {s: [] for s in base_selections(taxonomy)}
-    for key, positions in groups.items():
-        for selection in matcher.selections(*key):
-            members.setdefault(selection, []).append(positions)
-    counts = {s: sum(map(len, lists)) for s, lists in members.items()}
-    newest = {s: _newest(lists, items) for s, lists in members.items()}
-    return Contents(counts, {s: [ids[p] for p in found] for s, found in newest.items()})
-
-
-def _newest(lists: Sequence[Sequence[int]], items: int) -> list[int]:
-    heads = chain.from_iterable(p[:items] for p in lists)
-    return heapq.nsmallest(items, heads)
-
-
-def touched(
-    matcher: Matcher,
-    changed: Iterable[tuple[tuple[str, ...], tuple[str, ...]]],
-    old_feeds: Iterable[Selection],
-) -> set[Selection]:
-    """The feeds a change reaches: those the changed articles belong to now
-    (``changed``: their region and category slugs) and ``old_feeds``, those
-    that last showed a changed or removed article."""
-    out = {s for regions, categories in changed for s in matcher.selections(regions, categories)}
-    out.update(old_feeds)
-    return out
 
 
 def region_order(taxonomy: Taxonomy) -> tuple[tuple[str, int], ...]:
