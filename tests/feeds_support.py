@@ -8,6 +8,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -18,6 +19,10 @@ import fastfeedparser
 import feedparser
 import jsonschema  # type: ignore[import-untyped]
 
+from kabarfeed.feeds import jsonfeed
+from kabarfeed.feeds import xml as feed_xml
+from kabarfeed.feeds.render import FeedSite
+from kabarfeed.feeds.selection import Selection
 from kabarfeed.models import Article, Image
 from kabarfeed.normalize import stable_key
 from kabarfeed.store import Database
@@ -252,4 +257,27 @@ def independent_ids(fmt: str, data: bytes) -> dict[str, list[tuple[str, str]]]:
         out["atoma"] = [(i.id_, i.title) for i in jf.items]
     fast = fastfeedparser.parse(data)
     out["fastfeedparser"] = [(e["id"], e["title"]) for e in fast["entries"]]
+    return out
+
+
+# ---------------------------------------------------------------- reference
+
+
+def render_whole(
+    site: FeedSite, selection: Selection, articles: Sequence[Article], formats: Sequence[str]
+) -> dict[str, bytes]:
+    """The documents of one feed the plain feedgen way: every entry added to
+    the generator and the whole document serialised (the reference the
+    builder's joined entries are checked against)."""
+    out: dict[str, bytes] = {}
+    for fmt in formats:
+        if fmt == "json":
+            items = [jsonfeed.json_item(site, a) for a in articles]
+            out[fmt] = jsonfeed.json_document(site, selection, items)
+            continue
+        fg = feed_xml._feed_generator(site, selection, articles)
+        for article in articles:
+            fg.add_entry(feed_xml.feed_entry(site, article), order="append")
+        feed_xml._links(site, fg, selection, fmt)
+        out[fmt] = feed_xml._xml(fg, fmt)
     return out

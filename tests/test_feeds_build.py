@@ -29,7 +29,6 @@ from kabarfeed.feeds import build as feeds_build
 from kabarfeed.feeds import queries
 from kabarfeed.feeds.build import FeedBuilder
 from kabarfeed.feeds.catalog import build_catalog
-from kabarfeed.feeds.documents import render_whole
 from kabarfeed.feeds.index import IndexPage
 from kabarfeed.feeds.render import FeedSite, entry_id
 from kabarfeed.feeds.selection import Matcher, Selection, base_selections, sort_key
@@ -53,6 +52,7 @@ from tests.feeds_support import (
     check_rss,
     independent_ids,
     make_article,
+    render_whole,
     store,
 )
 

@@ -16,7 +16,7 @@ import feedparser
 import pytest
 
 from kabarfeed.config import Config
-from kabarfeed.feeds.documents import Renderer, render, render_whole
+from kabarfeed.feeds.documents import Renderer, render
 from kabarfeed.feeds.render import FeedSite, entry_id, xml_safe
 from kabarfeed.feeds.selection import ALL, Selection
 from kabarfeed.models import Image
@@ -27,6 +27,7 @@ from tests.feeds_support import (
     check_rss,
     independent_ids,
     make_article,
+    render_whole,
 )
 
 GOLDEN = Path(__file__).parent / "golden" / "feeds"

@@ -76,7 +76,6 @@ class BuildReport:
     unchanged: int = 0
     removed: int = 0
     full: bool = False
-    rendered: int = 0
     pages_written: int = 0
     written_paths: tuple[str, ...] = ()
     removed_paths: tuple[str, ...] = ()
@@ -200,7 +199,8 @@ class FeedBuilder:
             # an article no feed showed was deleted, or one was stored stamped
             # before the lookback: every feed is rendered (same bytes kept)
             return replace(self.plan_full(conn), full=False, changed=stale)
-        work = plan.Work(False, (), marker.counts or {}, changed=stale)
+        counts = plan.counted(marker.counts or {}, self._matcher, changed)
+        work = plan.Work(False, (), counts, changed=stale)
         if gone or plan.updates(changed, marker.head.newest):
             # a deletion or an edit may move articles out of feeds not showing them
             work = replace(self.plan_full(conn), full=False, changed=stale)
@@ -261,7 +261,6 @@ class FeedBuilder:
             total - len(written),
             len(removed),
             work.full,
-            len(work.render),
             pages,
             tuple(written),
             tuple(removed),
@@ -299,9 +298,12 @@ class FeedBuilder:
         found.forget(work.changed)
         return found
 
-    def _newest(self, conn: Connection, selection: Selection) -> queries.Items:
+    def _newest(self, conn: Connection, work: plan.Work, selection: Selection) -> queries.Items:
+        """A feed's newest items from the store, its count as planned."""
         regions = self._matcher.regions(selection)
-        return queries.newest_items(conn, regions, selection.category, self.config.feeds.items)
+        items = self.config.feeds.items
+        tokens = queries.newest_items(conn, regions, selection.category, items)
+        return tokens, work.counts.get(selection, 0)
 
     def _load(
         self, renderer: Renderer, work: plan.Work, batch: Sequence[Selection]
@@ -310,7 +312,7 @@ class FeedBuilder:
         articles rendered; one deleted meanwhile is left out (the next build
         sees it)."""
         with self.db.connect() as conn:
-            found = [(s, work.items.get(s) or self._newest(conn, s)) for s in batch]
+            found = [(s, work.items.get(s) or self._newest(conn, work, s)) for s in batch]
             wanted = [t for _, (tokens, _) in found for t in tokens]
             missing = {token_id(t): t for t in renderer.missing(wanted)}
             loaded = queries.load_by_id(conn, missing)

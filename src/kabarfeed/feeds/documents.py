@@ -102,17 +102,3 @@ def render(
     renderer = Renderer(site, formats)
     renderer.add({a.id: a for a in articles})
     return renderer.documents(selection, [a.id for a in articles])
-
-
-def render_whole(
-    site: FeedSite, selection: Selection, articles: Sequence[Article], formats: Sequence[str]
-) -> dict[str, bytes]:
-    """The same documents the plain feedgen way (slower; the reference)."""
-    out: dict[str, bytes] = {}
-    for fmt in formats:
-        if fmt == "json":
-            items = [jsonfeed.json_item(site, a) for a in articles]
-            out[fmt] = jsonfeed.json_document(site, selection, items)
-        else:
-            out[fmt] = xml.whole(site, selection, articles, fmt)
-    return out

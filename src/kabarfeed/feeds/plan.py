@@ -84,6 +84,17 @@ def touched(
     return now | old_feeds(shown, ids)
 
 
+def counted(
+    counts: Mapping[Selection, int], matcher: Matcher, inserted: Iterable[Changed]
+) -> dict[Selection, int]:
+    """``counts`` with the ``inserted`` articles added to their feeds."""
+    out = dict(counts)
+    for article in inserted:
+        for selection in matcher.selections(article.regions, article.categories):
+            out[selection] = out.get(selection, 0) + 1
+    return out
+
+
 def settled(
     changed: Changed,
     newest: datetime,

@@ -141,38 +141,25 @@ def missing_ids(conn: Connection, ids: Iterable[str]) -> set[str]:
 
 def newest_items(
     conn: Connection, regions: Sequence[str], category: str | None, items: int
-) -> tuple[list[str], int]:
+) -> list[str]:
     """The item tokens of the newest ``items`` articles in one of ``regions``
-    (empty: any) and of ``category`` (``None``: any), and how many there are."""
+    (empty: any) and of ``category`` (``None``: any)."""
     a, r, c = articles.c, article_regions.c, article_categories.c
     query = select(a.id, a.revision).order_by(a.published_at.desc(), a.id.desc()).limit(items)
-    # EXISTS: the store walks the published_at index and stops at ``items``
-    if regions:
+    if regions and category is not None:  # a pair: few articles, sorted (6 ms at 100k)
+        linked = c.article_id == r.article_id
+        pair = select(r.article_id).join_from(article_regions, article_categories, linked)
+        pair = pair.where(r.region.in_(regions), c.category == category)
+        query = query.where(a.id.in_(pair))
+    elif regions:  # EXISTS: a walk down published_at that stops at ``items``
         query = query.where(
             select(r.article_id).where(r.article_id == a.id, r.region.in_(regions)).exists()
         )
-    if category is not None:
+    elif category is not None:
         query = query.where(
             select(c.article_id).where(c.article_id == a.id, c.category == category).exists()
         )
-    tokens = [item_token(i, rev) for i, rev in conn.execute(query)]
-    return tokens, len(tokens) if len(tokens) < items else _count(conn, regions, category)
-
-
-def _count(conn: Connection, regions: Sequence[str], category: str | None) -> int:
-    """How many articles are in one of ``regions`` (empty: any) and of ``category``."""
-    r, c = article_regions.c, article_categories.c
-    if not regions:
-        query = select(func.count()).select_from(article_categories if category else articles)
-        query = query.where(c.category == category) if category else query
-    else:
-        query = select(func.count(r.article_id.distinct())).where(r.region.in_(regions))
-        if category is not None:
-            query = query.join_from(
-                article_regions, article_categories, c.article_id == r.article_id
-            )
-            query = query.where(c.category == category)
-    return int(conn.execute(query).scalar_one())
+    return [item_token(i, rev) for i, rev in conn.execute(query).all()]
 
 
 def newest_published(conn: Connection) -> datetime | None:
@@ -220,19 +207,12 @@ def save_shown(
     paths = [*written, *removed]
     for i in range(0, len(paths), _CHUNK):
         conn.execute(delete(feed_builds).where(feed_builds.c.path.in_(paths[i : i + _CHUNK])))
-    rows = [_row(path, ids, now) for path, ids in written.items()]
+    rows = [
+        {"path": p, "content_hash": "", "item_count": len(ids), "item_ids": " ".join(ids)}
+        for p, ids in written.items()
+    ]
     if rows:
-        conn.execute(insert(feed_builds), rows)
-
-
-def _row(path: str, ids: Sequence[str], now: datetime) -> dict[str, Any]:
-    return {
-        "path": path,
-        "content_hash": "",
-        "item_count": len(ids),
-        "item_ids": " ".join(ids),
-        "built_at": now,
-    }
+        conn.execute(insert(feed_builds), [{**row, "built_at": now} for row in rows])
 
 
 def load_marker(conn: Connection) -> Marker | None:

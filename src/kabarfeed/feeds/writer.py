@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import secrets
 import struct
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,7 +48,8 @@ def gzip_path(path: Path) -> Path:
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` via a temporary file renamed over it."""
     try:
-        fd, tmp = _temp_beside(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=".tmp", dir=path.parent)
         try:
             try:
                 _write_all(fd, data)
@@ -62,20 +63,6 @@ def atomic_write(path: Path, data: bytes) -> None:
             raise
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
-
-
-def _temp_beside(path: Path) -> tuple[int, str]:
-    """A new, empty temporary file in ``path``'s folder (made if missing)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-    for _ in range(100):
-        tmp = os.path.join(path.parent, f"{TEMP_PREFIX}{secrets.token_hex(6)}.tmp")
-        try:
-            return os.open(tmp, flags, 0o600), tmp
-        except FileExistsError:
-            continue
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True)
-    raise FileExistsError(f"no free temporary name in {path.parent}")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -175,21 +162,9 @@ def locked(folder: Path, name: str) -> Iterator[None]:
 
 
 def files_under(root: Path, folder: str) -> set[str]:
-    """The regular files under ``root / folder``, as ``root``-relative POSIX paths."""
+    """The files under ``root / folder``, as ``root``-relative POSIX paths."""
     found: set[str] = set()
-    pending = [(os.path.join(root, folder), folder)]
-    while pending:
-        path, relative = pending.pop()
-        try:
-            entries = os.scandir(path)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except OSError as e:
-            raise OutputError(f"cannot read {path}: {e.strerror or e}") from e
-        with entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    pending.append((entry.path, f"{relative}/{entry.name}"))
-                elif entry.is_file():
-                    found.add(f"{relative}/{entry.name}")
+    for path, _, names in os.walk(root / folder):
+        relative = Path(path).relative_to(root).as_posix()
+        found.update(f"{relative}/{name}" for name in names)
     return found

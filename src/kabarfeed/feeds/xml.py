@@ -185,16 +185,6 @@ def splice(head: bytes, fmt: str, entries: Sequence[bytes]) -> bytes:
     return b"".join((head[:cut], *entries, head[cut:]))
 
 
-def whole(site: FeedSite, selection: Selection, articles: Sequence[Article], fmt: str) -> bytes:
-    """The plain feedgen way: every entry added to the generator and the whole
-    document serialised (the reference the spliced documents are checked against)."""
-    fg = _feed_generator(site, selection, articles)
-    for article in articles:
-        fg.add_entry(feed_entry(site, article), order="append")
-    _links(site, fg, selection, fmt)
-    return _xml(fg, fmt)
-
-
 class EntryWriter:
     """Serialises feedgen entries exactly as they appear inside a document.
 
