@@ -149,6 +149,11 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 TimeZoneName = Annotated[str, AfterValidator(_check_zone)]
 Slug = Annotated[str, AfterValidator(_check_slug)]
 HHMM = Annotated[str, AfterValidator(_check_hhmm)]
+Phrase = Annotated[str, AfterValidator(_check_phrase)]
+"""Text used in mail headers (a display name, a title)."""
+EmailAddress = Annotated[str, AfterValidator(_check_address)]
+"""A bare email address used in headers or the SMTP envelope ("" = not set)."""
+HostName = Annotated[str, AfterValidator(_check_host)]
 
 
 def _check_welcome(value: str) -> str:
@@ -158,11 +163,6 @@ def _check_welcome(value: str) -> str:
 
 
 Welcome = Annotated[str, AfterValidator(_check_welcome)]
-Phrase = Annotated[str, AfterValidator(_check_phrase)]
-"""Text used in mail headers (a display name, a title)."""
-EmailAddress = Annotated[str, AfterValidator(_check_address)]
-"""A bare email address used in headers or the SMTP envelope ("" = not set)."""
-HostName = Annotated[str, AfterValidator(_check_host)]
 
 
 class _Section(BaseModel):
@@ -253,16 +253,6 @@ class IngestConfig(_Section):
     retry_base: Duration = timedelta(minutes=5)
     retry_max: Duration = timedelta(hours=6)
     interval_jitter: float = Field(default=0.1, ge=0, le=1)
-
-
-class FeedsConfig(_Section):
-    """``[feeds]``: what is published and where."""
-
-    output: Path = Path("public")
-    items: int = Field(default=50, gt=0, le=1000)
-    formats: tuple[Literal["rss", "atom", "json"], ...] = ("rss", "atom", "json")
-    full_content: bool = True
-    websub_hub: Annotated[str, AfterValidator(_check_http_url)] = ""
     concurrency: int = Field(default=4, ge=1, le=64)
     """Sources read at the same time (ingest, the service); a slow upstream holds only its slot."""
     max_title_chars: int = Field(default=1000, ge=10)
@@ -274,6 +264,16 @@ class FeedsConfig(_Section):
     max_tag_chars: int = Field(default=100, ge=10)
     max_body_chars: int = Field(default=1_000_000, ge=1000)
     """Cap of an article's sanitised HTML body; longer bodies are cut at an element boundary."""
+
+
+class FeedsConfig(_Section):
+    """``[feeds]``: what is published and where."""
+
+    output: Path = Path("public")
+    items: int = Field(default=50, gt=0, le=1000)
+    formats: tuple[Literal["rss", "atom", "json"], ...] = ("rss", "atom", "json")
+    full_content: bool = True
+    websub_hub: Annotated[str, AfterValidator(_check_http_url)] = ""
     cache_max_age: Duration = timedelta(minutes=5)
     build_delay: Duration = timedelta(seconds=10)
 
@@ -410,37 +410,6 @@ class WebConfig(_Section):
     max_connections: int = Field(default=2048, gt=0, le=1_000_000)
 
 
-class AdminConfig(_Section):
-    """``[admin]``: the newsroom console at ``/admin`` (accounts come from the CLI)."""
-
-    enabled: bool = True
-    host: str = ""
-    listen: str = ""
-    session_idle: Duration = timedelta(minutes=30)
-    session_max: Duration = timedelta(hours=12)
-    invite_ttl: Duration = timedelta(days=3)
-    login_per_ip: int = Field(default=20, gt=0)
-    login_per_account: int = Field(default=5, gt=0)
-    login_window: Duration = timedelta(minutes=15)
-
-    @model_validator(mode="after")
-    def _check(self) -> AdminConfig:
-        if self.session_idle > self.session_max:
-            raise ValueError("session_idle must not be longer than session_max")
-        if self.host and not re.match(r"^[A-Za-z0-9.-]+(:\d+)?$", self.host):
-            raise ValueError(f'host "{self.host}" is not a host name like "admin.example.id"')
-        if self.listen and self.listen_address() is None:
-            raise ValueError(f'listen "{self.listen}" is not an address like "127.0.0.1:8081"')
-        return self
-
-    def listen_address(self) -> tuple[str, int] | None:
-        """``listen`` as (host, port): the console's own listener, or ``None``."""
-        match = re.match(r"^\[?([A-Za-z0-9.:-]+?)\]?:(\d{1,5})$", self.listen)
-        if not match or int(match[2]) > 65535:
-            return None
-        return match[1], int(match[2])
-
-
 class ApiConfig(_Section):
     """``[api]``: the CMS push API under ``/api/v1``."""
 
@@ -483,6 +452,37 @@ class BouncesConfig(_Section):
         if self.imap_url and not re.match(r"^imaps?://[^/\s]+", self.imap_url):
             raise ValueError(f'imap_url "{self.imap_url}" must be imaps://... or imap://...')
         return self
+
+
+class AdminConfig(_Section):
+    """``[admin]``: the newsroom console at ``/admin`` (accounts come from the CLI)."""
+
+    enabled: bool = True
+    host: str = ""
+    listen: str = ""
+    session_idle: Duration = timedelta(minutes=30)
+    session_max: Duration = timedelta(hours=12)
+    invite_ttl: Duration = timedelta(days=3)
+    login_per_ip: int = Field(default=20, gt=0)
+    login_per_account: int = Field(default=5, gt=0)
+    login_window: Duration = timedelta(minutes=15)
+
+    @model_validator(mode="after")
+    def _check(self) -> AdminConfig:
+        if self.session_idle > self.session_max:
+            raise ValueError("session_idle must not be longer than session_max")
+        if self.host and not re.match(r"^[A-Za-z0-9.-]+(:\d+)?$", self.host):
+            raise ValueError(f'host "{self.host}" is not a host name like "admin.example.id"')
+        if self.listen and self.listen_address() is None:
+            raise ValueError(f'listen "{self.listen}" is not an address like "127.0.0.1:8081"')
+        return self
+
+    def listen_address(self) -> tuple[str, int] | None:
+        """``listen`` as (host, port): the console's own listener, or ``None``."""
+        match = re.match(r"^\[?([A-Za-z0-9.:-]+?)\]?:(\d{1,5})$", self.listen)
+        if not match or int(match[2]) > 65535:
+            return None
+        return match[1], int(match[2])
 
 
 class SeedConfig(_Section):
