@@ -268,3 +268,5 @@ def test_the_renderer_forgets_changed_articles_and_keeps_the_last_rendered(
     renderer.shrink(2)
     assert renderer.missing(f"{a.id}:r1" for a in articles[-2:]) == []
     assert len(renderer.missing(f"{a.id}:r1" for a in articles)) == len(articles) - 2
+    renderer.shrink(0)
+    assert renderer.missing(f"{a.id}:r1" for a in articles[-1:]) == [f"{articles[-1].id}:r1"]

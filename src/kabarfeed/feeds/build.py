@@ -11,10 +11,12 @@ One build, sequential code (no worker processes, no threads):
    was stamped before the lookback), every feed is taken too.
 2. **Which feeds** (:mod:`feeds.plan`, pure): those the changed articles
    belong to now and those that showed one of them or a deleted one (a
-   reclassified article's old feeds); after an edit or a deletion every
-   feed's count is read again.
+   reclassified article's old feeds). New articles add to their feeds'
+   counts; an edit or a deletion may move articles out of feeds that did
+   not show them, so then every feed's items and count are read in one pass.
 3. **Render** each of those feeds whole from its newest ``items`` articles
-   (one query per feed), each article's entries serialised once
+   (one query per feed, unless read in that pass), each article's entries
+   serialised once and kept for the next build while the config stays
    (:mod:`feeds.documents`).
 4. **Write** every document atomically with its ``.gz`` sibling, only where
    the bytes differ; remove feeds that no longer exist; then the index page,

@@ -1,22 +1,13 @@
 """Feed builds when several machines share one database.
 
-:class:`~kabarfeed.feeds.build.FeedBuilder` keeps its incremental state (what
-each feed path last held) in the database, and its output folder on the local
-disk. With two nodes that is not enough on its own:
-
-* two builds at once would interleave their state writes — so a build holds
-  the cluster-wide ``feeds.build`` lock (a PostgreSQL advisory lock; on SQLite
-  the builder's own file lock already serialises builds on the one machine);
-* node B's folder may be behind the state node A recorded (A built since B's
-  last build), and an incremental build would then skip feeds whose state is
-  current but whose files in B's folder are not — so every folder carries a
-  stamp of the build marker it was last brought to, and a folder whose stamp
-  differs from the database's marker is rebuilt in full (only changed bytes
-  are written: identical files keep their mtime and ETag).
-
-Rendering is pure (no clock, no host name), and files are replaced by atomic
-renames, so every node produces byte-identical output and a reader — web
-server, CDN origin, rsync — never sees half a file, wherever it looks.
+A build holds the cluster-wide ``feeds.build`` lock (a PostgreSQL advisory
+lock; on SQLite the builder's file lock already serialises builds on the one
+machine), so two builds never interleave their state writes. Each output
+folder carries a stamp of the build marker it was last brought to: a folder
+behind the database's marker (another node built since) is rebuilt in full,
+writing only changed bytes. Rendering is pure and files are replaced by
+atomic renames, so every node's output is byte-identical and a reader never
+sees half a file.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class Renderer:
     def shrink(self, size: int) -> None:
         """Keep only the ``size`` entries rendered or added last."""
         if len(self._entries) > size:
-            self._entries = dict(list(self._entries.items())[-size:])
+            self._entries = dict(list(self._entries.items())[len(self._entries) - size :])
 
     def entries(self, article: Article) -> Entries:
         """``article``'s entries in every format."""

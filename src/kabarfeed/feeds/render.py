@@ -119,19 +119,14 @@ class Describe:
 
 def describe(site: FeedSite, selection: Selection) -> Describe:
     """Name the feed after its region/category, e.g. "Nusantara Plus: Balikpapan"."""
-    text = strings(site.language)
-    names = _names(site, selection)
-    kind = selection.kind
-    subtitle = text[f"{kind}_subtitle"].format(**names)
-    region = None
-    if kind == "region" and selection.region:
-        region = site.taxonomy.region(selection.region)
-    if region is not None:
-        below = set(site.taxonomy.descendants(region.slug))
-        children = [xml_safe(r.name) for r in site.taxonomy.regions if r.slug in below]
-        if children:
-            includes = text["region_includes"].format(children=list_join(children, site.language))
-            subtitle = f"{subtitle} ({includes})"
+    text, names = strings(site.language), _names(site, selection)
+    subtitle = text[f"{selection.kind}_subtitle"].format(**names)
+    region = selection.region if selection.kind == "region" else None
+    below = site.taxonomy.descendants(region) if region else ()
+    children = [xml_safe(r.name) for r in site.taxonomy.regions if r.slug in below]
+    if children:
+        includes = text["region_includes"].format(children=list_join(children, site.language))
+        subtitle = f"{subtitle} ({includes})"
     return Describe(feed_title(site, selection, names), subtitle)
 
 
