@@ -74,7 +74,7 @@ def test_add_change_import_and_export(
     exported = tmp_path / "out.csv"
     _cli(tmp_path, "subscribers", "export", str(exported))
     lines = exported.read_text(encoding="utf-8").splitlines()
-    assert lines[0].endswith(",frequency,weekday")
+    assert lines[0].endswith(",frequency,weekday,breaking")
     assert any(
-        line.startswith("c@example.id,") and line.endswith(",weekly,friday") for line in lines
+        line.startswith("c@example.id,") and line.endswith(",weekly,friday,no") for line in lines
     )

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from kabarfeed.config import Config
-from kabarfeed.digest.schedule import WEEKLY, send_moment
+from kabarfeed.digest.schedule import BREAKING, WEEKLY, send_moment
 from kabarfeed.models import Clock, DeliveryState, SubscriberStatus
 from kabarfeed.scheduler import SendGroup
 from kabarfeed.store import Database
@@ -78,7 +78,10 @@ def group_subscriber_ids(
         s.send_at == group.send_at,
     )
     if local_date is not None:
-        query = query.where(or_(s.frequency != WEEKLY, s.weekly_day == local_date.weekday()))
+        query = query.where(
+            s.frequency != BREAKING,
+            or_(s.frequency != WEEKLY, s.weekly_day == local_date.weekday()),
+        )
     with db.connect() as conn:
         return list(conn.execute(query.order_by(s.id)).scalars())
 

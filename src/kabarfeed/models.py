@@ -213,11 +213,13 @@ class Subscriber:
     bounce_count: int = 0
     consent: Consent | None = None
     frequency: str = "daily"
-    """``daily`` or ``weekly`` (see :mod:`kabarfeed.digest.schedule`)."""
+    """``daily``, ``weekly`` or ``breaking`` (alerts only; see :mod:`kabarfeed.digest.schedule`)."""
     weekly_day: int = 0
     """The weekday of a weekly edition, Monday 0 ... Sunday 6."""
     frequency_since: datetime | None = None
     """When the frequency last changed (``None``: never)."""
+    breaking_alerts: bool = False
+    """Whether a daily or weekly reader also receives breaking alerts."""
 
 
 class DeliveryState(enum.StrEnum):

@@ -38,6 +38,7 @@ CSV_COLUMNS = (
     "consent_method",
     "frequency",
     "weekday",
+    "breaking",
 )
 WEEKDAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _WEEKDAY_NAMES = (
@@ -49,7 +50,16 @@ _WEEKDAY_NAMES = (
     ("saturday", "sabtu"),
     ("sunday", "minggu", "ahad"),
 )
-_FREQUENCIES = {"daily": "daily", "harian": "daily", "weekly": "weekly", "mingguan": "weekly"}
+_FREQUENCIES = {
+    "daily": "daily",
+    "harian": "daily",
+    "weekly": "weekly",
+    "mingguan": "weekly",
+    "breaking": "breaking",
+    "kilat": "breaking",
+}
+_YES = ("yes", "y", "true", "1", "on", "ya")
+_NO = ("no", "n", "false", "0", "off", "tidak")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 _LIST_SPLIT = re.compile(r"[\s,;|]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -75,6 +85,8 @@ class SubscriberDraft:
     """``daily`` or ``weekly``."""
     weekly_day: int | None = None
     """Weekday of a weekly edition, Monday 0 ... Sunday 6."""
+    breaking_alerts: bool | None = None
+    """A daily or weekly reader's opt-in to breaking alerts."""
 
 
 def normalize_email(raw: str) -> str:
@@ -153,11 +165,23 @@ def check_language(value: str) -> str:
 
 
 def check_frequency(value: str) -> str:
-    """``daily`` or ``weekly`` (also ``harian``/``mingguan``); :class:`InputError` otherwise."""
+    """``daily``, ``weekly`` or ``breaking`` (also ``harian``/``mingguan``/``kilat``);
+    :class:`InputError` otherwise."""
     found = _FREQUENCIES.get(value.strip().lower())
     if found is None:
-        raise InputError(f'frequency "{value}" is not daily or weekly')
+        raise InputError(f'frequency "{value}" is not daily, weekly or breaking')
     return found
+
+
+def check_yes_no(value: str, what: str) -> bool:
+    """A yes/no cell (``yes``/``no``, ``true``/``false``, ``1``/``0``, ``ya``/``tidak``);
+    :class:`InputError` otherwise."""
+    text = value.strip().lower()
+    if text in _YES:
+        return True
+    if text in _NO:
+        return False
+    raise InputError(f'{what} "{value}" is not yes or no')
 
 
 def check_weekday(value: str | int) -> int:
@@ -215,6 +239,7 @@ def with_defaults(draft: SubscriberDraft, config: Config) -> SubscriberDraft:
         status=draft.status or SubscriberStatus.ACTIVE,
         frequency=draft.frequency or "daily",
         weekly_day=draft.weekly_day if draft.weekly_day is not None else 0,
+        breaking_alerts=bool(draft.breaking_alerts),
     )
 
 
@@ -297,6 +322,7 @@ def _row_draft(row: dict[str, str], taxonomy: Taxonomy, now: datetime) -> Subscr
         confirmed_at=_parse_time(get("confirmed_at"), "confirmed_at"),
         frequency=opt("frequency"),
         weekly_day=check_weekday(get("weekday")) if get("weekday") else None,
+        breaking_alerts=check_yes_no(get("breaking"), "breaking") if get("breaking") else None,
     )
     return validate_draft(draft, taxonomy)
 
@@ -348,4 +374,5 @@ def csv_record(sub: Subscriber) -> list[str]:
         consent.method if consent else "",
         sub.frequency,
         WEEKDAY_NAMES[sub.weekly_day] if sub.frequency == "weekly" else "",
+        "yes" if sub.breaking_alerts else "no",
     ]

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kabarfeed.cli.context import AppContext
+from kabarfeed.digest.schedule import BREAKING, FREQUENCIES, WEEKLY, gets_breaking
 from kabarfeed.errors import InputError, NotFoundError
 from kabarfeed.models import Consent, Subscriber, SubscriberStatus
 from kabarfeed.store import subscribers as store
@@ -47,6 +48,7 @@ def subscriber_json(sub: Subscriber) -> dict[str, Any]:
         "language": sub.language,
         "frequency": sub.frequency,
         "weekday": WEEKDAY_NAMES[sub.weekly_day] if sub.frequency == "weekly" else None,
+        "breaking_alerts": gets_breaking(sub),
         "created_at": sub.created_at.isoformat(),
         "confirmed_at": sub.confirmed_at.isoformat() if sub.confirmed_at else None,
         "unsubscribed_at": sub.unsubscribed_at.isoformat() if sub.unsubscribed_at else None,
@@ -88,9 +90,16 @@ def _table(subs: list[Subscriber]) -> Table:
             s.timezone,
             s.send_at,
             s.language,
-            f"week ({WEEKDAY_NAMES[s.weekly_day][:3]})" if s.frequency == "weekly" else "day",
+            _every(s),
         )
     return table
+
+
+def _every(sub: Subscriber) -> str:
+    if sub.frequency == BREAKING:
+        return "breaking only"
+    rhythm = f"week ({WEEKDAY_NAMES[sub.weekly_day][:3]})" if sub.frequency == WEEKLY else "day"
+    return f"{rhythm} + breaking" if sub.breaking_alerts else rhythm
 
 
 def _import(app: AppContext, path: Path) -> None:
@@ -141,10 +150,16 @@ def register(main: click.Group) -> None:
     @click.option("--lang", "language", type=click.Choice(["id", "en"]))
     @click.option(
         "--frequency",
-        type=click.Choice(["daily", "weekly"]),
-        help="Edition rhythm (default daily).",
+        type=click.Choice(list(FREQUENCIES)),
+        help="Edition rhythm (default daily; breaking: breaking alerts only, no digest).",
     )
     @click.option("--weekday", help="A weekly edition's day: monday ... sunday (default monday).")
+    @click.option(
+        "--breaking/--no-breaking",
+        "breaking",
+        default=None,
+        help="A daily or weekly reader also gets breaking alerts (default no).",
+    )
     @click.option(
         "--welcome",
         is_flag=True,
@@ -162,6 +177,7 @@ def register(main: click.Group) -> None:
         language: str | None,
         frequency: str | None,
         weekday: str | None,
+        breaking: bool | None,
         welcome: bool,
     ) -> None:
         """Add an active subscriber (an admin vouches for their consent)."""
@@ -180,6 +196,7 @@ def register(main: click.Group) -> None:
                 consent,
                 frequency=frequency,
                 weekly_day=check_weekday(weekday) if weekday else None,
+                breaking_alerts=breaking,
             ),
             welcome=welcome,
         )
@@ -221,20 +238,33 @@ def register(main: click.Group) -> None:
 
     @group.command("frequency")
     @click.argument("email")
-    @click.argument("frequency", type=click.Choice(["daily", "weekly"]))
+    @click.argument("frequency", type=click.Choice(list(FREQUENCIES)))
     @click.option("--weekday", help="A weekly edition's day: monday ... sunday.")
+    @click.option(
+        "--breaking/--no-breaking",
+        "breaking",
+        default=None,
+        help="A daily or weekly reader also gets breaking alerts (unchanged if not given).",
+    )
     @pass_app
-    def frequency(app: AppContext, email: str, frequency: str, weekday: str | None) -> None:
-        """Change a subscriber's rhythm: daily, or weekly on --weekday. The next
-        edition covers everything since the previous one (nothing skipped or sent twice)."""
+    def frequency(
+        app: AppContext, email: str, frequency: str, weekday: str | None, breaking: bool | None
+    ) -> None:
+        """Change a subscriber's rhythm: daily, weekly on --weekday, or breaking
+        (alerts only). The next edition covers everything since the previous
+        one (nothing skipped or sent twice)."""
         sub = _require(app, email)
         draft = SubscriberDraft(
-            sub.email, frequency=frequency, weekly_day=check_weekday(weekday) if weekday else None
+            sub.email,
+            frequency=frequency,
+            weekly_day=check_weekday(weekday) if weekday else None,
+            breaking_alerts=breaking,
         )
         with app.db.begin() as conn:
             changed = store.update_preferences(conn, sub.id, draft, now=app.clock())
         day = f" on {WEEKDAY_NAMES[changed.weekly_day]}" if changed.frequency == "weekly" else ""
-        click.echo(f"{changed.email}: {changed.frequency}{day}")
+        alerts = " + breaking alerts" if changed.breaking_alerts and frequency != BREAKING else ""
+        click.echo(f"{changed.email}: {changed.frequency}{day}{alerts}")
 
     @group.command("import")
     @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))

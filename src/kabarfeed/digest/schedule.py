@@ -52,7 +52,9 @@ def current_edition_date(subscriber: Subscriber, now: datetime) -> date:
 
 DAILY = "daily"
 WEEKLY = "weekly"
-FREQUENCIES = (DAILY, WEEKLY)
+BREAKING = "breaking"
+"""Breaking alerts only: no daily or weekly edition."""
+FREQUENCIES = (DAILY, WEEKLY, BREAKING)
 WEEK = timedelta(days=7)
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 """Weekday names, Monday (0) first, as ``date.weekday()`` counts."""
@@ -60,10 +62,18 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 
 def is_edition_day(subscriber: Subscriber, local_date: date) -> bool:
     """Whether ``local_date`` gets an edition: every day for daily readers,
-    their chosen weekday for weekly ones."""
+    their chosen weekday for weekly ones, never for breaking-only ones."""
+    if subscriber.frequency == BREAKING:
+        return False
     if subscriber.frequency == WEEKLY:
         return local_date.weekday() == subscriber.weekly_day
     return True
+
+
+def gets_breaking(subscriber: Subscriber) -> bool:
+    """Whether the subscriber receives breaking alerts: breaking-only readers
+    always, daily and weekly ones when they opted in."""
+    return subscriber.frequency == BREAKING or subscriber.breaking_alerts
 
 
 def first_window(subscriber: Subscriber, default: timedelta) -> timedelta:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from kabarfeed.store.types import UTCDateTime
@@ -151,6 +152,7 @@ subscribers = Table(
     Column("frequency", String(10), nullable=False, default="daily", server_default="daily"),
     Column("weekly_day", Integer, nullable=False, default=0, server_default="0"),
     Column("frequency_since", UTCDateTime),
+    Column("breaking_alerts", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 subscriber_regions = Table(

@@ -57,6 +57,7 @@ def _subscriber(r: Row[Any], regions: Sequence[str], categories: Sequence[str]) 
         frequency=r.frequency or "daily",
         weekly_day=r.weekly_day or 0,
         frequency_since=r.frequency_since,
+        breaking_alerts=bool(r.breaking_alerts),
     )
 
 
@@ -165,7 +166,7 @@ def count_by_status(conn: Connection) -> dict[str, int]:
 
 
 def frequency_counts(conn: Connection) -> dict[str, int]:
-    """Active subscribers per frequency (``daily``, ``weekly``)."""
+    """Active subscribers per frequency (``daily``, ``weekly``, ``breaking``)."""
     s = subscribers.c
     query = (
         select(s.frequency, func.count())
@@ -273,6 +274,7 @@ def add(conn: Connection, draft: SubscriberDraft, *, now: datetime) -> Subscribe
         "unsubscribed_at": now if status == SubscriberStatus.UNSUBSCRIBED else None,
         "frequency": draft.frequency or "daily",
         "weekly_day": draft.weekly_day or 0,
+        "breaking_alerts": bool(draft.breaking_alerts),
         **_consent_values(draft.consent),
     }
     key = conn.execute(insert(subscribers).values(**values)).inserted_primary_key
@@ -291,7 +293,7 @@ def update_preferences(
     """Change the given (non-``None``) preference fields of a validated draft;
     email, status and token are never changed here."""
     values: dict[str, Any] = {"updated_at": now}
-    for column in ("name", "timezone", "send_at", "language", "weekly_day"):
+    for column in ("name", "timezone", "send_at", "language", "weekly_day", "breaking_alerts"):
         value = getattr(draft, column)
         if value is not None:
             values[column] = value
@@ -371,6 +373,9 @@ def preference_changes(existing: Subscriber, draft: SubscriberDraft) -> Subscrib
         "frequency": draft.frequency if draft.frequency not in (None, existing.frequency) else None,
         "weekly_day": draft.weekly_day
         if draft.weekly_day not in (None, existing.weekly_day)
+        else None,
+        "breaking_alerts": draft.breaking_alerts
+        if draft.breaking_alerts not in (None, existing.breaking_alerts)
         else None,
     }
     if all(v is None for v in fields.values()):

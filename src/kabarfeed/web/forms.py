@@ -106,17 +106,26 @@ class Fields:
     language: str = ""
     name: str | None = None
     frequency: str = ""
-    """``daily`` or ``weekly-<weekday 0..6>`` (one select: rhythm and day together)."""
+    """``daily``, ``weekly-<weekday 0..6>`` or ``breaking`` (one select: rhythm and day)."""
+    breaking: bool = False
+    """The breaking-alerts checkbox (a daily or weekly reader's opt-in)."""
 
 
 def frequency_value(frequency: str, weekly_day: int) -> str:
-    """The form value of a rhythm: ``daily`` or ``weekly-<weekday>``."""
+    """The form value of a rhythm: ``daily``, ``weekly-<weekday>`` or ``breaking``."""
+    if frequency == "breaking":
+        return "breaking"
     return f"weekly-{weekly_day}" if frequency == "weekly" else "daily"
 
 
-def frequency_choices(labels: Sequence[str], daily: str, current: str) -> tuple[Choice, ...]:
-    """Daily, then weekly on each weekday (``labels``: weekly labels, Monday first)."""
+def frequency_choices(
+    labels: Sequence[str], daily: str, current: str, breaking: str = ""
+) -> tuple[Choice, ...]:
+    """Daily, then weekly on each weekday (``labels``: weekly labels, Monday
+    first), then breaking alerts only (when ``breaking`` labels it)."""
     values = [("daily", daily), *((f"weekly-{n}", label) for n, label in enumerate(labels))]
+    if breaking:
+        values.append(("breaking", breaking))
     chosen = current or "daily"
     return tuple(Choice(v, label, v == chosen) for v, label in values)
 
@@ -126,8 +135,8 @@ def parse_frequency(value: str) -> tuple[str | None, int | None]:
     :class:`InputError` when it is not one of the offered values."""
     if not value:
         return None, None
-    if value == "daily":
-        return "daily", None
+    if value in ("daily", "breaking"):
+        return value, None
     kind, _, day = value.partition("-")
     if kind == "weekly" and len(day) == 1 and day in "0123456":
         return "weekly", int(day)
@@ -155,6 +164,7 @@ def preferences_draft(
             language=fields.language or None,
             frequency=frequency,
             weekly_day=weekly_day,
+            breaking_alerts=fields.breaking,
         ),
         taxonomy,
     )
@@ -172,6 +182,7 @@ def preferences_draft(
         language=draft.language,
         frequency=draft.frequency,
         weekly_day=draft.weekly_day,
+        breaking_alerts=draft.breaking_alerts,
     )
 
 
@@ -193,4 +204,5 @@ def current_fields(sub: Subscriber) -> Fields:
         sub.language,
         sub.name or "",
         frequency_value(sub.frequency, sub.weekly_day),
+        sub.breaking_alerts,
     )

@@ -97,6 +97,8 @@ class FormView:
     notices: tuple[Notice, ...] = ()
     email_error: str = ""
     frequencies: tuple[forms.Choice, ...] = ()
+    breaking: bool = False
+    """Whether the breaking-alerts opt-in box is ticked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,7 @@ def form_fields(form: FormData) -> forms.Fields:
         one("language"),
         one("name") or None,
         one("frequency"),
+        one("breaking") == "yes",
     )
 
 
@@ -308,8 +311,12 @@ class Pages:
             notices=notices,
             email_error=email_error,
             frequencies=forms.frequency_choices(
-                [t[f"weekly_{day}"] for day in range(7)], t["daily"], values.frequency
+                [t[f"weekly_{day}"] for day in range(7)],
+                t["daily"],
+                values.frequency,
+                t["breaking_only"],
             ),
+            breaking=values.breaking,
         )
 
     # -- helpers ---------------------------------------------------------------------------
