@@ -139,6 +139,13 @@ def _check_hhmm(value: str) -> str:
     return value
 
 
+def _check_quiet(value: str) -> str:
+    found = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)", value)
+    if value and (found is None or found.group(1, 2) == found.group(3, 4)):
+        raise ValueError(f'"{value}" is not a time range like "22:00-06:00" (or "" for none)')
+    return value
+
+
 def _check_http_url(value: str) -> str:
     if value and not re.match(r"^https?://[^/\s]+", value):
         raise ValueError(f'"{value}" is not an http(s) URL')
@@ -296,6 +303,12 @@ class DigestConfig(_Section):
     logo_url: str = ""
     templates: Path | None = None
     welcome: Welcome = "latest:10"
+    breaking_max_per_day: int = Field(default=3, ge=0, le=100)
+    """Breaking alerts per subscriber per local day (0: no breaking alerts)."""
+    breaking_quiet: Annotated[str, AfterValidator(_check_quiet)] = "22:00-06:00"
+    """Local quiet hours of each subscriber's zone; alerts wait until they end ("": none)."""
+    breaking_max_age: Duration = timedelta(hours=6)
+    """An article published longer ago than this sends no breaking alert."""
 
     @property
     def welcome_articles(self) -> int:
