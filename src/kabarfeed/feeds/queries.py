@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
@@ -16,7 +16,7 @@ from sqlalchemy import Connection, delete, func, insert, select
 
 from kabarfeed.feeds.selection import Matcher, Selection, sort_key
 from kabarfeed.models import Article
-from kabarfeed.store.articles import ARTICLE_COLUMNS, article_from_row, slugs_of
+from kabarfeed.store.articles import load_articles, slugs_of
 from kabarfeed.store.schema import article_categories, article_regions, articles, feed_builds
 from kabarfeed.store.state import read_state, write_state
 
@@ -131,12 +131,10 @@ def _newest(rows: Sequence[Any], lists: list[list[int]], items: int) -> Items:
 
 def missing_ids(conn: Connection, ids: Iterable[str]) -> set[str]:
     """Those of ``ids`` no longer stored."""
-    wanted = sorted(set(ids))
-    found: set[str] = set()
-    for i in range(0, len(wanted), _CHUNK):
-        query = select(articles.c.id).where(articles.c.id.in_(wanted[i : i + _CHUNK]))
-        found.update(conn.execute(query).scalars())
-    return set(wanted) - found
+    wanted, found = set(ids), set[str]()
+    for chunk in _chunks(wanted):
+        found.update(conn.execute(select(articles.c.id).where(articles.c.id.in_(chunk))).scalars())
+    return wanted - found
 
 
 def newest_items(
@@ -170,16 +168,13 @@ def newest_published(conn: Connection) -> datetime | None:
 
 def load_by_id(conn: Connection, ids: Iterable[str]) -> dict[str, Article]:
     """Full articles for ``ids``, keyed by id."""
-    wanted = sorted(set(ids))
-    out: dict[str, Article] = {}
-    for i in range(0, len(wanted), _CHUNK):
-        chunk = wanted[i : i + _CHUNK]
-        regions, categories = slugs_of(conn, chunk)
-        for row in conn.execute(select(*ARTICLE_COLUMNS).where(articles.c.id.in_(chunk))):
-            ident = row[0]
-            found = article_from_row(row, regions.get(ident, _EMPTY), categories.get(ident, _EMPTY))
-            out[ident] = found
-    return out
+    return {a.id: a for chunk in _chunks(ids) for a in load_articles(conn, ids=chunk)}
+
+
+def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
+    """``items`` sorted, without duplicates, in lists short enough for ``IN``."""
+    wanted = sorted(set(items))
+    return (wanted[i : i + _CHUNK] for i in range(0, len(wanted), _CHUNK))
 
 
 def shown(conn: Connection) -> dict[str, tuple[str, ...]]:
@@ -204,9 +199,8 @@ def save_shown(
     now: datetime,
 ) -> None:
     """Record the item tokens each ``written`` path shows; forget ``removed`` paths."""
-    paths = [*written, *removed]
-    for i in range(0, len(paths), _CHUNK):
-        conn.execute(delete(feed_builds).where(feed_builds.c.path.in_(paths[i : i + _CHUNK])))
+    for chunk in _chunks([*written, *removed]):
+        conn.execute(delete(feed_builds).where(feed_builds.c.path.in_(chunk)))
     rows = [
         {"path": p, "content_hash": "", "item_count": len(ids), "item_ids": " ".join(ids)}
         for p, ids in written.items()
