@@ -257,16 +257,9 @@ class FeedBuilder:
         with self.db.begin() as conn:
             queries.save_shown(conn, showing, stale, now=marker.built_at)
             queries.save_marker(conn, replace(marker, counts=counts))
-        total = len(counts) * len(self.formats)
-        return BuildReport(
-            len(written),
-            total - len(written),
-            len(removed),
-            work.full,
-            pages,
-            tuple(written),
-            tuple(removed),
-        )
+        kept = len(counts) * len(self.formats) - len(written)
+        paths = (tuple(written), tuple(removed))
+        return BuildReport(len(written), kept, len(removed), work.full, pages, *paths)
 
     def _write_feeds(
         self, work: plan.Work

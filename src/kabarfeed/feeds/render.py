@@ -177,7 +177,8 @@ def content_html(site: FeedSite, article: Article) -> str:
     """The full content, led by a visible label for advertorials."""
     body = xml_safe(article.content_html)
     if article.advertorial:
-        return f"<p><strong>{_escape(site.advertorial_label)}</strong></p>\n{body}"
+        label = html.escape(site.advertorial_label, quote=False)
+        return f"<p><strong>{label}</strong></p>\n{body}"
     return body
 
 
@@ -209,10 +210,6 @@ def terms(site: FeedSite, article: Article) -> tuple[Term, ...]:
 def feed_updated(articles: Sequence[Article]) -> datetime:
     """The newest entry's ``updated`` (not the build time)."""
     return max((a.updated for a in articles), default=EMPTY_FEED_UPDATED)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 @dataclass(frozen=True, slots=True)
