@@ -41,10 +41,6 @@ from kabarfeed.store import articles as article_store
 from kabarfeed.store.schema import articles
 
 TOKEN_PREFIX = "kf_"  # noqa: S105 - the marker of a token, not a secret
-BREAKING_NOTE = (
-    "'breaking' is read but no breaking alert is sent: this version has no breaking "
-    "alerts; the article goes into feeds and the next editions like any other"
-)
 MAX_LIST = 500
 """Most articles one ``GET /api/v1/articles`` answers with."""
 
@@ -337,7 +333,10 @@ def push_article(
     status = "created" if counts.new else "updated" if counts.updated else "unchanged"
     notes = (*item.warnings, *item.cut, *(f"unknown key {k!r} ignored" for k in payload.ignored))
     if payload.breaking:
-        notes = (*notes, BREAKING_NOTE)
+        from kabarfeed.delivery.breaking import enqueue_alerts
+
+        queued = enqueue_alerts(config, db, [stored], now)
+        notes = (*notes, f"breaking: {queued} alert(s) queued")
     return PushOutcome(status, stored, notes)
 
 

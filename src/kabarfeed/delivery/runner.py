@@ -30,11 +30,20 @@ from datetime import datetime, timedelta
 
 from kabarfeed.config import Config
 from kabarfeed.delivery import factory
-from kabarfeed.delivery.engine import Claim, DeliveryEngine, Outcome, ProgressCallback, RunReport
+from kabarfeed.delivery.breaking import AlertRenderer
+from kabarfeed.delivery.engine import (
+    Claim,
+    DeliveryEngine,
+    Outcome,
+    Progress,
+    ProgressCallback,
+    RunReport,
+)
 from kabarfeed.delivery.enqueue import OutboxRenderer
 from kabarfeed.delivery.ratelimit import RateLimiter
 from kabarfeed.models import Clock
 from kabarfeed.store import Database
+from kabarfeed.store.alerts import SqlAlertOutbox
 from kabarfeed.store.deliveries import SqlOutbox, worker_name
 from kabarfeed.store.pause import is_paused
 
@@ -48,7 +57,11 @@ class StoppableOutbox:
     under a long backlog could be hours away."""
 
     def __init__(
-        self, outbox: SqlOutbox, stop: asyncio.Event, *, recover_every: timedelta | None = None
+        self,
+        outbox: SqlOutbox | SqlAlertOutbox,
+        stop: asyncio.Event,
+        *,
+        recover_every: timedelta | None = None,
     ) -> None:
         self.outbox = outbox
         self.stop = stop
@@ -117,6 +130,11 @@ class OutboxRunner:
             self.stop,
             recover_every=smtp.lease / 2,
         )
+        self.alert_outbox = StoppableOutbox(
+            SqlAlertOutbox(self.db, worker=self.name, lease=smtp.lease),
+            self.stop,
+            recover_every=smtp.lease / 2,
+        )
         self._limiter = self.limiter or factory.make_limiter(self.config, self.db)
 
     def engine(self) -> DeliveryEngine:
@@ -130,7 +148,40 @@ class OutboxRunner:
             on_progress=self.on_progress,
         )
 
+    def alert_engine(self) -> DeliveryEngine:
+        """A fresh engine over the breaking-alert outbox (same lease, sender
+        name, rate limiter, DKIM and transport settings as editions)."""
+        return DeliveryEngine(
+            self.alert_outbox,
+            AlertRenderer(self.config, self.db, clock=self.clock),
+            factory.make_transport(self.config, self._limiter),
+            factory.engine_settings(self.config, processes=self.processes),
+            clock=self.clock,
+        )
+
     async def run(self, limit: int | None = None) -> RunReport:
-        """One engine run: recover, then claim/send until nothing is due, ``limit``
-        rows were claimed, the transport pauses or ``stop`` is set."""
-        return await self.engine().run(limit, stop=self.stop)
+        """Due breaking alerts first (few, and they cannot wait behind a digest
+        backlog), then editions: each an engine run that recovers, then
+        claims/sends until nothing is due, ``limit`` rows were claimed, the
+        transport pauses or ``stop`` is set. The report adds both up."""
+        alerts = await self.alert_engine().run(limit, stop=self.stop)
+        if alerts.paused or self.stop.is_set():
+            return alerts
+        left = None if limit is None else max(0, limit - alerts.progress.claimed)
+        if left == 0:
+            return alerts
+        editions = await self.engine().run(left, stop=self.stop)
+        return _combined(alerts, editions)
+
+
+def _combined(first: RunReport, second: RunReport) -> RunReport:
+    a, b = first.progress, second.progress
+    counts = {
+        f: getattr(a, f) + getattr(b, f) for f in Progress.__dataclass_fields__ if f != "elapsed"
+    }
+    return RunReport(
+        Progress(**counts, elapsed=a.elapsed + b.elapsed),
+        second.paused,
+        second.pause_reason,
+        first.released + second.released,
+    )

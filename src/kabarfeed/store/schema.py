@@ -208,6 +208,35 @@ deliveries = Table(
 Index("ix_deliveries_message_id", deliveries.c.message_id)
 """Bounces that lost their VERP address are matched on the original Message-ID."""
 
+breaking_alerts = Table(
+    "breaking_alerts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("article_id", String(32), nullable=False),
+    Column("local_date", String(10), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_code", Integer),
+    Column("last_reply", Text),
+    Column("message_id", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Column("claimed_by", String(200)),
+    Column("lease_until", UTCDateTime),
+    Column("unknown_outcomes", Integer, nullable=False, default=0, server_default="0"),
+    UniqueConstraint("subscriber_id", "article_id"),
+    Index("ix_breaking_alerts_state_next", "state", "next_attempt_at"),
+    Index("ix_breaking_alerts_subscriber_date", "subscriber_id", "local_date"),
+)
+"""The breaking-alert outbox: one row per (subscriber, article), sent by the
+same engine as editions; ``next_attempt_at`` of a queued row holds it until
+the reader's quiet hours end."""
+
 mail_events = Table(
     "mail_events",
     metadata,

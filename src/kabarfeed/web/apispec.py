@@ -56,7 +56,10 @@ _ARTICLE_IN: dict[str, Any] = {
         "language": {"type": "string"},
         "breaking": {
             "type": "boolean",
-            "description": "Accepted; no breaking alert is sent yet (the answer's notes say so)",
+            "description": (
+                "Queues one breaking alert per matching opted-in subscriber "
+                "(once per article; the answer's notes say how many)"
+            ),
         },
     },
 }

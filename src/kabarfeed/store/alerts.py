@@ -1,0 +1,321 @@
+"""The breaking-alert outbox (``breaking_alerts``): queueing planned alerts and
+the engine's :class:`~kabarfeed.delivery.engine.Store` over it.
+
+It works like the edition outbox (:mod:`kabarfeed.store.deliveries`): a claim
+marks rows ``sending`` under a lease before any is sent, every result is
+written only to a row this sender still holds, and rows of dead senders or
+expired leases are re-queued. One row per (subscriber, article) makes an
+alert exactly-once however often the article is pushed or re-ingested; a
+queued row's ``next_attempt_at`` holds it until the reader's quiet hours end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, bindparam, func, or_, select, update
+
+from kabarfeed.delivery.engine import Claim, Outcome
+from kabarfeed.digest.breaking import Alert
+from kabarfeed.models import DeliveryState
+from kabarfeed.store.db import Database
+from kabarfeed.store.deliveries import worker_is_dead
+from kabarfeed.store.dialect import evaluated_once, insert_ignoring_conflicts
+from kabarfeed.store.schema import breaking_alerts
+
+b = breaking_alerts.c
+_COUNTED = (
+    DeliveryState.QUEUED.value,
+    DeliveryState.SENDING.value,
+    DeliveryState.SENT.value,
+    DeliveryState.DEFERRED.value,
+    DeliveryState.UNKNOWN.value,
+)
+"""States that use up a slot of the daily cap (failed and skipped alerts do not)."""
+
+
+# -- queueing --------------------------------------------------------------------
+
+
+def counted(
+    conn: Connection, subscriber_ids: Sequence[int], days: Sequence[date]
+) -> dict[tuple[int, date], int]:
+    """Alerts per (subscriber, local date) that count against the daily cap."""
+    if not subscriber_ids or not days:
+        return {}
+    query = (
+        select(b.subscriber_id, b.local_date, func.count())
+        .where(
+            b.subscriber_id.in_(list(subscriber_ids)),
+            b.local_date.in_(sorted({d.isoformat() for d in days})),
+            b.state.in_(_COUNTED),
+        )
+        .group_by(b.subscriber_id, b.local_date)
+    )
+    return {(int(s), date.fromisoformat(d)): int(n) for s, d, n in conn.execute(query)}
+
+
+def queued_articles(conn: Connection, article_ids: Sequence[str]) -> set[str]:
+    """Which of ``article_ids`` already have alert rows (planned once, never again)."""
+    if not article_ids:
+        return set()
+    query = select(b.article_id).where(b.article_id.in_(list(article_ids))).distinct()
+    return set(conn.execute(query).scalars())
+
+
+def insert_alerts(conn: Connection, alerts: Sequence[Alert], now: datetime) -> int:
+    """Queue ``alerts`` (a row already there for the same subscriber and
+    article is left alone); return how many are new."""
+    rows = [
+        {
+            "subscriber_id": a.subscriber_id,
+            "article_id": a.article_id,
+            "local_date": a.local_date.isoformat(),
+            "state": DeliveryState.QUEUED.value,
+            "attempts": 0,
+            "next_attempt_at": a.send_after,
+            "created_at": now,
+            "updated_at": now,
+            "unknown_outcomes": 0,
+        }
+        for a in alerts
+    ]
+    before = conn.execute(select(func.count()).select_from(breaking_alerts)).scalar_one()
+    insert_ignoring_conflicts(conn, breaking_alerts, rows, ("subscriber_id", "article_id"))
+    after = conn.execute(select(func.count()).select_from(breaking_alerts)).scalar_one()
+    return int(after) - int(before)
+
+
+def sent_in(conn: Connection, subscriber_id: int, since: datetime, until: datetime) -> set[str]:
+    """Article ids the subscriber got as breaking alerts sent in ``(since, until]``."""
+    query = select(b.article_id).where(
+        b.subscriber_id == subscriber_id,
+        b.state == DeliveryState.SENT.value,
+        b.sent_at > since,
+        b.sent_at <= until,
+    )
+    return set(conn.execute(query).scalars())
+
+
+def count_by_state(conn: Connection) -> dict[str, int]:
+    """Alert rows per state (``kabarfeed status``)."""
+    query = select(b.state, func.count()).group_by(b.state)
+    return {str(s): int(n) for s, n in conn.execute(query)}
+
+
+def next_held(conn: Connection, now: datetime) -> datetime | None:
+    """When the earliest alert held by quiet hours is released (``None``: none held)."""
+    query = select(func.min(b.next_attempt_at)).where(
+        b.state == DeliveryState.QUEUED.value, b.next_attempt_at > now
+    )
+    value: datetime | None = conn.execute(query).scalar_one_or_none()
+    return value
+
+
+# -- the engine's outbox -----------------------------------------------------------
+
+
+def _due(now: datetime) -> Any:
+    return or_(
+        and_(
+            b.state == DeliveryState.QUEUED.value,
+            or_(b.next_attempt_at.is_(None), b.next_attempt_at <= now),
+        ),
+        and_(
+            b.state.in_([DeliveryState.DEFERRED.value, DeliveryState.UNKNOWN.value]),
+            b.next_attempt_at <= now,
+        ),
+    )
+
+
+def claim(
+    conn: Connection, limit: int, now: datetime, *, worker: str, lease: timedelta
+) -> list[Claim]:
+    """Mark up to ``limit`` due alert rows ``sending`` for ``worker``."""
+    due = _due(now)
+    picked = select(b.id).where(due).order_by(b.id).limit(limit).with_for_update(skip_locked=True)
+    ids = evaluated_once(picked, conn.dialect.name)
+    stmt = (
+        update(breaking_alerts)
+        .where(b.id.in_(ids), due)
+        .values(
+            state=DeliveryState.SENDING.value,
+            claimed_by=worker,
+            lease_until=now + lease,
+            updated_at=now,
+        )
+        .returning(
+            b.id,
+            b.subscriber_id,
+            b.local_date,
+            b.attempts,
+            b.created_at,
+            b.article_id,
+            b.unknown_outcomes,
+        )
+    )
+    rows = conn.execute(stmt).all()
+    return sorted((_claim(r) for r in rows), key=lambda c: c.id)
+
+
+def _claim(r: Row[Any]) -> Claim:
+    return Claim(
+        r.id,
+        r.subscriber_id,
+        r.local_date,
+        r.attempts,
+        r.created_at,
+        r.created_at,
+        (r.article_id,),
+        1,
+        r.unknown_outcomes or 0,
+    )
+
+
+def record(
+    conn: Connection, outcomes: Sequence[Outcome], now: datetime, *, worker: str
+) -> list[int]:
+    """Store each outcome on its row if ``worker`` still holds it; return the
+    ids of rows it no longer held (their results are not written)."""
+    stmt = (
+        update(breaking_alerts)
+        .where(
+            b.id == bindparam("b_id"),
+            b.state == DeliveryState.SENDING.value,
+            b.claimed_by == worker,
+        )
+        .values(
+            state=bindparam("b_state"),
+            attempts=bindparam("b_attempts"),
+            next_attempt_at=bindparam("b_next"),
+            last_code=bindparam("b_code"),
+            last_reply=bindparam("b_reply"),
+            message_id=bindparam("b_mid"),
+            sent_at=bindparam("b_sent"),
+            unknown_outcomes=bindparam("b_unknowns"),
+            updated_at=now,
+            claimed_by=None,
+            lease_until=None,
+        )
+    )
+    lost: list[int] = []
+    for o in outcomes:
+        dec = o.decision
+        params = {
+            "b_id": o.delivery_id,
+            "b_state": dec.state.value,
+            "b_attempts": dec.attempts,
+            "b_next": dec.next_attempt_at,
+            "b_code": dec.code,
+            "b_reply": (dec.reply or "")[:1000] or None,
+            "b_mid": o.message_id,
+            "b_sent": now if dec.sent else None,
+            "b_unknowns": dec.unknowns,
+        }
+        if conn.execute(stmt, params).rowcount != 1:
+            lost.append(o.delivery_id)
+    return lost
+
+
+def release(conn: Connection, ids: Sequence[int], now: datetime, *, worker: str) -> None:
+    """Give claimed, unattempted rows back to the queue (due at once)."""
+    if not ids:
+        return
+    conn.execute(
+        update(breaking_alerts)
+        .where(
+            b.id.in_(list(ids)),
+            b.state == DeliveryState.SENDING.value,
+            b.claimed_by == worker,
+        )
+        .values(state=DeliveryState.QUEUED.value, claimed_by=None, lease_until=None, updated_at=now)
+    )
+
+
+def recover(conn: Connection, now: datetime, *, is_dead: Callable[[str], bool]) -> int:
+    """Re-queue ``sending`` rows whose lease ran out or whose sender is dead;
+    each update re-checks the claimant it read, so live claims are never taken."""
+    rows = conn.execute(
+        select(b.id, b.claimed_by, b.lease_until).where(b.state == DeliveryState.SENDING.value)
+    ).all()
+    count = 0
+    for r in rows:
+        who = r.claimed_by
+        dead = who is None or is_dead(who)
+        if not (dead or r.lease_until is None or r.lease_until <= now):
+            continue
+        where = [
+            b.id == r.id,
+            b.state == DeliveryState.SENDING.value,
+            b.claimed_by.is_(None) if who is None else b.claimed_by == who,
+        ]
+        if not dead:
+            where.append(or_(b.lease_until.is_(None), b.lease_until <= now))
+        result = conn.execute(
+            update(breaking_alerts)
+            .where(*where)
+            .values(
+                state=DeliveryState.QUEUED.value,
+                claimed_by=None,
+                lease_until=None,
+                updated_at=now,
+                last_reply="re-queued: the run sending it was interrupted",
+            )
+        )
+        count += int(result.rowcount)
+    return count
+
+
+def renew(conn: Connection, worker: str, until: datetime) -> list[int]:
+    """Extend the lease of every alert row ``worker`` holds; return their ids."""
+    result = conn.execute(
+        update(breaking_alerts)
+        .where(b.state == DeliveryState.SENDING.value, b.claimed_by == worker)
+        .values(lease_until=until)
+        .returning(b.id)
+    )
+    return sorted(result.scalars())
+
+
+class SqlAlertOutbox:
+    """The engine's :class:`~kabarfeed.delivery.engine.Store` over ``breaking_alerts``."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        worker: str,
+        lease: timedelta,
+        is_dead: Callable[[str], bool] = worker_is_dead,
+    ) -> None:
+        self.db = db
+        self.worker = worker
+        self.lease = lease
+        self._is_dead = is_dead
+
+    def recover(self, now: datetime) -> int:
+        """See :func:`recover`."""
+        with self.db.begin() as conn:
+            return recover(conn, now, is_dead=self._is_dead)
+
+    def claim(self, limit: int, now: datetime) -> list[Claim]:
+        """See :func:`claim`."""
+        with self.db.begin() as conn:
+            return claim(conn, limit, now, worker=self.worker, lease=self.lease)
+
+    def record(self, outcomes: Sequence[Outcome], now: datetime) -> list[int]:
+        """See :func:`record`."""
+        with self.db.begin() as conn:
+            return record(conn, outcomes, now, worker=self.worker)
+
+    def release(self, ids: Sequence[int], now: datetime) -> None:
+        """See :func:`release`."""
+        with self.db.begin() as conn:
+            release(conn, ids, now, worker=self.worker)
+
+    def renew(self, now: datetime) -> list[int]:
+        """See :func:`renew` (to ``now`` + the lease)."""
+        with self.db.begin() as conn:
+            return renew(conn, self.worker, now + self.lease)

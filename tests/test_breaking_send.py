@@ -1,0 +1,178 @@
+"""Breaking alerts end to end against a real aiosmtpd server: a push marked
+``breaking`` queues one alert per matching opted-in reader (once, however
+often it is pushed), the outbox runner that sends editions sends them (short,
+autoescaped, List-Unsubscribe, Content-Language), quiet hours hold an alert
+until they end, and the daily cap stops the fourth."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from kabarfeed.config import Config
+from kabarfeed.delivery.breaking import enqueue_alerts
+from kabarfeed.delivery.runner import OutboxRunner
+from kabarfeed.models import Consent, Subscriber
+from kabarfeed.push import parse_payload, push_article
+from kabarfeed.store import Database
+from kabarfeed.store import alerts as alert_store
+from kabarfeed.store import subscribers as sub_store
+from kabarfeed.store.articles import get_article
+from kabarfeed.store.schema import breaking_alerts
+from kabarfeed.subscribers import SubscriberDraft, validate_draft, with_defaults
+from smtpserver import ScriptedSMTPServer
+from tests.api_support import api_config, article
+from tests.conftest import ConfigFactory
+
+NOON_WITA = datetime(2025, 11, 17, 4, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _add(config: Config, db: Database, email_: str, **kw: Any) -> Subscriber:
+    draft = SubscriberDraft(
+        email_,
+        timezone=kw.pop("timezone", "Asia/Makassar"),
+        consent=Consent(datetime(2025, 11, 1, tzinfo=UTC), "test"),
+        **kw,
+    )
+    ready = with_defaults(validate_draft(draft, config.taxonomy), config)
+    with db.begin() as conn:
+        return sub_store.add(conn, ready, now=datetime(2025, 11, 1, tzinfo=UTC))
+
+
+def _config(make_config: ConfigFactory, tmp_path: Path, port: int, extra: str = "") -> Config:
+    return api_config(
+        make_config,
+        tmp_path,
+        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n'
+        f'[digest]\nsend_at = "06:00"\n{extra}',
+    )
+
+
+def _push(config: Config, db: Database, now: datetime, n: int, **over: Any) -> str:
+    body = article(n, published=(now - timedelta(minutes=10)).isoformat(), breaking=True, **over)
+    payload = parse_payload(body, source="redaksi", default_tz="Asia/Makassar")
+    source = next(s for s in config.sources if s.name == "redaksi")
+    outcome = push_article(config, db, source, payload, now=now)
+    assert outcome.article is not None
+    return outcome.article.id
+
+
+def _send(config: Config, db: Database, clock: Clock) -> Any:
+    return asyncio.run(OutboxRunner(config, db, clock).run())
+
+
+def _parse(data: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(data, policy=default_policy)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def test_a_pushed_breaking_article_alerts_matching_opted_in_readers_once(
+    make_config: ConfigFactory, db: Database, tmp_path: Path
+) -> None:
+    clock = Clock(NOON_WITA)
+    with ScriptedSMTPServer() as server:
+        config = _config(make_config, tmp_path, server.port)
+        only = _add(config, db, "kilat@example.id", frequency="breaking", language="en")
+        _add(config, db, "harian@example.id", breaking_alerts=True, regions=("balikpapan",))
+        _add(config, db, "biasa@example.id")  # daily, no opt-in
+        _add(config, db, "surabaya@example.id", frequency="breaking", regions=("surabaya",))
+        title = "Banjir <script>alert(1)</script> di Balikpapan & sekitarnya, tinggi air <1 m"
+        article_id = _push(config, db, clock.now, 1, title=title)
+        _push(config, db, clock.now, 1, title=title)  # the same push again: nothing new
+        report = _send(config, db, clock)
+        assert report.progress.sent == 2
+        got = {r: m for m in server.received for r in m.rcpt_tos}
+        assert sorted(got) == ["harian@example.id", "kilat@example.id"]
+        # sent again later (a re-push, another runner): nobody gets it twice
+        clock.now += timedelta(minutes=5)
+        _push(config, db, clock.now, 1, title=title + " (update)")
+        assert _send(config, db, clock).progress.sent == 0
+        assert len(server.received) == 2
+
+    msg = _parse(got["kilat@example.id"].data)
+    assert msg["Subject"].strip().startswith("Breaking news: Banjir")
+    assert msg["Content-Language"] == "en"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert f"/u/{only.token}" in msg["List-Unsubscribe"]
+    assert msg["Message-ID"]
+    html = msg.get_body(("html",))
+    text = msg.get_body(("plain",))
+    assert html is not None and text is not None
+    assert "<script>" not in html.get_content()
+    stored_title = msg["Subject"].strip().removeprefix("Breaking news: ")
+    assert "&" in stored_title and "<" in stored_title, stored_title
+    assert stored_title.replace("&", "&amp;").replace("<", "&lt;") in html.get_content()
+    assert "https://news.example.id/berita/1" in text.get_content()
+    harian = _parse(got["harian@example.id"].data)
+    assert harian["Subject"].strip().startswith("Berita kilat: ")
+    with db.connect() as conn:
+        rows = conn.execute(select(breaking_alerts.c.state, breaking_alerts.c.article_id)).all()
+        assert get_article(conn, article_id) is not None
+    assert sorted(rows) == [("sent", article_id), ("sent", article_id)]
+
+
+def test_quiet_hours_hold_an_alert_and_the_cap_stops_the_fourth(
+    make_config: ConfigFactory, db: Database, tmp_path: Path
+) -> None:
+    late = datetime(2025, 11, 17, 15, 0, tzinfo=UTC)  # 23:00 WITA, 22:00 WIB
+    clock = Clock(late)
+    with ScriptedSMTPServer() as server:
+        config = _config(make_config, tmp_path, server.port)
+        _add(config, db, "wita@example.id", frequency="breaking")
+        _add(config, db, "wib@example.id", frequency="breaking", timezone="Asia/Jakarta")
+        wit = _add(config, db, "wit@example.id", frequency="breaking", timezone="Asia/Jayapura")
+        _push(config, db, clock.now, 1)
+        assert _send(config, db, clock).progress.sent == 0  # all three are in quiet hours
+        with db.connect() as conn:
+            released = alert_store.next_held(conn, clock.now)
+        assert released == datetime(2025, 11, 17, 21, 0, tzinfo=UTC)  # 06:00 WIT
+        clock.now = released
+        _send(config, db, clock)
+        assert [m.rcpt_tos for m in server.received] == [("wit@example.id",)]
+        clock.now = datetime(2025, 11, 17, 23, 0, tzinfo=UTC)  # 07:00 WITA, 06:00 WIB
+        _send(config, db, clock)
+        assert sorted(r for m in server.received for r in m.rcpt_tos) == [
+            "wib@example.id",
+            "wit@example.id",
+            "wita@example.id",
+        ]
+        # the held alert counted on Tuesday: three more fresh articles that
+        # Tuesday morning reach WIT only twice (1 + 2 = the cap of 3)
+        for n in (2, 3, 4):
+            _push(config, db, clock.now, n)
+        _send(config, db, clock)
+    wit_mail = [m for m in server.received if "wit@example.id" in m.rcpt_tos]
+    assert len(wit_mail) == 3
+    with db.connect() as conn:
+        counts = alert_store.counted(conn, [wit.id], [datetime(2025, 11, 18).date()])
+    assert counts == {(wit.id, datetime(2025, 11, 18).date()): 3}
+
+
+def test_no_breaking_readers_or_a_cap_of_zero_queue_nothing(
+    make_config: ConfigFactory, db: Database, tmp_path: Path
+) -> None:
+    config = _config(make_config, tmp_path, 1, "breaking_max_per_day = 0\n")
+    _add(config, db, "kilat@example.id", frequency="breaking")
+    _push(config, db, NOON_WITA, 1)
+    with db.connect() as conn:
+        stored = get_article(conn, _push(config, db, NOON_WITA, 1))
+    assert stored is not None
+    assert enqueue_alerts(config, db, [stored], NOON_WITA) == 0
+    with db.connect() as conn:
+        assert alert_store.count_by_state(conn) == {}
