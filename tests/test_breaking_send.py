@@ -176,3 +176,31 @@ def test_no_breaking_readers_or_a_cap_of_zero_queue_nothing(
     assert enqueue_alerts(config, db, [stored], NOON_WITA) == 0
     with db.connect() as conn:
         assert alert_store.count_by_state(conn) == {}
+
+
+def test_front_matter_breaking_in_the_directory_source_alerts_once(
+    make_config: ConfigFactory, db: Database, tmp_path: Path
+) -> None:
+    from kabarfeed.ingest import Ingestor
+
+    clock = Clock(NOON_WITA)
+    with ScriptedSMTPServer() as server:
+        config = _config(make_config, tmp_path, server.port)
+        _add(config, db, "kilat@example.id", frequency="breaking")
+        folder = tmp_path / "redaksi"
+        published = (NOON_WITA - timedelta(minutes=3)).isoformat()
+        for name, flag in (("kilat", "true"), ("biasa", "false")):
+            (folder / f"{name}.md").write_text(
+                f"---\ntitle: Gempa {name} guncang Balikpapan\ndate: {published}\n"
+                f"regions: [balikpapan]\nbreaking: {flag}\n---\n\nBALIKPAPAN - Gempa {name}.\n",
+                encoding="utf-8",
+            )
+        report = Ingestor(config, db, clock).run(["redaksi"])
+        assert report.total("new") == 2
+        assert not any("unknown key" in w for o in report.outcomes for w in o.warnings)
+        Ingestor(config, db, clock).run(["redaksi"])  # read again: nothing new
+        assert _send(config, db, clock).progress.sent == 1
+    [received] = server.received
+    assert "Gempa kilat" in _parse(received.data)["Subject"]
+    with db.connect() as conn:
+        assert alert_store.count_by_state(conn) == {"sent": 1}

@@ -599,12 +599,15 @@ class Ingestor:
         rejected: list[str] = list(read.rejected)
         cut: list[str] = []
         limits = FieldLimits.of(self.config)
+        breaking: list[str] = []
         for raw in read.raws:
             result = isolate(raw.origin, partial(self._prepare, raw, source, now, limits))
             if isinstance(result, Rejected):
                 rejected.append(str(result))
                 continue
             prepared.append(result.prepared)
+            if raw.breaking:
+                breaking.append(result.prepared.article.id)
             warnings.extend(_from(raw.origin, w) for w in result.warnings)
             cut.extend(_from(raw.origin, c) for c in result.cut)
         next_fetch = next_regular_fetch(
@@ -622,6 +625,8 @@ class Ingestor:
                 last_modified=validators[1],
                 warning=status,
             )
+        if breaking:
+            self._alert(breaking, now)
         for r in rejected:
             log.warning(
                 "source %s: item rejected: %s", source.name, r, extra={"source": source.name}
@@ -637,6 +642,17 @@ class Ingestor:
             warnings=(*(f"item rejected: {r}" for r in rejected), *cut, *warnings),
             changed_ids=counts.changed_ids,
         )
+
+    def _alert(self, article_ids: Sequence[str], now: datetime) -> None:
+        """Queue breaking alerts for the stored ``breaking`` articles (an
+        article already alerted is not alerted again)."""
+        from kabarfeed.delivery.breaking import enqueue_alerts
+
+        with self.db.connect() as conn:
+            stored = article_store.load_articles(conn, ids=list(article_ids))
+        queued = enqueue_alerts(self.config, self.db, stored, now)
+        if queued:
+            log.info("breaking news: %d alert(s) queued", queued)
 
     def _prepare(
         self, raw: RawArticle, source: SourceConfig, now: datetime, limits: FieldLimits

@@ -55,6 +55,9 @@ class RawArticle:
     language: str | None = None
     local_tz: str | None = None
     warnings: tuple[str, ...] = ()
+    breaking: bool = False
+    """Marked breaking news by the source (front matter ``breaking: true``):
+    ingest queues breaking alerts for it (:mod:`kabarfeed.delivery.breaking`)."""
     floating_time: bool = False
     """``published``/``updated`` were written without a zone and read in the
     source's default zone; ingest re-reads their wall-clock time in the zone of

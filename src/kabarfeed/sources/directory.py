@@ -8,7 +8,8 @@
 Front-matter / JSON keys: ``title`` (required), ``date`` and ``updated`` (ISO
 8601; naive values are in the source's default zone), ``author``, ``url``,
 ``guid``/``id``, ``summary``, ``regions``, ``categories``, ``tags``, ``image``
-(URL or ``{url, caption}``), ``advertorial`` (bool), ``language``.
+(URL or ``{url, caption}``), ``advertorial`` (bool), ``language``, ``breaking``
+(bool: breaking news, alerting opted-in subscribers).
 
 Every file is read independently: a bad file becomes a :class:`FileProblem`
 and the others go on. Articles without a URL get a stable permalink
@@ -60,6 +61,7 @@ _KNOWN_KEYS = frozenset(
         "tags",
         "image",
         "advertorial",
+        "breaking",
         "language",
         "content_html",
         "body",
@@ -442,6 +444,7 @@ def _article(
         tags=_str_list(meta, "tags", origin),
         dateline_city=city,
         advertorial=_opt_bool(meta, "advertorial", origin),
+        breaking=bool(_opt_bool(meta, "breaking", origin)),
         language=_opt_str(meta, "language", origin),
         local_tz=_local_tz(published, ctx.default_tz),
         warnings=tuple(notes),
