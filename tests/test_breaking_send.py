@@ -204,3 +204,63 @@ def test_front_matter_breaking_in_the_directory_source_alerts_once(
     assert "Gempa kilat" in _parse(received.data)["Subject"]
     with db.connect() as conn:
         assert alert_store.count_by_state(conn) == {"sent": 1}
+
+
+def _weekly_editions(config: Config, db: Database) -> dict[str, list[str]]:
+    from kabarfeed.delivery.enqueue import enqueue_editions
+    from kabarfeed.digest.schedule import send_moment
+    from kabarfeed.store.schema import deliveries, subscribers
+
+    thursday = datetime(2025, 11, 20).date()
+    moment = send_moment("Asia/Makassar", "06:00", thursday) + timedelta(minutes=1)
+    with db.connect() as conn:
+        ids = sorted(conn.execute(select(subscribers.c.id)).scalars())
+    enqueue_editions(config, db, ids, thursday, now=moment)
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(subscribers.c.email, deliveries.c.article_ids).join(
+                subscribers, subscribers.c.id == deliveries.c.subscriber_id
+            )
+        ).all()
+    import json
+
+    return {email_: sorted(json.loads(ids_)) for email_, ids_ in rows}
+
+
+def _week_of_news(config: Config, db: Database, clock: Clock) -> tuple[str, str]:
+    _add(config, db, "alerts@example.id", frequency="weekly", weekly_day=3, breaking_alerts=True)
+    _add(config, db, "plain@example.id", frequency="weekly", weekly_day=3)
+    tuesday = datetime(2025, 11, 18, 4, 0, tzinfo=UTC)  # 12:00 WITA
+    clock.now = tuesday
+    breaking = _push(config, db, tuesday, 1)
+    body = article(2, published=(tuesday - timedelta(minutes=5)).isoformat())
+    payload = parse_payload(body, source="redaksi", default_tz="Asia/Makassar")
+    source = next(s for s in config.sources if s.name == "redaksi")
+    regular = push_article(config, db, source, payload, now=tuesday).article
+    assert regular is not None
+    assert _send(config, db, clock).progress.sent == 1  # the alert
+    return breaking, regular.id
+
+
+def test_a_weekly_edition_leaves_out_what_its_reader_got_as_an_alert(
+    make_config: ConfigFactory, db: Database, tmp_path: Path
+) -> None:
+    clock = Clock(NOON_WITA)
+    with ScriptedSMTPServer() as server:
+        config = _config(make_config, tmp_path, server.port)
+        breaking, regular = _week_of_news(config, db, clock)
+    assert _weekly_editions(config, db) == {
+        "alerts@example.id": [regular],
+        "plain@example.id": sorted([breaking, regular]),
+    }
+
+
+def test_weekly_repeats_breaking_keeps_them(
+    make_config: ConfigFactory, db: Database, tmp_path: Path
+) -> None:
+    clock = Clock(NOON_WITA)
+    with ScriptedSMTPServer() as server:
+        config = _config(make_config, tmp_path, server.port, "weekly_repeats_breaking = true\n")
+        breaking, regular = _week_of_news(config, db, clock)
+    both = sorted([breaking, regular])
+    assert _weekly_editions(config, db) == {"alerts@example.id": both, "plain@example.id": both}

@@ -309,6 +309,8 @@ class DigestConfig(_Section):
     """Local quiet hours of each subscriber's zone; alerts wait until they end ("": none)."""
     breaking_max_age: Duration = timedelta(hours=6)
     """An article published longer ago than this sends no breaking alert."""
+    weekly_repeats_breaking: bool = False
+    """Whether a weekly edition also lists articles its reader got as breaking alerts."""
 
     @property
     def welcome_articles(self) -> int:

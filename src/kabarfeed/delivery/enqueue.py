@@ -25,7 +25,9 @@ from kabarfeed.delivery.dkim import DkimSigner
 from kabarfeed.delivery.engine import Claim, Envelope, RenderedBatch, Skip
 from kabarfeed.digest.render import DigestRenderer, EditionInput
 from kabarfeed.digest.schedule import (
+    WEEKLY,
     first_window,
+    gets_breaking,
     is_due,
     is_edition_day,
     local_date_for,
@@ -40,6 +42,7 @@ from kabarfeed.digest.selection import (
 )
 from kabarfeed.models import Article, Clock, DeliveryState, Subscriber, SubscriberStatus
 from kabarfeed.store import Database
+from kabarfeed.store import alerts as alert_store
 from kabarfeed.store import deliveries as outbox_store
 from kabarfeed.store import subscribers as subscriber_store
 from kabarfeed.store import welcomes as welcome_store
@@ -162,17 +165,19 @@ def plan(
     taxonomy = config.taxonomy
     shared = candidates.selections  # valid across batches: the pool only ever widens
     promised = _promised(config, conn, [s.id for s, _, _ in batch])
+    alerted = _alerted(config, conn, [s for s, _, _ in batch], pool)
     out: list[Planned] = []
     for sub, day, cutoff in batch:
         if sub.id in promised:
             limit = config.digest.welcome_articles
             out.append(Planned(sub, day, _welcome(config, conn, sub, limit, cutoff), welcome=True))
             continue
-        key = (sub.regions, sub.categories, since[sub.id], cutoff, ages[sub.id])
+        left_out = frozenset(alerted.get(sub.id, ()))
+        key = (sub.regions, sub.categories, since[sub.id], cutoff, ages[sub.id], left_out)
         if key not in shared:
             shared[key] = select_articles(
                 sub,
-                pool,
+                [a for a in pool if a.id not in left_out] if left_out else pool,
                 since=since[sub.id],
                 cutoff=cutoff,
                 taxonomy=taxonomy,
@@ -181,6 +186,18 @@ def plan(
             )
         out.append(Planned(sub, day, shared[key]))
     return out
+
+
+def _alerted(
+    config: Config, conn: Connection, subs: Sequence[Subscriber], pool: Sequence[Article]
+) -> dict[int, set[str]]:
+    """The articles of ``pool`` each weekly reader taking breaking alerts
+    already got (or is getting) as an alert: their weekly edition leaves them
+    out unless ``[digest] weekly_repeats_breaking``."""
+    if config.digest.weekly_repeats_breaking:
+        return {}
+    ids = [s.id for s in subs if s.frequency == WEEKLY and gets_breaking(s)]
+    return alert_store.alerted(conn, ids, [a.id for a in pool]) if ids else {}
 
 
 def _since(

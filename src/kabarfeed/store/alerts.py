@@ -88,15 +88,24 @@ def insert_alerts(conn: Connection, alerts: Sequence[Alert], now: datetime) -> i
     return int(after) - int(before)
 
 
-def sent_in(conn: Connection, subscriber_id: int, since: datetime, until: datetime) -> set[str]:
-    """Article ids the subscriber got as breaking alerts sent in ``(since, until]``."""
-    query = select(b.article_id).where(
-        b.subscriber_id == subscriber_id,
-        b.state == DeliveryState.SENT.value,
-        b.sent_at > since,
-        b.sent_at <= until,
-    )
-    return set(conn.execute(query).scalars())
+def alerted(
+    conn: Connection, subscriber_ids: Sequence[int], article_ids: Sequence[str]
+) -> dict[int, set[str]]:
+    """Which of ``article_ids`` each subscriber got, or is about to get, as a
+    breaking alert (sent, queued, held, in flight or retrying; not failed or skipped)."""
+    out: dict[int, set[str]] = {}
+    if not subscriber_ids or not article_ids:
+        return out
+    wanted = sorted(set(article_ids))
+    for start in range(0, len(wanted), 400):
+        query = select(b.subscriber_id, b.article_id).where(
+            b.subscriber_id.in_(list(subscriber_ids)),
+            b.article_id.in_(wanted[start : start + 400]),
+            b.state.in_(_COUNTED),
+        )
+        for sid, aid in conn.execute(query):
+            out.setdefault(int(sid), set()).add(str(aid))
+    return out
 
 
 def count_by_state(conn: Connection) -> dict[str, int]:
