@@ -264,3 +264,35 @@ def test_weekly_repeats_breaking_keeps_them(
         breaking, regular = _week_of_news(config, db, clock)
     both = sorted([breaking, regular])
     assert _weekly_editions(config, db) == {"alerts@example.id": both, "plain@example.id": both}
+
+
+def test_status_shows_breaking_readers_alerts_and_what_quiet_hours_hold(
+    make_config: ConfigFactory, db: Database, tmp_path: Path
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from kabarfeed.cli import main
+    from kabarfeed.status import gather_status
+
+    late = datetime(2025, 11, 17, 15, 0, tzinfo=UTC)  # 23:00 WITA
+    config = _config(make_config, tmp_path, 1)
+    _add(config, db, "kilat@example.id", frequency="breaking")
+    _add(config, db, "mingguan@example.id", frequency="weekly", breaking_alerts=True)
+    _add(config, db, "biasa@example.id")
+    _push(config, db, late, 1)
+    report = gather_status(config, db, late, config_path=tmp_path / "config.toml")
+    assert report.frequencies == {"breaking": 1, "daily": 1, "weekly": 1}
+    assert report.breaking == {
+        "breaking_only": 1,
+        "opted_in": 1,
+        "alerts": {"queued": 2},
+        "held": 2,
+        "next_release": datetime(2025, 11, 17, 22, 0, tzinfo=UTC),  # 06:00 WITA
+    }
+    cli = ["--config", str(tmp_path / "config.toml"), "status"]
+    as_json = json.loads(CliRunner().invoke(main, [*cli, "--json"]).output)
+    assert as_json["breaking"]["alerts"] == {"queued": 2}
+    text = CliRunner().invoke(main, cli).output
+    assert "breaking alerts: 1 breaking-only and 1 opted-in readers; alerts 2 queued" in text

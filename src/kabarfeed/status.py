@@ -33,6 +33,7 @@ from kabarfeed.leader import read_leader
 from kabarfeed.models import DeliveryState, Subscriber, SubscriberStatus
 from kabarfeed.scheduler import SendGroup, groups_from_rows, next_send_time
 from kabarfeed.store import Database
+from kabarfeed.store import alerts as alert_store
 from kabarfeed.store import sources as source_store
 from kabarfeed.store import subscribers as subscriber_store
 from kabarfeed.store.schema import articles, deliveries, feed_builds, subscribers
@@ -168,6 +169,9 @@ class StatusReport:
     """Active subscribers per frequency (``daily``, ``weekly``)."""
     weekly: tuple[dict[str, Any], ...] = ()
     """The next weekly editions: zone, send time, weekday, readers, local date and moment."""
+    breaking: dict[str, Any] = field(default_factory=dict)
+    """Breaking alerts: readers (``breaking_only``, ``opted_in``), alert rows per
+    state, how many quiet hours ``held`` and the ``next_release``."""
 
     @property
     def running(self) -> bool:
@@ -225,6 +229,7 @@ def gather_status(
             mail=status_section(conn, now),
             frequencies=subscriber_store.frequency_counts(conn),
             weekly=tuple(_weekly(conn, now)),
+            breaking=alert_store.status(conn, now),
         )
 
 

@@ -238,6 +238,7 @@ def _print_unknown(console: Console, unknown: dict[str, int]) -> None:
 def _print_frequencies(console: Console, r: StatusReport) -> None:
     counts = ", ".join(f"{n} {f}" for f, n in sorted(r.frequencies.items())) or "none"
     console.print(f"active subscribers by frequency: {counts}")
+    _print_breaking(console, r.breaking)
     if not r.weekly:
         return
     table = Table(
@@ -254,6 +255,19 @@ def _print_frequencies(console: Console, r: StatusReport) -> None:
             _when(w["at"]),
         )
     console.print(table)
+
+
+def _print_breaking(console: Console, b: dict[str, Any]) -> None:
+    if not b:
+        return
+    states = ", ".join(f"{n} {s}" for s, n in sorted(b["alerts"].items())) or "none yet"
+    line = (
+        f"breaking alerts: {b['breaking_only']} breaking-only and {b['opted_in']} opted-in "
+        f"readers; alerts {states}"
+    )
+    if b["held"]:
+        line += f"; {b['held']} held by quiet hours until {_when(b['next_release'])}"
+    console.print(line)
 
 
 def _print_groups(console: Console, r: StatusReport) -> None:

@@ -23,7 +23,7 @@ from kabarfeed.models import DeliveryState
 from kabarfeed.store.db import Database
 from kabarfeed.store.deliveries import worker_is_dead
 from kabarfeed.store.dialect import evaluated_once, insert_ignoring_conflicts
-from kabarfeed.store.schema import breaking_alerts
+from kabarfeed.store.schema import breaking_alerts, subscribers
 
 b = breaking_alerts.c
 _COUNTED = (
@@ -112,6 +112,28 @@ def count_by_state(conn: Connection) -> dict[str, int]:
     """Alert rows per state (``kabarfeed status``)."""
     query = select(b.state, func.count()).group_by(b.state)
     return {str(s): int(n) for s, n in conn.execute(query)}
+
+
+def status(conn: Connection, now: datetime) -> dict[str, Any]:
+    """``kabarfeed status``: active readers taking alerts (breaking-only and
+    opted-in daily/weekly ones), alert rows per state, how many queued alerts
+    quiet hours hold, and when the first of them is released."""
+    s = subscribers.c
+    readers = select(func.count()).where(s.status == "active")
+    only = conn.execute(readers.where(s.frequency == "breaking")).scalar_one()
+    opted = conn.execute(
+        readers.where(s.frequency != "breaking", s.breaking_alerts.is_(True))
+    ).scalar_one()
+    held = conn.execute(
+        select(func.count()).where(b.state == DeliveryState.QUEUED.value, b.next_attempt_at > now)
+    ).scalar_one()
+    return {
+        "breaking_only": int(only),
+        "opted_in": int(opted),
+        "alerts": count_by_state(conn),
+        "held": int(held),
+        "next_release": next_held(conn, now),
+    }
 
 
 def next_held(conn: Connection, now: datetime) -> datetime | None:
