@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,7 +26,7 @@ from kabarfeed.web.admin import (
     overview,
     subscriber_pages,
 )
-from kabarfeed.web.admin.core import PREFIX, Console
+from kabarfeed.web.admin.core import PREFIX, Console, Handler, PublicHandler
 from kabarfeed.web.security import Signer
 
 ASSETS = {"admin.css": "text/css; charset=utf-8", "admin.js": "text/javascript; charset=utf-8"}
@@ -53,155 +54,90 @@ def create_console(
     return Console(config, db, clock, Signer(key), reload=reload)
 
 
+# Methods of a route: a page read, a plain GET, a form post.
+READ = ("GET", "HEAD")
+GET = ("GET",)
+POST = ("POST",)
+# Who may use a session page: any logged-in account, or admins only.
+ANYONE = False
+ADMIN = True
+
+PublicSpec = tuple[str, tuple[str, ...], PublicHandler]
+PageSpec = tuple[str, tuple[str, ...], Handler, bool]
+
+# Pages reachable without a session: (path under /admin, methods, handler).
+PUBLIC_PAGES: tuple[PublicSpec, ...] = (
+    ("/login", READ, auth_pages.login_form),
+    ("/login", POST, auth_pages.login_submit),
+    ("/set-password/{token}", READ, auth_pages.set_password_form),
+    ("/set-password/{token}", POST, auth_pages.set_password_submit),
+)
+
+# Pages behind the session (and CSRF on posts): (path, methods, handler, admin only).
+SESSION_PAGES: tuple[PageSpec, ...] = (
+    ("/logout", POST, auth_pages.logout, ANYONE),
+    ("/logout-all", POST, auth_pages.logout_all, ANYONE),
+    ("", READ, overview.dashboard_page, ANYONE),
+    ("/", READ, overview.dashboard_page, ANYONE),
+    ("/audit", READ, overview.audit_page, ANYONE),
+    ("/subscribers", GET, subscriber_pages.list_page, ANYONE),
+    ("/subscribers/export.csv", GET, subscriber_pages.export_csv, ADMIN),
+    ("/subscribers/import", GET, subscriber_pages.import_page, ADMIN),
+    ("/subscribers/import", POST, subscriber_pages.import_submit, ADMIN),
+    ("/subscribers/{id:int}", GET, subscriber_pages.subscriber_page, ANYONE),
+    ("/subscribers/{id:int}/unsubscribe", POST, subscriber_pages.unsubscribe, ADMIN),
+    ("/subscribers/{id:int}/resend", POST, subscriber_pages.resend, ADMIN),
+    ("/editions", GET, digest_pages.editions_page, ANYONE),
+    ("/editions/retry", POST, digest_pages.editions_retry, ADMIN),
+    ("/editions/pause", POST, digest_pages.editions_pause, ADMIN),
+    ("/editions/resume", POST, digest_pages.editions_pause, ADMIN),
+    ("/preview", GET, digest_pages.preview_page, ANYONE),
+    ("/preview/frame", GET, digest_pages.preview_frame, ANYONE),
+    ("/preview/send", POST, digest_pages.preview_send, ANYONE),
+    ("/accounts", GET, account_pages.accounts_page, ADMIN),
+    ("/accounts", POST, account_pages.add, ADMIN),
+    ("/accounts/{id:int}/reset", POST, account_pages.reset, ADMIN),
+    ("/accounts/{id:int}/role", POST, account_pages.change, ADMIN),
+    ("/accounts/{id:int}/remove", POST, account_pages.change, ADMIN),
+    ("/articles", GET, article_pages.list_page, ANYONE),
+    ("/articles/unpublished", GET, article_pages.unpublished_page, ANYONE),
+    ("/articles/{id}", GET, article_pages.article_page, ANYONE),
+    ("/articles/{id}/correct", POST, article_pages.correct, ANYONE),
+    ("/articles/{id}/clear", POST, article_pages.correct, ANYONE),
+    ("/articles/{id}/unpublish", POST, article_pages.unpublish, ANYONE),
+    ("/articles/{id}/republish", POST, article_pages.republish, ANYONE),
+    ("/jobs/rebuild-feeds", POST, job_pages.rebuild_feeds, ADMIN),
+    ("/jobs/{id}", GET, job_pages.job_page, ANYONE),
+)
+
+# The configuration editor (only when the process knows its config file).
+CONFIG_PAGES: tuple[PageSpec, ...] = (
+    ("/config", GET, config_pages.config_page, ADMIN),
+    ("/config/check", POST, config_pages.config_check, ADMIN),
+    ("/config/validate", POST, config_pages.config_validate, ADMIN),
+    ("/config/apply", POST, config_pages.config_apply, ADMIN),
+    ("/config/rollback/{id:int}", POST, config_pages.config_rollback, ADMIN),
+)
+
+
 def admin_routes(console: Console) -> list[BaseRoute]:
     """Every ``/admin`` route; empty when the console is switched off."""
     if not console.config.admin.enabled:
         return []
     c = console
+    pages = SESSION_PAGES + (CONFIG_PAGES if c.config.path is not None else ())
     return [
-        Route(f"{PREFIX}/assets/{{name}}", asset, methods=["GET", "HEAD"]),
-        Route(f"{PREFIX}/login", c.public(auth_pages.login_form), methods=["GET", "HEAD"]),
-        Route(f"{PREFIX}/login", c.public(auth_pages.login_submit), methods=["POST"]),
-        Route(
-            f"{PREFIX}/set-password/{{token}}",
-            c.public(auth_pages.set_password_form),
-            methods=["GET", "HEAD"],
-        ),
-        Route(
-            f"{PREFIX}/set-password/{{token}}",
-            c.public(auth_pages.set_password_submit),
-            methods=["POST"],
-        ),
-        Route(f"{PREFIX}/logout", c.page(auth_pages.logout), methods=["POST"]),
-        Route(f"{PREFIX}/logout-all", c.page(auth_pages.logout_all), methods=["POST"]),
-        Route(PREFIX, c.page(overview.dashboard_page), methods=["GET", "HEAD"]),
-        Route(f"{PREFIX}/", c.page(overview.dashboard_page), methods=["GET", "HEAD"]),
-        Route(f"{PREFIX}/audit", c.page(overview.audit_page), methods=["GET", "HEAD"]),
-        Route(f"{PREFIX}/subscribers", c.page(subscriber_pages.list_page), methods=["GET"]),
-        Route(
-            f"{PREFIX}/subscribers/export.csv",
-            c.page(subscriber_pages.export_csv, admin=True),
-            methods=["GET"],
-        ),
-        Route(
-            f"{PREFIX}/subscribers/import",
-            c.page(subscriber_pages.import_page, admin=True),
-            methods=["GET"],
-        ),
-        Route(
-            f"{PREFIX}/subscribers/import",
-            c.page(subscriber_pages.import_submit, admin=True),
-            methods=["POST"],
-        ),
-        Route(
-            f"{PREFIX}/subscribers/{{id:int}}",
-            c.page(subscriber_pages.subscriber_page),
-            methods=["GET"],
-        ),
-        Route(
-            f"{PREFIX}/subscribers/{{id:int}}/unsubscribe",
-            c.page(subscriber_pages.unsubscribe, admin=True),
-            methods=["POST"],
-        ),
-        Route(
-            f"{PREFIX}/subscribers/{{id:int}}/resend",
-            c.page(subscriber_pages.resend, admin=True),
-            methods=["POST"],
-        ),
-        Route(f"{PREFIX}/editions", c.page(digest_pages.editions_page), methods=["GET"]),
-        Route(
-            f"{PREFIX}/editions/retry",
-            c.page(digest_pages.editions_retry, admin=True),
-            methods=["POST"],
-        ),
-        Route(
-            f"{PREFIX}/editions/pause",
-            c.page(digest_pages.editions_pause, admin=True),
-            methods=["POST"],
-        ),
-        Route(
-            f"{PREFIX}/editions/resume",
-            c.page(digest_pages.editions_pause, admin=True),
-            methods=["POST"],
-        ),
-        Route(f"{PREFIX}/preview", c.page(digest_pages.preview_page), methods=["GET"]),
-        Route(f"{PREFIX}/preview/frame", c.page(digest_pages.preview_frame), methods=["GET"]),
-        Route(f"{PREFIX}/preview/send", c.page(digest_pages.preview_send), methods=["POST"]),
-        Route(
-            f"{PREFIX}/accounts", c.page(account_pages.accounts_page, admin=True), methods=["GET"]
-        ),
-        Route(f"{PREFIX}/accounts", c.page(account_pages.add, admin=True), methods=["POST"]),
-        Route(
-            f"{PREFIX}/accounts/{{id:int}}/reset",
-            c.page(account_pages.reset, admin=True),
-            methods=["POST"],
-        ),
-        Route(
-            f"{PREFIX}/accounts/{{id:int}}/role",
-            c.page(account_pages.change, admin=True),
-            methods=["POST"],
-        ),
-        Route(
-            f"{PREFIX}/accounts/{{id:int}}/remove",
-            c.page(account_pages.change, admin=True),
-            methods=["POST"],
-        ),
-        Route(f"{PREFIX}/articles", c.page(article_pages.list_page), methods=["GET"]),
-        Route(
-            f"{PREFIX}/articles/unpublished",
-            c.page(article_pages.unpublished_page),
-            methods=["GET"],
-        ),
-        Route(f"{PREFIX}/articles/{{id}}", c.page(article_pages.article_page), methods=["GET"]),
-        Route(f"{PREFIX}/articles/{{id}}/correct", c.page(article_pages.correct), methods=["POST"]),
-        Route(f"{PREFIX}/articles/{{id}}/clear", c.page(article_pages.correct), methods=["POST"]),
-        Route(
-            f"{PREFIX}/articles/{{id}}/unpublish",
-            c.page(article_pages.unpublish),
-            methods=["POST"],
-        ),
-        Route(
-            f"{PREFIX}/articles/{{id}}/republish",
-            c.page(article_pages.republish),
-            methods=["POST"],
-        ),
-        Route(
-            f"{PREFIX}/jobs/rebuild-feeds",
-            c.page(job_pages.rebuild_feeds, admin=True),
-            methods=["POST"],
-        ),
-        Route(f"{PREFIX}/jobs/{{id}}", c.page(job_pages.job_page), methods=["GET"]),
-        *(_config_routes(c) if console.config.path is not None else []),
+        Route(f"{PREFIX}/assets/{{name}}", asset, methods=list(READ)),
+        *(_route(path, methods, c.public(handler)) for path, methods, handler in PUBLIC_PAGES),
+        *(_route(path, methods, c.page(h, admin=admin)) for path, methods, h, admin in pages),
         # Anything else under /admin: behind the session too, then "not found".
-        Route(f"{PREFIX}/{{rest:path}}", c.page(not_found), methods=["GET", "HEAD", "POST"]),
+        _route("/{rest:path}", (*READ, *POST), c.page(not_found)),
     ]
 
 
-def _config_routes(c: Console) -> list[BaseRoute]:
-    """The configuration editor (only when the process knows its config file)."""
-    return [
-        Route(f"{PREFIX}/config", c.page(config_pages.config_page, admin=True), methods=["GET"]),
-        Route(
-            f"{PREFIX}/config/check",
-            c.page(config_pages.config_check, admin=True),
-            methods=["POST"],
-        ),
-        Route(
-            f"{PREFIX}/config/validate",
-            c.page(config_pages.config_validate, admin=True),
-            methods=["POST"],
-        ),
-        Route(
-            f"{PREFIX}/config/apply",
-            c.page(config_pages.config_apply, admin=True),
-            methods=["POST"],
-        ),
-        Route(
-            f"{PREFIX}/config/rollback/{{id:int}}",
-            c.page(config_pages.config_rollback, admin=True),
-            methods=["POST"],
-        ),
-    ]
+def _route(path: str, methods: tuple[str, ...], endpoint: Callable[[Request], Any]) -> Route:
+    """One route at ``path`` under ``/admin``."""
+    return Route(f"{PREFIX}{path}", endpoint, methods=list(methods))
 
 
 async def not_found(console: Console, request: Request, session: Session) -> Response:
