@@ -20,12 +20,12 @@ from sqlalchemy import select
 
 from kabarfeed.cli import main
 from kabarfeed.config import Config
-from kabarfeed.delivery.enqueue import enqueue_editions, enqueue_welcomes
+from kabarfeed.delivery.enqueue import WelcomeReport, enqueue_editions, enqueue_welcomes
 from kabarfeed.digest.render import DigestRenderer, EditionInput
 from kabarfeed.digest.selection import select_latest
 from kabarfeed.errors import ConfigError
 from kabarfeed.models import Consent, DeliveryState, SubscriberStatus
-from kabarfeed.store import Database, welcomes
+from kabarfeed.store import Database, sources, welcomes
 from kabarfeed.store import deliveries as outbox
 from kabarfeed.store import subscribers as store
 from kabarfeed.store.schema import deliveries
@@ -152,6 +152,33 @@ def test_promise_waits_for_articles_and_a_regular_edition_becomes_the_welcome(
     assert row.article_count == 10  # "latest:10", whatever their age ([digest] max_age is 48h)
     with db.connect() as conn:
         assert welcomes.pending(conn) == {}
+
+
+def test_welcome_waits_until_every_enabled_source_was_read(
+    make_config: ConfigFactory, db: Database, tmp_path: Path
+) -> None:
+    """On a new install the first digest is not made of the fastest source alone."""
+    for name in ("cepat", "lambat"):
+        (tmp_path / name).mkdir()
+    config = make_config(
+        '[digest]\nwelcome = "latest:3"\n'
+        + "".join(
+            f'[[sources]]\nname = "{n}"\nkind = "directory"\npath = "{tmp_path / n}"\n'
+            for n in ("cepat", "lambat")
+        )
+    )
+    save(db, [article(n, at=CUTOFF - timedelta(days=n)) for n in range(1, 4)])
+    sid = _add(config, db)
+    _promise(db, sid)
+    later = NOW + timedelta(minutes=5)
+    with db.begin() as conn:
+        for name in ("cepat", "lambat"):
+            sources.ensure_source(conn, name, "directory", str(tmp_path / name), now=NOW)
+        sources.record_success(conn, "cepat", now=NOW, next_fetch_at=later)
+    assert enqueue_welcomes(config, db, now=NOW) == WelcomeReport(waiting=1)
+    with db.begin() as conn:  # a failed read counts as read: it must not hold welcomes forever
+        sources.record_failure(conn, "lambat", "timeout", now=NOW, next_fetch_at=later)
+    assert enqueue_welcomes(config, db, now=NOW).queued == 1
 
 
 @pytest.mark.parametrize("case", ["off", "unsubscribed", "had a digest"])

@@ -48,6 +48,7 @@ from kabarfeed.store import subscribers as subscriber_store
 from kabarfeed.store import welcomes as welcome_store
 from kabarfeed.store.articles import load_articles
 from kabarfeed.store.schema import subscribers as subscribers_table
+from kabarfeed.store.sources import list_sources
 from kabarfeed.subscribers import greets
 
 _CHUNK = 400
@@ -363,6 +364,8 @@ def enqueue_welcomes(config: Config, db: Database, *, now: datetime) -> WelcomeR
     """
     with db.connect() as conn:
         promised = sorted(welcome_store.pending(conn))
+        if promised and _unread_sources(config, conn):
+            return WelcomeReport(waiting=len(promised))
     limit = config.digest.welcome_articles
     queued = waiting = dropped = 0
     for start in range(0, len(promised), _CHUNK):
@@ -398,6 +401,18 @@ def enqueue_welcomes(config: Config, db: Database, *, now: datetime) -> WelcomeR
         dropped += len(settled) - len(rows)
         waiting += len(ids) - len(settled)
     return WelcomeReport(queued, waiting, dropped)
+
+
+def _unread_sources(config: Config, conn: Connection) -> bool:
+    """Whether an enabled source has never been read (successfully or not).
+
+    Welcomes wait for that: on a new install the first digest would otherwise
+    hold only what the fastest source brought in. Afterwards every source has
+    been read, so a new subscriber's welcome goes out at once.
+    """
+    names = [s.name for s in config.sources if s.enabled]
+    read = {s.name for s in list_sources(conn, names) if s.last_fetch_at is not None}
+    return any(name not in read for name in names)
 
 
 def _welcome(
