@@ -296,3 +296,17 @@ def test_status_shows_breaking_readers_alerts_and_what_quiet_hours_hold(
     assert as_json["breaking"]["alerts"] == {"queued": 2}
     text = CliRunner().invoke(main, cli).output
     assert "breaking alerts: 1 breaking-only and 1 opted-in readers; alerts 2 queued" in text
+
+
+def test_erasing_a_subscriber_erases_their_alerts(
+    make_config: ConfigFactory, db: Database, tmp_path: Path
+) -> None:
+    config = _config(make_config, tmp_path, 1)
+    gone = _add(config, db, "hapus@example.id", frequency="breaking")
+    _add(config, db, "tetap@example.id", frequency="breaking")
+    _push(config, db, NOON_WITA, 1)
+    with db.begin() as conn:
+        sub_store.delete_subscriber(conn, gone.id)
+    with db.connect() as conn:
+        left = conn.execute(select(breaking_alerts.c.subscriber_id)).scalars().all()
+    assert left and gone.id not in left
