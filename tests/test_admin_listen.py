@@ -3,11 +3,7 @@ port check) and against a real ``kabarfeed run`` with two sockets."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -18,8 +14,7 @@ from starlette.testclient import TestClient
 from conftest import SITE_TOML, TAXONOMY_TOML, ConfigFactory
 from kabarfeed.store import Database
 from kabarfeed.web import create_app
-
-KABARFEED = Path(sys.executable).with_name("kabarfeed")
+from service_support import clean_env, follow_log, start, stop
 
 
 def test_console_answers_only_on_its_own_port(
@@ -48,22 +43,9 @@ def test_run_binds_a_second_listener_for_the_console(tmp_path: Path) -> None:
         '[admin]\nlisten = "127.0.0.1:0"\n[logging]\nlevel = "INFO"\n\n' + TAXONOMY_TOML,
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KABARFEED_")}
-    process = subprocess.Popen(
-        [str(KABARFEED), "--config", str(config), "run", "--port", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    process = start(config, clean_env(), "run", "--port", "0")
     lines: list[str] = []
-
-    def pump() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-
-    threading.Thread(target=pump, daemon=True).start()
+    follow_log(process, lines)
     try:
         deadline = time.monotonic() + 60
         main = console = None
@@ -78,8 +60,4 @@ def test_run_binds_a_second_listener_for_the_console(tmp_path: Path) -> None:
         assert httpx.get(main[1] + "/subscribe", timeout=10).status_code == 200
         assert httpx.get(console[1] + "/admin/login", timeout=10).status_code == 200
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process, 20)

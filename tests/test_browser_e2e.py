@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
 import re
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,37 +21,18 @@ from typing import Any
 
 import pytest
 
+from browser_support import chromium, require_chromium
 from conftest import REPO, SITE_TOML, TAXONOMY_TOML
 from kabarfeed.models import Subscriber, SubscriberStatus
 from kabarfeed.store import Database
 from kabarfeed.store import subscribers as sub_store
+from service_support import KABARFEED, clean_env, start, stop, wait_for_url
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
-KABARFEED = Path(sys.executable).with_name("kabarfeed")
 WIDTHS = (375, 1280)
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 _LISTENING = re.compile(r"running on (http://127\.0\.0\.1:\d+)")
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def _require_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    reason = f"{CHROMIUM} is missing (install it with scripts/system-deps.sh)"
-    if os.environ.get("CI"):
-        pytest.fail(f"browser test cannot run in CI: {reason}")
-    pytest.skip(reason)
 
 
 @dataclass
@@ -64,29 +42,6 @@ class Server:
     url: str
     process: subprocess.Popen[str]
     output: list[str]
-
-
-def _wait_for_port(process: subprocess.Popen[str], output: list[str]) -> str:
-    """Read the server's log until it says where it listens (bounded wait)."""
-    found: list[str] = []
-    ready = threading.Event()
-
-    def pump() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            output.append(line)
-            match = _LISTENING.search(line)
-            if match and not found:
-                found.append(match[1])
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    ready.wait(30)
-    if not found:
-        process.kill()
-        raise AssertionError("kabarfeed serve did not report its port:\n" + "".join(output))
-    return found[0]
 
 
 def _write_config(folder: Path) -> Path:
@@ -103,28 +58,19 @@ def _write_config(folder: Path) -> Path:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    _require_chromium()
+    require_chromium()
     config = _write_config(tmp_path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KABARFEED_")}
+    env = clean_env()
     subprocess.run(
         [str(KABARFEED), "--config", str(config), "build"], check=True, env=env, timeout=120
     )
-    process = subprocess.Popen(
-        [str(KABARFEED), "--config", str(config), "serve", "--port", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    process = start(config, env, "serve", "--port", "0")
     output: list[str] = []
     try:
-        yield Server(_wait_for_port(process, output), process, output)
+        url = wait_for_url(process, output, _LISTENING, timeout=30, what="kabarfeed serve")
+        yield Server(url, process, output)
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process, 10)
 
 
 class Journey:
@@ -179,25 +125,21 @@ def _confirm_path(message: EmailMessage) -> str:
 
 
 def test_subscribe_confirm_preferences_unsubscribe(server: Server, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        try:
-            context = browser.new_context(locale="id-ID", viewport={"width": 375, "height": 900})
-            page = context.new_page()
-            errors: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            failed: list[str] = []
-            page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
-            journey = Journey(page, server, tmp_path)
-            _walk(journey, expect)
-            # the browser asks for /favicon.ico by itself; nothing else may fail
-            assert [u for u in failed if not u.endswith("/favicon.ico")] == []
-            assert [e for e in errors if "404" not in e] == [], f"console errors (CSP?): {errors}"
-        finally:
-            browser.close()
+    with chromium() as browser:
+        context = browser.new_context(locale="id-ID", viewport={"width": 375, "height": 900})
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        failed: list[str] = []
+        page.on("response", lambda r: failed.append(r.url) if r.status >= 400 else None)
+        journey = Journey(page, server, tmp_path)
+        _walk(journey, expect)
+        # the browser asks for /favicon.ico by itself; nothing else may fail
+        assert [u for u in failed if not u.endswith("/favicon.ico")] == []
+        assert [e for e in errors if "404" not in e] == [], f"console errors (CSP?): {errors}"
 
 
 def _walk(j: Journey, expect: Any) -> None:
