@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
@@ -28,6 +26,7 @@ from kabarfeed.bounces.model import Attribution
 from kabarfeed.bounces.providers import sns_string_to_sign
 from kabarfeed.store import Database
 from kabarfeed.web.app import create_app
+from tests import tls_support
 from tests.bounces_support import Sent, add_sent, status_of
 from tests.conftest import ConfigFactory
 
@@ -40,16 +39,11 @@ MAILGUN_KEY = "key-mailgun-signing-0123456789"
 
 def _rsa_cert() -> tuple[rsa.RSAPrivateKey, bytes]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=1))
-        .not_valid_after(NOW + dt.timedelta(days=365))
-        .sign(key, hashes.SHA256())
+    cert = tls_support.certificate(
+        key,
+        "sns.amazonaws.com",
+        not_before=NOW - dt.timedelta(days=1),
+        not_after=NOW + dt.timedelta(days=365),
     )
     return key, cert.public_bytes(serialization.Encoding.PEM)
 
