@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -15,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from kabarfeed import push
 from kabarfeed.config import Config
 from kabarfeed.store import Database
 from kabarfeed.web import create_app
+from tests.uvicorn_support import ServerThread, local_server
 
 SECRET = "webhook-shared-secret-for-tests"
 
@@ -57,30 +55,17 @@ def api_config(make_config: Callable[..., Config], tmp_path: Path, extra: str = 
     )
 
 
-class LiveApp:
+class LiveApp(ServerThread):
     """The app served on a free port in a thread."""
 
     def __init__(self, config: Config, db: Database, clock: Callable[[], datetime]) -> None:
         self.app = create_app(config, db, clock=clock)
-        self.server = uvicorn.Server(
-            uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.base = ""
+        super().__init__(local_server(self.app))
 
-    def __enter__(self) -> LiveApp:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+    @property
+    def base(self) -> str:
+        """The app's root URL (once entered)."""
+        return f"http://127.0.0.1:{self.port}"
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

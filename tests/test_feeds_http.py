@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import http.client
-import threading
-import time
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,7 +11,6 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from kabarfeed.config import Config
 from kabarfeed.feeds.build import FeedBuilder
@@ -22,6 +19,7 @@ from kabarfeed.web import create_app
 from kabarfeed.web.static import accepts_gzip, content_type, etag_matches, safe_relative
 from tests.conftest import ConfigFactory
 from tests.feeds_support import make_article, store
+from tests.uvicorn_support import ServerThread, local_server
 
 with warnings.catch_warnings():  # Starlette nudges towards httpx2; httpx works
     warnings.simplefilter("ignore")
@@ -30,26 +28,9 @@ with warnings.catch_warnings():  # Starlette nudges towards httpx2; httpx works
 NOW = datetime(2025, 11, 30, tzinfo=UTC)
 
 
-class _Server:
+class _Server(ServerThread):
     def __init__(self, config: Config, db: Database) -> None:
-        app = create_app(config, db, clock=lambda: NOW)
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _Server:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.01)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+        super().__init__(local_server(create_app(config, db, clock=lambda: NOW)))
 
     def get(
         self, path: str, method: str = "GET", **headers: str

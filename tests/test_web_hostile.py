@@ -8,8 +8,6 @@ from __future__ import annotations
 import gzip
 import re
 import socket
-import threading
-import time
 import warnings
 from collections.abc import Iterator
 from datetime import datetime
@@ -17,7 +15,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.requests import Request
@@ -32,6 +29,7 @@ from kabarfeed.store import subscribers as sub_store
 from kabarfeed.subscribers import SubscriberDraft, with_defaults
 from kabarfeed.web import create_app
 from kabarfeed.web.security import CsrfTokens, Signer, parse_confirm_token
+from uvicorn_support import ServerThread, local_server
 
 with warnings.catch_warnings():  # Starlette nudges towards httpx2; httpx works
     warnings.simplefilter("ignore")
@@ -179,29 +177,6 @@ def test_declared_body_over_the_limit_is_413_with_headers(
         assert name in response.headers
 
 
-class _Uvicorn:
-    """The app on 127.0.0.1:0 over real HTTP."""
-
-    def __init__(self, app: object) -> None:
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")  # type: ignore[arg-type]
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _Uvicorn:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive()
-            time.sleep(0.01)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
 def _chunked_post(port: int, path: str, chunks: Iterator[bytes]) -> tuple[int, int]:
     """POST ``chunks`` with chunked transfer encoding; (status, bytes the
     server let us send before answering)."""
@@ -246,7 +221,7 @@ def test_chunked_body_over_the_limit_is_cut_off_on_the_stream(
 
     app.router.routes.insert(0, Route("/api/echo", echo, methods=["POST"]))
     many_fields = (b"regions=" + b"x" * 200 + b"&" for _ in range(10_000))  # ~2 MB
-    with _Uvicorn(app) as server:
+    with ServerThread(local_server(app)) as server:
         status, _ = _chunked_post(server.port, f"/preferences/{subscriber.token}", many_fields)
         assert status == 413
         status, _ = _chunked_post(server.port, "/api/echo", (b"y" * 1000 for _ in range(2000)))

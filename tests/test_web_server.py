@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -28,12 +27,13 @@ from kabarfeed.web.server import (
     connection_cap,
     server_config,
 )
+from uvicorn_support import ServerThread
 
 WAIT = 20.0
 """Generous bound for "is closed eventually" (never a speed assertion)."""
 
 
-class Running:
+class Running(ServerThread):
     """The real app behind :class:`WebServer` on 127.0.0.1:0 in a thread."""
 
     def __init__(self, config: Config, db: Database, now: datetime, limits: ServerLimits) -> None:
@@ -41,21 +41,7 @@ class Running:
         settings = server_config(
             app, host="127.0.0.1", port=0, limits=limits, log_level="warning", lifespan="off"
         )
-        self.server = WebServer(settings)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive()
-            time.sleep(0.01)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+        super().__init__(WebServer(settings))
 
     def connect(self) -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=WAIT)
