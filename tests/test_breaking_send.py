@@ -310,3 +310,23 @@ def test_erasing_a_subscriber_erases_their_alerts(
     with db.connect() as conn:
         left = conn.execute(select(breaking_alerts.c.subscriber_id)).scalars().all()
     assert left and gone.id not in left
+
+
+def test_an_address_refused_at_rcpt_bounces_the_reader(
+    make_config: ConfigFactory, db: Database, tmp_path: Path
+) -> None:
+    from kabarfeed.models import SubscriberStatus
+    from smtpserver import Faults
+
+    clock = Clock(NOON_WITA)
+    with ScriptedSMTPServer(Faults(reject={"mati@example.id"})) as server:
+        config = _config(make_config, tmp_path, server.port)
+        dead = _add(config, db, "mati@example.id", frequency="breaking")
+        _add(config, db, "hidup@example.id", frequency="breaking")
+        _push(config, db, clock.now, 1)
+        report = _send(config, db, clock)
+    assert (report.progress.sent, report.progress.failed) == (1, 1)
+    with db.connect() as conn:
+        found = sub_store.get(conn, dead.id)
+        assert alert_store.count_by_state(conn) == {"sent": 1, "failed": 1}
+    assert found is not None and found.status is SubscriberStatus.BOUNCED

@@ -131,7 +131,12 @@ class OutboxRunner:
             recover_every=smtp.lease / 2,
         )
         self.alert_outbox = StoppableOutbox(
-            SqlAlertOutbox(self.db, worker=self.name, lease=smtp.lease),
+            SqlAlertOutbox(
+                self.db,
+                worker=self.name,
+                lease=smtp.lease,
+                bounce_threshold=smtp.bounce_threshold,
+            ),
             self.stop,
             recover_every=smtp.lease / 2,
         )

@@ -11,6 +11,7 @@ queued row's ``next_attempt_at`` holds it until the reader's quiet hours end.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from kabarfeed.store.dialect import evaluated_once, insert_ignoring_conflicts
 from kabarfeed.store.schema import breaking_alerts, subscribers
 
 b = breaking_alerts.c
+_ENHANCED = re.compile(r"\b[245]\.\d{1,3}\.\d{1,3}\b")
 _COUNTED = (
     DeliveryState.QUEUED.value,
     DeliveryState.SENDING.value,
@@ -206,10 +208,16 @@ def _claim(r: Row[Any]) -> Claim:
 
 
 def record(
-    conn: Connection, outcomes: Sequence[Outcome], now: datetime, *, worker: str
+    conn: Connection,
+    outcomes: Sequence[Outcome],
+    now: datetime,
+    *,
+    worker: str,
+    bounce_threshold: int,
 ) -> list[int]:
     """Store each outcome on its row if ``worker`` still holds it; return the
-    ids of rows it no longer held (their results are not written)."""
+    ids of rows it no longer held (their results are not written). A recipient
+    refused at RCPT joins the bounce policy as for editions."""
     stmt = (
         update(breaking_alerts)
         .where(
@@ -247,7 +255,35 @@ def record(
         }
         if conn.execute(stmt, params).rowcount != 1:
             lost.append(o.delivery_id)
+        elif dec.bounce:
+            record_refusal(conn, o, bounce_threshold, now)
     return lost
+
+
+def record_refusal(conn: Connection, o: Outcome, threshold: int, now: datetime) -> None:
+    """An alert's recipient refused at RCPT, under the same policy as an
+    edition's (:func:`kabarfeed.store.deliveries.record_refusal`): an addressing
+    failure (5.1.x) bounces at once, other refusals count as soft bounces. The
+    event names the subscriber (an alert is not an edition row)."""
+    from kabarfeed.bounces.model import Attribution, EventKind, EventSource, Finding, Report, Target
+    from kabarfeed.bounces.parse import classify_code
+    from kabarfeed.bounces.policy import PolicySettings
+    from kabarfeed.bounces.record import Keys, record_report
+
+    dec = o.decision
+    text = " ".join((dec.reply or "").split())[:1000] or None
+    enhanced = _ENHANCED.search(text or "")
+    status = enhanced[0] if enhanced else (str(dec.code) if dec.code else None)
+    kind = classify_code(status, text) if status else EventKind.HARD
+    report = Report(
+        EventSource.SMTP,
+        f"smtp-alert:{o.delivery_id}:{dec.attempts}",
+        (Finding(kind, None, status, text, "refused at RCPT"),),
+        raw_ref=f"breaking alert {o.delivery_id}, attempt {dec.attempts}",
+    )
+    target = Target(Attribution.SMTP, None, o.subscriber_id, None)
+    settings = PolicySettings(soft_threshold=threshold)
+    record_report(conn, report, Keys("", b""), settings, now=now, target=target)
 
 
 def release(conn: Connection, ids: Sequence[int], now: datetime, *, worker: str) -> None:
@@ -319,11 +355,13 @@ class SqlAlertOutbox:
         *,
         worker: str,
         lease: timedelta,
+        bounce_threshold: int,
         is_dead: Callable[[str], bool] = worker_is_dead,
     ) -> None:
         self.db = db
         self.worker = worker
         self.lease = lease
+        self.bounce_threshold = bounce_threshold
         self._is_dead = is_dead
 
     def recover(self, now: datetime) -> int:
@@ -339,7 +377,9 @@ class SqlAlertOutbox:
     def record(self, outcomes: Sequence[Outcome], now: datetime) -> list[int]:
         """See :func:`record`."""
         with self.db.begin() as conn:
-            return record(conn, outcomes, now, worker=self.worker)
+            return record(
+                conn, outcomes, now, worker=self.worker, bounce_threshold=self.bounce_threshold
+            )
 
     def release(self, ids: Sequence[int], now: datetime) -> None:
         """See :func:`release`."""
