@@ -15,7 +15,9 @@ from kabarfeed.bounces.policy import PolicySettings
 from kabarfeed.bounces.record import Keys
 from kabarfeed.models import SubscriberStatus
 from kabarfeed.store import Database
+from kabarfeed.store import subscribers as subscriber_store
 from kabarfeed.store.schema import deliveries, subscribers
+from kabarfeed.subscribers import SubscriberDraft
 
 FIXTURES = Path(__file__).parent / "data" / "bounces"
 BASE = "bounces@news.example.id"
@@ -73,6 +75,28 @@ def add_sent(
             )
         ).inserted_primary_key[0]
     return Sent(int(sid), int(did), email, token, message_id)
+
+
+def reader(
+    address: str, status: SubscriberStatus = SubscriberStatus.ACTIVE, name: str | None = None
+) -> SubscriberDraft:
+    """A Balikpapan reader (id, 06:00 Asia/Makassar) to add to the store."""
+    return SubscriberDraft(
+        address,
+        name=name,
+        regions=("balikpapan",),
+        categories=(),
+        timezone="Asia/Makassar",
+        send_at="06:00",
+        language="id",
+        status=status,
+    )
+
+
+def add_reader(db: Database, address: str, *, now: datetime, name: str | None = None) -> int:
+    """An active :func:`reader` added at ``now``; its id."""
+    with db.begin() as conn:
+        return subscriber_store.add(conn, reader(address, name=name), now=now).id
 
 
 def status_of(db: Database, subscriber_id: int) -> str:

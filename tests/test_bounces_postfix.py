@@ -20,11 +20,8 @@ from digest_support import CUTOFF, article, save
 from kabarfeed.bounces import store, verp
 from kabarfeed.bounces.model import Attribution, EventKind, EventSource
 from kabarfeed.cli import main
-from kabarfeed.models import SubscriberStatus
 from kabarfeed.store import Database
-from kabarfeed.store import subscribers as subscriber_store
-from kabarfeed.subscribers import SubscriberDraft
-from tests.bounces_support import status_of
+from tests.bounces_support import add_reader, status_of
 from tests.conftest import ConfigFactory
 
 SECRET = "postfix-e2e-secret"
@@ -42,17 +39,7 @@ def mta() -> Iterator[Postfix]:
 
 
 def _add(db: Database, address: str) -> int:
-    draft = SubscriberDraft(
-        address,
-        regions=("balikpapan",),
-        categories=(),
-        timezone="Asia/Makassar",
-        send_at="06:00",
-        language="id",
-        status=SubscriberStatus.ACTIVE,
-    )
-    with db.begin() as conn:
-        return subscriber_store.add(conn, draft, now=CUTOFF - timedelta(days=3)).id
+    return add_reader(db, address, now=CUTOFF - timedelta(days=3))
 
 
 def test_postfix_dsn_to_the_verp_address_bounces_the_subscriber(

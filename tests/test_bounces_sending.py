@@ -19,9 +19,8 @@ from kabarfeed.config import load_config
 from kabarfeed.models import DeliveryState, SubscriberStatus
 from kabarfeed.store import Database
 from kabarfeed.store import subscribers as subscriber_store
-from kabarfeed.subscribers import SubscriberDraft
 from smtpserver import ScriptedSMTPServer
-from tests.bounces_support import fixture, status_of
+from tests.bounces_support import add_reader, fixture, reader, status_of
 from tests.conftest import ConfigFactory
 
 DATE = "2025-11-17"
@@ -29,18 +28,7 @@ SECRET = "sending-test-secret"
 
 
 def _add(db: Database, address: str) -> int:
-    draft = SubscriberDraft(
-        address,
-        name="Pembaca",
-        regions=("balikpapan",),
-        categories=(),
-        timezone="Asia/Makassar",
-        send_at="06:00",
-        language="id",
-        status=SubscriberStatus.ACTIVE,
-    )
-    with db.begin() as conn:
-        return subscriber_store.add(conn, draft, now=CUTOFF - timedelta(days=3)).id
+    return add_reader(db, address, now=CUTOFF - timedelta(days=3), name="Pembaca")
 
 
 def _config(make_config: ConfigFactory, port: int, tmp_path: Path) -> None:
@@ -111,15 +99,7 @@ def test_a_suppressed_address_is_skipped_even_if_reactivated_without_opt_in(
 def test_only_a_fresh_double_opt_in_lifts_the_suppression(db: Database) -> None:
     from kabarfeed.web.signup import confirm
 
-    pending = SubscriberDraft(
-        "Budi@Example.org",
-        regions=("balikpapan",),
-        categories=(),
-        timezone="Asia/Makassar",
-        send_at="06:00",
-        language="id",
-        status=SubscriberStatus.PENDING,
-    )
+    pending = reader("Budi@Example.org", SubscriberStatus.PENDING)
     with db.begin() as conn:
         sub = subscriber_store.add(conn, pending, now=CUTOFF)
         store.suppress(conn, "budi@example.org", "complaint", event_id=None, now=CUTOFF)
