@@ -330,3 +330,61 @@ def test_an_address_refused_at_rcpt_bounces_the_reader(
         found = sub_store.get(conn, dead.id)
         assert alert_store.count_by_state(conn) == {"sent": 1, "failed": 1}
     assert found is not None and found.status is SubscriberStatus.BOUNCED
+
+
+def test_an_editor_sends_breaking_alerts_from_the_console(
+    make_config: ConfigFactory, db: Database, tmp_path: Path
+) -> None:
+    import re
+
+    from starlette.testclient import TestClient
+
+    from kabarfeed.admin import accounts, audit
+    from kabarfeed.admin.accounts import Role
+    from kabarfeed.admin.audit import Actor, AuditFilter
+    from kabarfeed.web import create_app
+
+    clock = Clock(NOON_WITA)
+    config = _config(make_config, tmp_path, 1)
+    _add(config, db, "kilat@example.id", frequency="breaking")
+    body = article(1, published=(NOON_WITA - timedelta(minutes=10)).isoformat())
+    payload = parse_payload(body, source="redaksi", default_tz="Asia/Makassar")
+    source = next(s for s in config.sources if s.name == "redaksi")
+    stored = push_article(config, db, source, payload, now=NOON_WITA).article
+    assert stored is not None
+    with db.connect() as conn:
+        assert alert_store.count_by_state(conn) == {}  # not breaking when pushed
+    admin = Actor.console("admin@example.id")
+    invite = accounts.add_account(
+        db, "redaktur@example.id", Role.EDITOR, admin, now=clock.now, ttl=timedelta(days=1)
+    )
+    accounts.set_password(db, invite.token, "kopi-tubruk-pagi", now=clock.now)
+    client = TestClient(create_app(config, db, clock=clock), follow_redirects=False)
+
+    def csrf(html: str) -> str:
+        found = re.search(r'name="csrf" value="([^"]+)"', html)
+        assert found
+        return found[1]
+
+    login = client.get("/admin/login")
+    client.post(
+        "/admin/login",
+        data={
+            "csrf": csrf(login.text),
+            "email": "redaktur@example.id",
+            "password": "kopi-tubruk-pagi",
+        },
+    )
+    page = client.get(f"/admin/articles/{stored.id}")
+    assert f'action="/admin/articles/{stored.id}/breaking"' in page.text
+    forged = client.post(f"/admin/articles/{stored.id}/breaking", data={"csrf": "x"})
+    assert forged.status_code in (400, 403)
+    done = client.post(f"/admin/articles/{stored.id}/breaking", data={"csrf": csrf(page.text)})
+    assert done.status_code == 303
+    assert "Berita kilat: 1 peringatan masuk antrean." in client.get(done.headers["location"]).text
+    again = client.post(f"/admin/articles/{stored.id}/breaking", data={"csrf": csrf(page.text)})
+    assert again.headers["location"].endswith("n=0")  # once per article and reader
+    with db.connect() as conn:
+        assert alert_store.count_by_state(conn) == {"queued": 1}
+    actions = [e.action for e in audit.search(db, AuditFilter())]
+    assert actions.count("article.breaking") == 2

@@ -259,6 +259,33 @@ def unpublish(db: Database, article_id: str, actor: Actor, *, now: datetime) -> 
     return True
 
 
+def send_breaking(
+    config: Config, db: Database, article_id: str, actor: Actor, *, now: datetime
+) -> int | None:
+    """Mark the article breaking news from the console: queue its alerts under
+    the same rules as a push (matching readers taking alerts, daily cap, quiet
+    hours, once per article and reader); audited. Returns how many alerts were
+    queued, ``None`` when there is no such article."""
+    from kabarfeed.delivery.breaking import enqueue_alerts
+
+    with db.connect() as conn:
+        article = get_article(conn, article_id)
+    if article is None:
+        return None
+    queued = enqueue_alerts(config, db, [article], now)
+    with db.begin() as conn:
+        audit.record(
+            conn,
+            actor,
+            "article.breaking",
+            article_id,
+            before={"title": article.title},
+            after={"alerts_queued": queued},
+            now=now,
+        )
+    return queued
+
+
 def republish(db: Database, article_id: str, actor: Actor, *, now: datetime) -> int:
     """Lift an unpublished article's tombstones: its source's next fetch (or
     the CMS's next push) brings it back. Returns how many keys were lifted."""

@@ -91,6 +91,9 @@ async def article_page(
     done = request.query_params.get("done", "")
     if done in ("corrected", "correction_cleared") and not notices:
         notices = (Notice(console.text(request, done)),)
+    queued = request.query_params.get("n", "")
+    if done == "breaking" and queued.isdigit() and not notices:
+        notices = (Notice(console.text(request, "breaking_queued", n=int(queued))),)
     taxonomy = console.config.taxonomy
     return console.render(
         request,
@@ -162,6 +165,22 @@ async def unpublish(console: Console, request: Request, session: Session) -> Res
         return await article_page(console, request, session)
     _prompt_build(request)
     return RedirectResponse(f"{PREFIX}/articles/unpublished?done=unpublished", status_code=303)
+
+
+async def breaking(console: Console, request: Request, session: Session) -> Response:
+    """POST /admin/articles/{id}/breaking: send the article's breaking alerts."""
+    article_id = request.path_params["id"]
+    actor = Actor.console(session.account.email)
+    queued = await run_in_threadpool(
+        lambda: use.send_breaking(
+            console.config, console.db, article_id, actor, now=console.clock()
+        )
+    )
+    if queued is None:
+        return await article_page(console, request, session)
+    return RedirectResponse(
+        f"{PREFIX}/articles/{article_id}?done=breaking&n={queued}", status_code=303
+    )
 
 
 async def unpublished_page(console: Console, request: Request, session: Session) -> Response:

@@ -105,6 +105,7 @@ SESSION_PAGES: tuple[PageSpec, ...] = (
     ("/articles/{id}/correct", POST, article_pages.correct, ANYONE),
     ("/articles/{id}/clear", POST, article_pages.correct, ANYONE),
     ("/articles/{id}/unpublish", POST, article_pages.unpublish, ANYONE),
+    ("/articles/{id}/breaking", POST, article_pages.breaking, ANYONE),
     ("/articles/{id}/republish", POST, article_pages.republish, ANYONE),
     ("/jobs/rebuild-feeds", POST, job_pages.rebuild_feeds, ADMIN),
     ("/jobs/{id}", GET, job_pages.job_page, ANYONE),

@@ -20,6 +20,12 @@ _ID = {
     "yes": "ya",
     "no": "tidak",
     "corrected": "Koreksi disimpan; umpan berita menyusul pada pembangunan berikutnya.",
+    "breaking": "Berita kilat",
+    "breaking_note": (
+        "Kirim peringatan berita kilat ke pembaca yang memintanya dan cocok dengan "
+        "wilayah/kategori artikel ini (sekali per pembaca, batas harian dan jam tenang berlaku)."
+    ),
+    "breaking_queued": "Berita kilat: {n} peringatan masuk antrean.",
     "correction_cleared": "Koreksi dihapus; klasifikasi otomatis berlaku lagi.",
     "correction": "Koreksi klasifikasi",
     "correction_note": (
@@ -307,6 +313,12 @@ _EN = {
     "yes": "yes",
     "no": "no",
     "corrected": "Correction saved; the feeds follow at the next build.",
+    "breaking": "Breaking news",
+    "breaking_note": (
+        "Send a breaking-news alert to the readers who asked for them and match this "
+        "article's regions/categories (once per reader; daily cap and quiet hours apply)."
+    ),
+    "breaking_queued": "Breaking news: {n} alert(s) queued.",
     "correction_cleared": "Correction removed; the automatic classification applies again.",
     "correction": "Classification correction",
     "correction_note": (
