@@ -4,7 +4,6 @@ by a re-ingest) and republish, all audited; the pages around them."""
 
 from __future__ import annotations
 
-import re
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,9 +11,10 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from admin_support import add_account, csrf_of, log_in
 from conftest import SEED_FILE, ConfigFactory
-from kabarfeed.admin import accounts, audit
 from kabarfeed.admin import articles as use
+from kabarfeed.admin import audit
 from kabarfeed.admin.accounts import Role
 from kabarfeed.admin.audit import Actor, AuditFilter
 from kabarfeed.config import Config
@@ -24,7 +24,6 @@ from kabarfeed.ingest import Ingestor
 from kabarfeed.store import Database
 from kabarfeed.web import create_app
 
-PASSWORD = "kopi-tubruk-pagi"
 ACTOR = Actor.console("redaktur@example.id")
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -158,27 +157,14 @@ def test_unpublish_leaves_feeds_and_reingest_then_republish(
     assert actions == ["article.republish", "article.unpublish"]
 
 
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found
-    return found[1]
-
-
 def test_pages_for_an_editor(site: tuple[Config, Path], db: Database) -> None:
     config, _ = site
     clock = Clock()
     _ingest(config, db, clock)
     article = _only(db)
     client = TestClient(create_app(config, db, clock=clock), follow_redirects=False)
-    invite = accounts.add_account(
-        db, "redaktur@example.id", Role.EDITOR, ACTOR, now=clock.now, ttl=timedelta(days=1)
-    )
-    accounts.set_password(db, invite.token, PASSWORD, now=clock.now)
-    page = client.get("/admin/login")
-    client.post(
-        "/admin/login",
-        data={"csrf": csrf_of(page.text), "email": "redaktur@example.id", "password": PASSWORD},
-    )
+    add_account(db, "redaktur@example.id", Role.EDITOR, ACTOR, now=clock.now)
+    log_in(client, "redaktur@example.id")
     listing = client.get("/admin/articles?region=balikpapan")
     assert listing.status_code == 200 and article.id in listing.text
     assert article.id not in client.get("/admin/articles?region=jayapura").text

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
 
+from admin_support import PASSWORD, add_account, csrf_of, log_in
 from conftest import ConfigFactory
 from kabarfeed.admin import accounts, audit, configedit
 from kabarfeed.admin.accounts import Role
@@ -23,7 +24,6 @@ from kabarfeed.errors import ConfigError
 from kabarfeed.store import Database
 from kabarfeed.web import create_app
 
-PASSWORD = "kopi-tubruk-pagi"
 ACTOR = Actor.console("pemred@example.id")
 
 
@@ -179,12 +179,6 @@ def test_form_edits_keep_comments_and_layout(config: Config) -> None:
 # -- the pages -------------------------------------------------------------------------------
 
 
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found
-    return found[1]
-
-
 class Reloads:
     def __init__(self) -> None:
         self.calls: list[str] = []
@@ -200,13 +194,8 @@ def _client(config: Config, db: Database, now: datetime, reloads: Reloads | None
         app.state.reload = reloads
     client = TestClient(app, follow_redirects=False)
     for email, role in (("pemred@example.id", Role.ADMIN), ("editor@example.id", Role.EDITOR)):
-        invite = accounts.add_account(db, email, role, ACTOR, now=now, ttl=timedelta(days=1))
-        accounts.set_password(db, invite.token, PASSWORD, now=now)
-    page = client.get("/admin/login")
-    client.post(
-        "/admin/login",
-        data={"csrf": csrf_of(page.text), "email": "pemred@example.id", "password": PASSWORD},
-    )
+        add_account(db, email, role, ACTOR, now=now)
+    log_in(client, "pemred@example.id")
     return client
 
 

@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import func, select, update
 from starlette.testclient import TestClient
 
+from admin_support import add_account, csrf_of, log_in
 from conftest import ConfigFactory
 from digest_support import CUTOFF, article, save
-from kabarfeed.admin import accounts, audit, editions, preview
+from kabarfeed.admin import audit, editions, preview
 from kabarfeed.admin.accounts import Role
 from kabarfeed.admin.audit import Actor, AuditFilter
 from kabarfeed.config import Config
@@ -29,7 +30,6 @@ from kabarfeed.store.schema import deliveries
 from kabarfeed.subscribers import SubscriberDraft, with_defaults
 from kabarfeed.web import create_app
 
-PASSWORD = "kopi-tubruk-pagi"
 ACTOR = Actor.console("pemred@example.id")
 NOW = CUTOFF + timedelta(hours=1)
 
@@ -115,20 +115,10 @@ def test_preview_of_a_subscriber_and_of_a_mix_records_nothing(
         preview.for_mix(config, ("atlantis",), (), "id", NOW)
 
 
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found
-    return found[1]
-
-
 def _client(config: Config, db: Database, who: str, role: Role) -> TestClient:
     client = TestClient(create_app(config, db, clock=lambda: NOW), follow_redirects=False)
-    invite = accounts.add_account(db, who, role, ACTOR, now=NOW, ttl=timedelta(days=1))
-    accounts.set_password(db, invite.token, PASSWORD, now=NOW)
-    page = client.get("/admin/login")
-    client.post(
-        "/admin/login", data={"csrf": csrf_of(page.text), "email": who, "password": PASSWORD}
-    )
+    add_account(db, who, role, ACTOR, now=NOW)
+    log_in(client, who)
     return client
 
 

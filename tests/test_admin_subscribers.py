@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from admin_support import add_account, csrf_of, log_in
 from conftest import ConfigFactory
-from kabarfeed.admin import accounts, audit
+from kabarfeed.admin import audit
 from kabarfeed.admin import subscribers as use
 from kabarfeed.admin.accounts import Role
 from kabarfeed.admin.audit import Actor, AuditFilter
@@ -26,7 +27,6 @@ from kabarfeed.store import subscribers as store
 from kabarfeed.subscribers import CSV_COLUMNS, SubscriberDraft, with_defaults
 from kabarfeed.web import create_app
 
-PASSWORD = "kopi-tubruk-pagi"
 ACTOR = Actor.console("pemred@example.id")
 
 
@@ -125,20 +125,10 @@ def test_unsubscribe_is_audited_and_idempotent(
 # -- pages ------------------------------------------------------------------------------------
 
 
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found
-    return found[1]
-
-
 def _client(config: Config, db: Database, now: datetime, who: str, role: Role) -> TestClient:
     client = TestClient(create_app(config, db, clock=lambda: now), follow_redirects=False)
-    invite = accounts.add_account(db, who, role, ACTOR, now=now, ttl=timedelta(days=1))
-    accounts.set_password(db, invite.token, PASSWORD, now=now)
-    page = client.get("/admin/login")
-    client.post(
-        "/admin/login", data={"csrf": csrf_of(page.text), "email": who, "password": PASSWORD}
-    )
+    add_account(db, who, role, ACTOR, now=now)
+    log_in(client, who)
     return client
 
 

@@ -10,9 +10,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
 
+import admin_support
+from admin_support import PASSWORD, add_account, csrf_of
 from conftest import ConfigFactory
 from kabarfeed.admin import accounts
 from kabarfeed.admin.accounts import Role
@@ -21,7 +24,6 @@ from kabarfeed.config import Config
 from kabarfeed.store import Database
 from kabarfeed.web import create_app
 
-PASSWORD = "kopi-tubruk-pagi"
 CLI = Actor("cli:test", "cli")
 
 
@@ -45,10 +47,7 @@ class Console:
         return TestClient(app, base_url=self.base, follow_redirects=False)
 
     def account(self, email: str, role: Role = Role.ADMIN) -> None:
-        invite = accounts.add_account(
-            self.db, email, role, CLI, now=self.clock(), ttl=timedelta(days=1)
-        )
-        assert accounts.set_password(self.db, invite.token, PASSWORD, now=self.clock())
+        add_account(self.db, email, role, CLI, now=self.clock())
 
 
 def _console(
@@ -75,24 +74,10 @@ def console(
     return c
 
 
-def csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, html
-    return found[1]
-
-
-def log_in(client: TestClient, email: str = "pemred@example.id", password: str = PASSWORD):  # type: ignore[no-untyped-def]
-    page = client.get("/admin/login")
-    assert page.status_code == 200
-    return client.post(
-        "/admin/login",
-        data={
-            "csrf": csrf_of(page.text),
-            "email": email,
-            "password": password,
-            "next": "/admin/audit",
-        },
-    )
+def log_in(
+    client: TestClient, email: str = "pemred@example.id", password: str = PASSWORD
+) -> httpx.Response:
+    return admin_support.log_in(client, email, password, next="/admin/audit")
 
 
 def test_nothing_under_admin_without_a_session(console: Console) -> None:
