@@ -388,3 +388,23 @@ def test_an_editor_sends_breaking_alerts_from_the_console(
         assert alert_store.count_by_state(conn) == {"queued": 1}
     actions = [e.action for e in audit.search(db, AuditFilter())]
     assert actions.count("article.breaking") == 2
+
+
+def test_a_queued_alert_is_skipped_once_its_reader_stops_taking_them(
+    make_config: ConfigFactory, db: Database, tmp_path: Path
+) -> None:
+    clock = Clock(NOON_WITA)
+    with ScriptedSMTPServer() as server:
+        config = _config(make_config, tmp_path, server.port)
+        reader = _add(config, db, "ragu@example.id", breaking_alerts=True)
+        _add(config, db, "tetap@example.id", frequency="breaking")
+        _push(config, db, clock.now, 1)
+        with db.begin() as conn:
+            sub_store.update_preferences(
+                conn, reader.id, SubscriberDraft(reader.email, breaking_alerts=False), now=clock.now
+            )
+        report = _send(config, db, clock)
+    assert (report.progress.sent, report.progress.skipped) == (1, 1)
+    assert [m.rcpt_tos for m in server.received] == [("tetap@example.id",)]
+    with db.connect() as conn:
+        assert alert_store.count_by_state(conn) == {"sent": 1, "skipped": 1}
