@@ -80,14 +80,7 @@ async def article_page(
     try:
         found = await run_in_threadpool(use.record, console.db, article_id)
     except NotFoundError:
-        return console.render(
-            request,
-            "message.html.j2",
-            "not_found",
-            session=session,
-            status=404,
-            message=console.text(request, "article_gone"),
-        )
+        return console.not_found(request, session, "article_gone")
     done = request.query_params.get("done", "")
     if done in ("corrected", "correction_cleared") and not notices:
         notices = (Notice(console.text(request, done)),)

@@ -151,6 +151,19 @@ class Console:
         """One string in the request's language."""
         return strings(self.language(request))[key].format(**args)
 
+    def not_found(
+        self, request: Request, session: Session, message: str = "not_found"
+    ) -> HTMLResponse:
+        """The console's 404 page; ``message`` is the key of the text it shows."""
+        return self.render(
+            request,
+            "message.html.j2",
+            "not_found",
+            session=session,
+            status=404,
+            message=self.text(request, message),
+        )
+
     # -- session cookie ---------------------------------------------------------------------
 
     def cookie_value(self, token: str) -> str:

@@ -45,14 +45,7 @@ async def job_page(console: Console, request: Request, session: Session) -> Resp
     """GET /admin/jobs/{id}: progress, refreshing itself every second while running."""
     job = await run_in_threadpool(jobs.get, console.db, request.path_params["id"])
     if job is None:
-        return console.render(
-            request,
-            "message.html.j2",
-            "not_found",
-            session=session,
-            status=404,
-            message=console.text(request, "not_found"),
-        )
+        return console.not_found(request, session)
     return console.render(
         request,
         "job.html.j2",

@@ -143,11 +143,4 @@ def _route(path: str, methods: tuple[str, ...], endpoint: Callable[[Request], An
 
 async def not_found(console: Console, request: Request, session: Session) -> Response:
     """An unknown console page (only ever shown to a logged-in account)."""
-    return console.render(
-        request,
-        "message.html.j2",
-        "not_found",
-        session=session,
-        status=404,
-        message=console.text(request, "not_found"),
-    )
+    return console.not_found(request, session)

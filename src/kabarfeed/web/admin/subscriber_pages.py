@@ -113,14 +113,7 @@ async def subscriber_page(
     try:
         found = await run_in_threadpool(use.record, console.db, request.path_params["id"])
     except NotFoundError:
-        return console.render(
-            request,
-            "message.html.j2",
-            "not_found",
-            session=session,
-            status=404,
-            message=console.text(request, "not_found"),
-        )
+        return console.not_found(request, session)
     done = request.query_params.get("done", "")
     if done in ("unsubscribed_done", "resent_done") and not notices:
         notices = (Notice(console.text(request, done)),)
