@@ -223,16 +223,22 @@ def invite_account(db: Database, token: str, now: datetime) -> Account | None:
     if not token or len(token) > 100:
         return None
     with db.connect() as conn:
-        row = (
-            conn.execute(
-                select(admin_accounts).where(admin_accounts.c.invite_hash == token_hash(token))
-            )
-            .mappings()
-            .first()
+        row = _live_invite(conn, token, now)
+    return None if row is None else _account(row)
+
+
+def _live_invite(conn: Connection, token: str, now: datetime) -> Any:
+    """The account row whose set-password token is ``token`` and not expired, else ``None``."""
+    row = (
+        conn.execute(
+            select(admin_accounts).where(admin_accounts.c.invite_hash == token_hash(token))
         )
+        .mappings()
+        .first()
+    )
     if row is None or row["invite_expires_at"] is None or now >= row["invite_expires_at"]:
         return None
-    return _account(row)
+    return row
 
 
 def set_password(db: Database, token: str, password: str, *, now: datetime) -> Account | None:
@@ -242,14 +248,8 @@ def set_password(db: Database, token: str, password: str, *, now: datetime) -> A
     check_policy(password)
     hashed = hash_password(password)
     with db.begin() as conn:
-        row = (
-            conn.execute(
-                select(admin_accounts).where(admin_accounts.c.invite_hash == token_hash(token))
-            )
-            .mappings()
-            .first()
-        )
-        if row is None or row["invite_expires_at"] is None or now >= row["invite_expires_at"]:
+        row = _live_invite(conn, token, now)
+        if row is None:
             return None
         generation = row["generation"] + 1
         conn.execute(

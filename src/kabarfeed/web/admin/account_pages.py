@@ -63,6 +63,13 @@ async def add(console: Console, request: Request, session: Session) -> Response:
         return await accounts_page(
             console, request, session, notices=(Notice(e.message, "error"),), status=400
         )
+    return await _invite_made(console, request, session, invite)
+
+
+async def _invite_made(
+    console: Console, request: Request, session: Session, invite: accounts.Invite
+) -> Response:
+    """The accounts page with the new one-time link (shown on this response only)."""
     text = console.text(request, "invite_made", email=invite.account.email)
     return await accounts_page(
         console,
@@ -93,14 +100,7 @@ async def reset(console: Console, request: Request, session: Session) -> Respons
     )
     if target.id == session.account.id:  # resetting oneself ends this session too
         return RedirectResponse(f"{PREFIX}/login", status_code=303)
-    text = console.text(request, "invite_made", email=invite.account.email)
-    return await accounts_page(
-        console,
-        request,
-        session,
-        notices=(Notice(text),),
-        link=invite.url(console.config.site.base_url),
-    )
+    return await _invite_made(console, request, session, invite)
 
 
 async def change(console: Console, request: Request, session: Session) -> Response:
