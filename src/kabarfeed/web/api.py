@@ -203,23 +203,21 @@ class PushApi:
 
     async def create(self, request: Request) -> Response:
         """``POST /api/v1/articles``."""
-        auth = await self._token(request)
-        if isinstance(auth, Response):
-            return auth
-        parsed = await self._json(request)
-        if isinstance(parsed, Response):
-            return parsed
-        return await self._store(request, auth[0], parsed[1], None)
+        return await self._push(request, None)
 
     async def replace(self, request: Request) -> Response:
         """``PUT /api/v1/articles/{guid}``."""
+        return await self._push(request, request.path_params["guid"])
+
+    async def _push(self, request: Request, guid: str | None) -> Response:
+        """Authenticate, parse the JSON body and store it (under ``guid`` on a PUT)."""
         auth = await self._token(request)
         if isinstance(auth, Response):
             return auth
         parsed = await self._json(request)
         if isinstance(parsed, Response):
             return parsed
-        return await self._store(request, auth[0], parsed[1], request.path_params["guid"])
+        return await self._store(request, auth[0], parsed[1], guid)
 
     async def remove(self, request: Request) -> Response:
         """``DELETE /api/v1/articles/{guid}``: unpublish (204, again 204)."""
