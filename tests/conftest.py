@@ -40,6 +40,27 @@ def pytest_report_header() -> str:
     return f"kabarfeed test database: {make_url(PG_URL).render_as_string() if PG_URL else 'SQLite'}"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL, run only the tests that use the database.
+
+    The suite runs twice (``scripts/test.sh``): SQLite first, then PostgreSQL.
+    A test that never asks for ``db_url`` (directly or through ``db`` or
+    ``make_config``) and is not marked ``postgres`` does the same thing on both
+    passes, so the second pass leaves it out (deselected, counted in the summary).
+    ``KABARFEED_TEST_EVERYTHING=1`` runs the whole suite on PostgreSQL anyway.
+    """
+    if not PG_URL or os.environ.get("KABARFEED_TEST_EVERYTHING"):
+        return
+    keep: list[pytest.Item] = []
+    same: list[pytest.Item] = []
+    for item in items:
+        uses_db = "db_url" in getattr(item, "fixturenames", ())
+        (keep if uses_db or item.get_closest_marker("postgres") else same).append(item)
+    if same:
+        config.hook.pytest_deselected(items=same)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def _pg_template() -> Iterator[str | None]:
     """A migrated template database; each test copies it (fast)."""
