@@ -240,7 +240,7 @@ def record(
         )
     )
     lost: list[int] = []
-    for o in outcomes:
+    for o in sorted(outcomes, key=lambda o: o.delivery_id):  # id order, as renew locks
         dec = o.decision
         params = {
             "b_id": o.delivery_id,
@@ -336,10 +336,23 @@ def recover(conn: Connection, now: datetime, *, is_dead: Callable[[str], bool]) 
 
 
 def renew(conn: Connection, worker: str, until: datetime) -> list[int]:
-    """Extend the lease of every alert row ``worker`` holds; return their ids."""
+    """Extend the lease of every alert row ``worker`` holds; return their ids.
+
+    The rows are locked in id order first, as :func:`record` writes them (a
+    group commit and the lease keeper of one sender run at once).
+    """
+    held = (
+        select(b.id)
+        .where(b.state == DeliveryState.SENDING.value, b.claimed_by == worker)
+        .order_by(b.id)
+        .with_for_update()
+    )
+    ids = list(conn.execute(held).scalars())
+    if not ids:
+        return []
     result = conn.execute(
         update(breaking_alerts)
-        .where(b.state == DeliveryState.SENDING.value, b.claimed_by == worker)
+        .where(b.id.in_(ids), b.state == DeliveryState.SENDING.value, b.claimed_by == worker)
         .values(lease_until=until)
         .returning(b.id)
     )

@@ -236,7 +236,10 @@ def record(
         )
     )
     lost: list[int] = []
-    for o in outcomes:
+    # Rows are locked in id order here and in :func:`renew`: the lease keeper
+    # and a group commit of the same sender run at once on PostgreSQL, and two
+    # transactions taking the same rows in different orders deadlock.
+    for o in sorted(outcomes, key=lambda o: o.delivery_id):
         if conn.execute(stmt, _outcome_params(o, now)).rowcount != 1:
             lost.append(o.delivery_id)
         elif o.decision.bounce:
@@ -340,10 +343,22 @@ def _requeue_stale(
 
 
 def renew(conn: Connection, worker: str, until: datetime) -> list[int]:
-    """Extend the lease of every row ``worker`` holds to ``until``; return their ids."""
+    """Extend the lease of every row ``worker`` holds to ``until``; return their ids.
+
+    The rows are locked in id order first, as :func:`record` writes them.
+    """
+    held = (
+        select(d.id)
+        .where(d.state == DeliveryState.SENDING.value, d.claimed_by == worker)
+        .order_by(d.id)
+        .with_for_update()
+    )
+    ids = list(conn.execute(held).scalars())
+    if not ids:
+        return []
     result = conn.execute(
         update(deliveries)
-        .where(d.state == DeliveryState.SENDING.value, d.claimed_by == worker)
+        .where(d.id.in_(ids), d.state == DeliveryState.SENDING.value, d.claimed_by == worker)
         .values(lease_until=until)
         .returning(d.id)
     )
